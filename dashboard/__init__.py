@@ -1,0 +1,1 @@
+"""Switchboard: control plane, dashboard, runtime, CLI and SDK for serverless Python apps."""

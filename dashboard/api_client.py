@@ -1,0 +1,279 @@
+"""A typed client for the control API (/api/v1/), used by the CLI and the dashboard's tasks.
+
+Every call goes through dashboard.httpclient. Errors come back as ApiError carrying the
+server's precise message; an unreachable API raises httpclient.Unavailable.
+
+The API's error body is always {"error": {"code": "...", "message": "...", "details": {...}}}.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from dashboard import httpclient
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(message)
+
+
+@dataclass
+class ControlApi:
+    base_url: str
+    token: str
+    source: str = "api"  # cli | dashboard | api: recorded on every operation.
+    timeout: float = 30.0
+    retries: int = 4
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        raw: bool = False,
+    ) -> Any:
+        mutating = method.upper() in ("POST", "DELETE", "PATCH", "PUT")
+        if mutating and idempotency_key is None:
+            # A fresh key per logical call: retries inside httpclient reuse it.
+            idempotency_key = str(uuid.uuid4())
+        response = httpclient.request(
+            method,
+            self.base_url.rstrip("/") + "/api/v1/" + path.lstrip("/"),
+            service="control API",
+            json=json_body,
+            data=data,
+            files=files,
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "X-Switchboard-Source": self.source,
+                "Accept": "application/json",
+                **self.extra_headers,
+            },
+            timeout=self.timeout,
+            retries=self.retries,
+            idempotency_key=idempotency_key if mutating else None,
+        )
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise ApiError(
+                    response.status_code,
+                    error.get("code", "error"),
+                    error["message"],
+                    error.get("details"),
+                )
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(
+                    response.status_code,
+                    "http_error",
+                    f"HTTP {response.status_code}: {response.text[:200]}",
+                ) from None
+        if raw:
+            return response.text
+        return response.json() if response.content else {}
+
+    # -- reads ------------------------------------------------------------------------
+
+    def whoami(self) -> dict:
+        return self.call("GET", "me")
+
+    def list_apps(self) -> list[dict]:
+        return self.call("GET", "apps")["apps"]
+
+    def get_app(self, app: str) -> dict:
+        return self.call("GET", f"apps/{app}")
+
+    def list_revisions(
+        self, app: str, *, status: str | None = None, page: int = 1, page_size: int = 50
+    ) -> dict:
+        return self.call(
+            "GET",
+            f"apps/{app}/revisions",
+            params={"status": status, "page": page, "page_size": page_size},
+        )
+
+    def get_revision(self, app: str, rev: str) -> dict:
+        return self.call("GET", f"apps/{app}/revisions/{rev}")
+
+    def get_operation(self, operation_id: str) -> dict:
+        return self.call("GET", f"operations/{operation_id}")
+
+    def history(self, app: str, *, page: int = 1, page_size: int = 50) -> dict:
+        return self.call(
+            "GET", f"apps/{app}/operations", params={"page": page, "page_size": page_size}
+        )
+
+    def runners(self, app: str) -> list[dict]:
+        return self.call("GET", f"apps/{app}/runners")["runners"]
+
+    def logs(
+        self, app: str, *, revision: str | None = None, runner: str | None = None, tail: int = 200
+    ) -> str:
+        return self.call(
+            "GET",
+            f"apps/{app}/logs",
+            params={"revision": revision, "runner": runner, "tail": tail},
+            raw=True,
+        )
+
+    # -- mutations: each returns {"operation": {...}, ...} -------------------------------
+
+    def deploy(
+        self,
+        app: str,
+        bundle: bytes,
+        entrypoint: str,
+        *,
+        strategy: str = "rolling",
+        reset_scale: bool = False,
+        message: str = "",
+        annotations: dict[str, str] | None = None,
+        auth_mode: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        fields = {
+            "entrypoint": entrypoint,
+            "strategy": strategy,
+            "reset_scale": "true" if reset_scale else "false",
+            "message": message,
+            "annotations": json.dumps(annotations or {}),
+        }
+        if auth_mode:
+            fields["auth_mode"] = auth_mode
+        return self.call(
+            "POST",
+            f"apps/{app}/revisions",
+            data=fields,
+            files={"bundle": ("bundle.tar.gz", bundle, "application/gzip")},
+            idempotency_key=idempotency_key,
+        )
+
+    def set_rev(
+        self,
+        app: str,
+        rev: str,
+        *,
+        strategy: str = "rolling",
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/set-rev",
+            json_body={"revision": rev, "strategy": strategy, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def rollout(
+        self, app: str, *, force: bool = False, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/rollout",
+            json_body={"force": force, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def delete_revision(
+        self, app: str, rev: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "DELETE",
+            f"apps/{app}/revisions/{rev}",
+            json_body={"reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def scale(
+        self,
+        app: str,
+        values: dict[str, Any],
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/scale",
+            json_body={**values, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def suspend(
+        self,
+        app: str,
+        rev: str | None = None,
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/suspend",
+            json_body={"revision": rev, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def resume(
+        self,
+        app: str,
+        rev: str | None = None,
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/resume",
+            json_body={"revision": rev, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def delete_alias(
+        self, app: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "DELETE", f"apps/{app}", json_body={"reason": reason}, idempotency_key=idempotency_key
+        )
+
+    def stop_runner(
+        self,
+        runner_id: str,
+        *,
+        replace: bool = False,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"runners/{runner_id}/stop",
+            json_body={"replace": replace, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def kill_runner(
+        self, runner_id: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"runners/{runner_id}/kill",
+            json_body={"reason": reason},
+            idempotency_key=idempotency_key,
+        )

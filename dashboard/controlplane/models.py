@@ -1,0 +1,285 @@
+"""The control plane's state: apps (aliases), revisions, operations, API tokens and roles.
+
+Two invariants of DESIGN.md section 6 are held by the database itself, so no code path
+can break them: App.current_revision is PROTECTed (the Current revision cannot be
+deleted), and at most one unfinished operation may exist per app (mutations serialise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+
+from django.conf import settings as conf
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+app_name_validator = RegexValidator(
+    APP_NAME_RE,
+    "App names are 1–63 characters: lowercase letters, digits and '-', starting with a letter.",
+)
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    DEPLOYER = "deployer", "Deployer"
+    ADMIN = "admin", "Admin"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.DEPLOYER: 1, Role.ADMIN: 2}
+
+
+def role_of(user) -> Role | None:
+    """A user's role: superusers are admins; anonymous and inactive users have none."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    profile = getattr(user, "switchboard_profile", None)
+    return Role(profile.role) if profile else Role.VIEWER
+
+
+def role_allows(role: Role | str | None, needed: Role | str) -> bool:
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(
+        conf.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="switchboard_profile"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A secret for the CLI and scripts. Only its SHA-256 is stored; the raw value is shown once."""
+
+    PREFIX = "sbt_"
+
+    user = models.ForeignKey(
+        conf.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(
+        max_length=16, editable=False, help_text="First characters, to tell tokens apart."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…, {self.role})"
+
+    @classmethod
+    def issue(cls, user, name: str, role: Role | str) -> tuple[ApiToken, str]:
+        raw = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, role=role, token_hash=hash_token(raw), hint=raw[:12]
+        )
+        return token, raw
+
+    @property
+    def effective_role(self) -> Role | None:
+        """A token never grants more than its user currently holds."""
+        user_role = role_of(self.user)
+        if user_role is None or self.revoked_at:
+            return None
+        return min(Role(self.role), user_role, key=ROLE_RANK.__getitem__)
+
+
+class AuthMode(models.TextChoices):
+    PRIVATE = "private", "Private (owner and admins)"
+    SHARED = "shared", "Shared (any token of this installation)"
+    PUBLIC = "public", "Public (anyone)"
+
+
+class App(models.Model):
+    """A named service. Its name is the alias; current_revision is where the alias points."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[app_name_validator])
+    current_revision = models.ForeignKey(
+        "Revision", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    auth_mode = models.CharField(max_length=16, choices=AuthMode.choices, default=AuthMode.PRIVATE)
+    # The live settings on the alias: runtime-tunables plus the current code-specific values.
+    settings = models.JSONField(default=dict)
+    # Code-specific names changed by scale since the last deploy/set-rev (reset by the next one).
+    scale_overrides = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RevisionStatus(models.TextChoices):
+    DEPLOYING = "deploying", "Deploying"
+    DEPLOYED = "deployed", "Deployed"
+    FAILED = "failed", "Failed"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class Revision(models.Model):
+    """An immutable snapshot of an app's code and the settings it was deployed with."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="revisions")
+    status = models.CharField(
+        max_length=16, choices=RevisionStatus.choices, default=RevisionStatus.DEPLOYING
+    )
+    entrypoint = models.CharField(
+        max_length=300, help_text="path/to/file.py::ClassName inside the bundle"
+    )
+    bundle_sha256 = models.CharField(max_length=64)
+    bundle_size = models.PositiveBigIntegerField()
+    # What the code declares (all ten parameters, defaults filled in), known after the import check.
+    code_settings = models.JSONField(default=dict, blank=True)
+    # What this revision was deployed with (list-rev shows these).
+    settings = models.JSONField(default=dict, blank=True)
+    endpoints = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    deployed_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["app", "-created_at", "-id"], name="revision_app_newest"),
+            models.Index(
+                fields=["app", "status", "-created_at"], name="revision_app_status_newest"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app_id}:{self.short_id}"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.hex[:8]
+
+    @property
+    def bundle_dir(self):
+        return conf.VAR_DIR / "bundles" / str(self.id)
+
+
+class OperationKind(models.TextChoices):
+    DEPLOY = "deploy", "deploy"
+    SET_REV = "set_rev", "set-rev"
+    ROLLOUT = "rollout", "rollout"
+    DELETE_REV = "delete_rev", "delete-rev"
+    SCALE = "scale", "scale"
+    SUSPEND = "suspend", "suspend"
+    RESUME = "resume", "resume"
+    RUNNER_STOP = "runner_stop", "runner stop"
+    RUNNER_KILL = "runner_kill", "runner kill"
+    DELETE_ALIAS = "delete_alias", "delete alias"
+
+
+class OperationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Source(models.TextChoices):
+    CLI = "cli", "cli"
+    DASHBOARD = "dashboard", "dashboard"
+    API = "api", "api"
+
+
+class Operation(models.Model):
+    """One requested change: who, when, why, parameters, timestamped steps and outcome."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(max_length=16, choices=OperationKind.choices)
+    state = models.CharField(
+        max_length=16, choices=OperationState.choices, default=OperationState.QUEUED
+    )
+    requester = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requester_name = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    reason = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    revision = models.ForeignKey(
+        Revision, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    # The executor holding this operation renews its lease; a lapsed lease means its
+    # process died and the sweeper hands the operation to another worker.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["app", "-created_at"], name="operation_app_newest")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["app"],
+                condition=Q(finished_at__isnull=True),
+                name="one_active_operation_per_app",
+            ),
+            models.UniqueConstraint(
+                fields=["requester", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_idempotency_key_per_requester",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.app_id} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class OperationStep(models.Model):
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="steps")
+    at = models.DateTimeField(default=timezone.now)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return self.message

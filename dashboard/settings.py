@@ -1,0 +1,201 @@
+"""The one settings module.
+
+Every value comes from the environment through the small typed helpers below, which
+raise ImproperlyConfigured on a bad value. A fresh checkout runs with no configuration:
+SQLite under ./var, Redis on localhost, the web UI on :8000 and the gateway on :8001.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+# Where bundles, runner logs, runner sockets and the default SQLite file live.
+VAR_DIR = Path(env_str("SWITCHBOARD_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+# Created here so that a fresh checkout's first command (even `migrate`) just works.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("SECRET_KEY", "switchboard-dev-only-secret-change-me-in-production")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tables2",
+    "django_htmx",
+    "dashboard.controlplane",
+    "dashboard.web",
+    "dashboard.runtime",
+    "dashboard.system",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "dashboard.web.middleware.ViewerTimezoneMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{VAR_DIR / 'switchboard.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60)
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and runtime are separate processes sharing one file: WAL lets readers
+    # run beside the writer, IMMEDIATE transactions make writers queue instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "apps"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "collected-static"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Celery reads only the CELERY_-prefixed names below (see dashboard/celery.py);
+# tests/test_celery_settings.py proves the ones we rely on are in effect.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_TASK_ACKS_LATE = True  # A task is acknowledged only after it finished...
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and requeued if its worker process died.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600 + 60)
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Unacknowledged tasks come back after this long if a whole worker vanished; the
+# operations sweeper (controlplane.tasks.sweep_operations) recovers them sooner.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600, "socket_connect_timeout": 2}
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_TRACK_STARTED = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
+}
+CELERY_TIMEZONE = "UTC"
+
+# Control API as seen by the dashboard's Celery tasks and by the CLI.
+SWITCHBOARD_API_URL = env_str("SWITCHBOARD_API_URL", "http://127.0.0.1:8000")
+# The runtime: a public gateway and a loopback-only admin API for the control plane.
+GATEWAY_HOST = env_str("SWITCHBOARD_GATEWAY_HOST", "127.0.0.1")
+GATEWAY_PORT = env_int("SWITCHBOARD_GATEWAY_PORT", 8001)
+GATEWAY_URL = env_str("SWITCHBOARD_GATEWAY_URL", f"http://{GATEWAY_HOST}:{GATEWAY_PORT}")
+RUNTIME_ADMIN_PORT = env_int("SWITCHBOARD_RUNTIME_PORT", 8002)
+RUNTIME_URL = env_str("SWITCHBOARD_RUNTIME_URL", f"http://127.0.0.1:{RUNTIME_ADMIN_PORT}")
+
+# Bundles: an upload larger than this, compressed or unpacked, is refused.
+MAX_BUNDLE_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_BYTES", 20 * 1024 * 1024)
+MAX_BUNDLE_UNPACKED_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_UNPACKED_BYTES", 100 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BUNDLE_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# Crash backoff for runners: each consecutive crash waits this much longer, up to the cap.
+RUNNER_BACKOFF_STEP = env_float("SWITCHBOARD_RUNNER_BACKOFF_STEP", 30.0)
+RUNNER_BACKOFF_CAP = env_float("SWITCHBOARD_RUNNER_BACKOFF_CAP", 600.0)
+
+# The machine catalogue: a memory cap (bytes of address space) and a CPU share (nice).
+MACHINE_TYPES = {
+    "XS": {"memory_mb": 1024, "nice": 10},
+    "S": {"memory_mb": 2048, "nice": 5},
+    "M": {"memory_mb": 4096, "nice": 0},
+    "L": {"memory_mb": 8192, "nice": 0},
+}
+
+# Timeouts and retries of the one outbound HTTP seam (dashboard/httpclient.py).
+HTTP_TIMEOUT = env_float("SWITCHBOARD_HTTP_TIMEOUT", 10.0)
+HTTP_RETRIES = env_int("SWITCHBOARD_HTTP_RETRIES", 4)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import zoneinfo
+
+from django.utils import timezone
+
+
+class ViewerTimezoneMiddleware:
+    """Show times in the viewer's zone: base.html stores the browser's zone in a cookie.
+
+    The database and every computation stay in UTC; only rendering is localised.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = request.COOKIES.get("tz", "")
+        try:
+            timezone.activate(zoneinfo.ZoneInfo(name)) if name else timezone.deactivate()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            timezone.deactivate()
+        return self.get_response(request)

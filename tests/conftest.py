@@ -1,0 +1,173 @@
+"""Fixtures shared by the whole suite.
+
+`system` starts the real thing around pytest-django's live server (the control API and
+dashboard, in-thread, on the test database): the runtime (gateway + runner supervisor)
+and a Celery worker with beat, as subprocesses on the same database and Redis. Nothing
+is mocked. Tests that use it need `@pytest.mark.django_db(transaction=True)` so what
+they write is committed and visible to those processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last error.
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else "")
+    )
+
+
+@dataclass
+class System:
+    api_url: str
+    gateway_url: str
+    runtime_url: str
+    var_dir: Path
+    env: dict[str, str]
+    runtime: subprocess.Popen
+    worker: subprocess.Popen
+
+    def log(self, name: str) -> str:
+        path = self.var_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _db_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip(
+            "system tests need PostgreSQL: set DATABASE_URL (the README's test command does)"
+        )
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+
+
+def _start(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime.
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def system(
+    django_db_setup, django_db_blocker, live_server, tmp_path_factory, redis_client
+) -> System:
+    var_dir = tmp_path_factory.mktemp("var")
+    # The in-thread live server writes bundles where the runtime and worker read them.
+    settings.VAR_DIR = var_dir
+    gateway_port, runtime_port = free_port(), free_port()
+    settings.GATEWAY_URL = f"http://127.0.0.1:{gateway_port}"
+    settings.RUNTIME_URL = f"http://127.0.0.1:{runtime_port}"
+    settings.SWITCHBOARD_API_URL = live_server.url
+    env = {
+        **os.environ,
+        "DATABASE_URL": _db_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SWITCHBOARD_VAR_DIR": str(var_dir),
+        "SWITCHBOARD_API_URL": live_server.url,
+        "SWITCHBOARD_GATEWAY_PORT": str(gateway_port),
+        "SWITCHBOARD_RUNTIME_PORT": str(runtime_port),
+        "SWITCHBOARD_RUNTIME_URL": settings.RUNTIME_URL,
+        "SWITCHBOARD_GATEWAY_URL": settings.GATEWAY_URL,
+        "SWITCHBOARD_RUNNER_BACKOFF_STEP": "0.5",
+        "SWITCHBOARD_RUNNER_BACKOFF_CAP": "2",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+    runtime = _start([sys.executable, "manage.py", "runtime"], env, var_dir / "runtime.log")
+    worker = _start(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dashboard",
+            "worker",
+            "--beat",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(var_dir / "beat-schedule"),
+        ],
+        env,
+        var_dir / "worker.log",
+    )
+    sys_ = System(
+        live_server.url, settings.GATEWAY_URL, settings.RUNTIME_URL, var_dir, env, runtime, worker
+    )
+    try:
+        wait_until(
+            lambda: httpx.get(settings.RUNTIME_URL + "/health").status_code == 200,
+            what="the runtime's admin API",
+            timeout=30,
+        )
+        from dashboard.celery import app as celery_app
+
+        wait_until(lambda: celery_app.control.ping(timeout=0.5), what="a Celery worker", timeout=60)
+        yield sys_
+    except AssertionError:
+        print(
+            "--- runtime.log ---\n",
+            sys_.log("runtime"),
+            "\n--- worker.log ---\n",
+            sys_.log("worker"),
+        )
+        raise
+    finally:
+        _stop(worker)
+        _stop(runtime)

@@ -1,0 +1,63 @@
+# Switchboard's everyday commands. `make demo` and `make test` are the README's Quick start.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-from-pyproject
+
+# The test suite runs on PostgreSQL and Redis (pytest-django creates and drops test_<name>).
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
+TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+
+# Django 6 needs Python 3.12 or newer; pyenv shims that are present but not activated
+# fail the version check and are skipped.
+find_python = for c in python3.13 python3.12 /root/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	  if "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
+	    echo "$$c"; exit 0; fi; done; \
+	echo "no Python 3.12+ found (tried python3.13, python3.12, pyenv versions)" >&2; exit 1
+
+.PHONY: help setup demo up test lint format bench clean
+
+help:
+	@echo "make demo   run the whole system with a demo app (web :8000, gateway :8001)"
+	@echo "make test   run the whole test suite on PostgreSQL and Redis"
+	@echo "make lint   ruff check and format check"
+	@echo "make bench  run the benchmarks (figures go in BENCHMARKS.md)"
+	@echo "make setup  create .venv and install the project (done by the others as needed)"
+
+setup: $(STAMP)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@if ! [ -x $(PY) ]; then \
+	  python=$$($(find_python)) || exit 1; \
+	  echo "creating $(VENV) with $$python"; \
+	  "$$python" -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) manage.py up --demo
+
+up: setup
+	$(PY) manage.py up
+
+test: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var/collected-static .pytest_cache .ruff_cache

@@ -1,0 +1,636 @@
+"""`switchboard`: the command-line client of the control API.
+
+Every call goes through dashboard.api_client.ControlApi (source "cli"), so the CLI can do
+nothing the API would not let its token do. Failures end the process with a non-zero
+status and one line saying why; `--json` on any command prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from dashboard import httpclient
+from dashboard.api_client import ApiError, ControlApi
+from dashboard.cli import bundle, config, output
+
+POLL_INTERVAL = 0.3
+REV_RE = re.compile(r"^[0-9a-fA-F-]{8,36}$")
+SCALE_FLAGS = (
+    "keep_alive",
+    "min_concurrency",
+    "max_concurrency",
+    "concurrency_buffer",
+    "concurrency_buffer_perc",
+    "scaling_delay",
+    "request_timeout",
+    "max_multiplexing",
+    "startup_timeout",
+    "machine_type",
+)
+
+
+class Failure(Exception):
+    """Ends the command with exit status 1 and this one-line reason."""
+
+
+# -- plumbing -------------------------------------------------------------------------
+
+
+class State:
+    """Per-invocation state: the lazily built API client and the output mode."""
+
+    def __init__(self) -> None:
+        self.json = False
+        self._api: ControlApi | None = None
+        self.url = ""
+
+    @property
+    def api(self) -> ControlApi:
+        if self._api is None:
+            cfg = config.load()
+            self.url = cfg.url
+            self._api = ControlApi(cfg.url, cfg.token, source="cli")
+        return self._api
+
+
+def command(group: click.Group, name: str, **kwargs: Any) -> Callable:
+    """Register a command that takes --json and gets the State as its first argument."""
+
+    def decorate(func: Callable) -> Callable:
+        @group.command(name, **kwargs)
+        @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+        @functools.wraps(func)
+        def wrapper(as_json: bool, **params: Any) -> None:
+            state = click.get_current_context().ensure_object(State)
+            state.json = state.json or as_json
+            func(state, **params)
+
+        return wrapper
+
+    return decorate
+
+
+def check_rev(rev: str) -> str:
+    if not REV_RE.match(rev):
+        raise click.BadParameter(
+            f"{rev!r} is not a revision id: give a full id or a unique prefix of 8+ hex characters"
+        )
+    return rev
+
+
+def unwrap_operation(payload: dict) -> dict:
+    return payload.get("operation", payload) if isinstance(payload, dict) else {}
+
+
+def is_finished(op: dict) -> bool:
+    return bool(op.get("finished_at")) or op.get("state") in ("succeeded", "failed")
+
+
+def wait_for(state: State, payload: dict, *, wait: bool = True) -> dict:
+    """Follow an operation until it ends, printing each new step as `HH:MM:SS  message`."""
+    op = unwrap_operation(payload)
+    seen = 0
+    while True:
+        steps = op.get("steps") or []
+        if not state.json:
+            for step in steps[seen:]:
+                click.echo(output.progress_line(step.get("at"), step.get("message", "")))
+        seen = max(seen, len(steps))
+        if not wait or is_finished(op) or not op.get("id"):
+            return op
+        time.sleep(POLL_INTERVAL)
+        op = unwrap_operation(state.api.get_operation(op["id"]))
+
+
+def finish(state: State, op: dict, done: str, extra: dict | None = None) -> None:
+    """Report an operation's outcome; a failed one ends the process with status 1."""
+    if state.json:
+        output.emit_json({"operation": op, **(extra or {})})
+    if op.get("state") == "failed":
+        raise Failure(
+            f"{op.get('kind', 'operation')} failed: {op.get('error') or 'no reason given'}"
+        )
+    if not state.json:
+        if is_finished(op):
+            click.echo(done)
+        else:
+            click.echo(f"operation {op.get('id')} is {op.get('state', 'queued')} (not waiting)")
+
+
+def name_of(user: Any) -> str:
+    if isinstance(user, dict):
+        return user.get("username") or user.get("name") or "-"
+    return str(user) if user else "-"
+
+
+def setting(record: dict, name: str) -> Any:
+    settings = record.get("settings") or {}
+    return settings.get(name, record.get(name))
+
+
+def status_label(value: Any) -> str:
+    return str(value or "-").capitalize()
+
+
+# -- the command tree ------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Deploy and operate Switchboard apps.
+
+    Reads SWITCHBOARD_URL and SWITCHBOARD_TOKEN, or the config file `manage.py up` writes.
+    """
+    ctx.ensure_object(State)
+
+
+@cli.group()
+def apps() -> None:
+    """Apps, their revisions, scaling and history."""
+
+
+@cli.group()
+def runners() -> None:
+    """Stop or kill one runner."""
+
+
+# -- deploy ---------------------------------------------------------------------------
+
+
+def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
+    annotations = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--annotation")
+        annotations[key.strip()] = value
+    return annotations
+
+
+@command(cli, "deploy")
+@click.argument("target", metavar="FILE.py::Class")
+@click.option("--app-name", required=True, help="The app (alias) to deploy to.")
+@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
+@click.option("--reset-scale", is_flag=True, help="Apply the code's runtime-tunable values.")
+@click.option("--message", "-m", default="", help="What changed, shown in list-rev.")
+@click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
+@click.option("--auth", "auth_mode", type=click.Choice(["private", "shared", "public"]))
+@click.option("--no-wait", is_flag=True, help="Return once the deploy is accepted.")
+def deploy(
+    state: State,
+    target: str,
+    app_name: str,
+    strategy: str,
+    reset_scale: bool,
+    message: str,
+    annotations: tuple[str, ...],
+    auth_mode: str | None,
+    no_wait: bool,
+) -> None:
+    """Bundle the directory holding FILE.py and deploy it as a new revision of an app."""
+    notes = parse_annotations(annotations)
+    data, entrypoint = bundle.build(target)
+    if not state.json:
+        click.echo(
+            f"{output.clock(None)}  uploading {len(data) / 1024:.1f} KiB bundle "
+            f"({entrypoint}) to app {app_name}"
+        )
+    payload = state.api.deploy(
+        app_name,
+        data,
+        entrypoint,
+        strategy=strategy,
+        reset_scale=reset_scale,
+        message=message,
+        annotations=notes,
+        auth_mode=auth_mode,
+    )
+    op = wait_for(state, payload, wait=not no_wait)
+    revision = payload.get("revision") or {}
+    rev_id = revision.get("id") or op.get("revision") or op.get("revision_id") or ""
+    if isinstance(rev_id, dict):
+        rev_id = rev_id.get("id", "")
+    finish(
+        state,
+        op,
+        f"revision {output.short_id(rev_id)} of {app_name} is deployed and Current",
+        {"revision": {"id": rev_id}},
+    )
+
+
+# -- apps: reads ----------------------------------------------------------------------
+
+
+@command(apps, "list")
+def apps_list(state: State) -> None:
+    """Every app with its Current revision."""
+    items = state.api.list_apps()
+    if state.json:
+        output.emit_json({"apps": items})
+        return
+    if not items:
+        click.echo(
+            "no apps yet: deploy one with `switchboard deploy FILE.py::Class --app-name NAME`"
+        )
+        return
+    rows = []
+    for app in items:
+        current = app.get("current_revision") or {}
+        if not isinstance(current, dict):
+            current = {"id": current}
+        suspended = app.get("suspended") or current.get("status") == "suspended"
+        rows.append(
+            (
+                app.get("name"),
+                output.short_id(current.get("id")),
+                status_label(current.get("status")) + (" (suspended)" if suspended else "")
+                if current
+                else "-",
+                current.get("message"),
+                app.get("auth_mode"),
+                output.relative(output.parse_time(current.get("created_at"))),
+            )
+        )
+    click.echo(output.table(("app", "current", "status", "message", "auth", "deployed"), rows))
+
+
+def _current_id(state: State, app: str, revisions: list[dict]) -> str | None:
+    if any("current" in r or "is_current" in r for r in revisions):
+        return None
+    current = state.api.get_app(app).get("current_revision")
+    return (current or {}).get("id") if isinstance(current, dict) else current
+
+
+def normalise_revision(rev: dict, current_id: str | None) -> dict:
+    current = rev.get("current", rev.get("is_current"))
+    if current is None:
+        current = bool(current_id) and str(rev.get("id")) == str(current_id)
+    settings = dict(rev.get("settings") or {})
+    return {
+        "id": rev.get("id"),
+        "short_id": output.short_id(rev.get("id")),
+        "status": rev.get("status"),
+        "current": bool(current),
+        "created_at": rev.get("created_at"),
+        "message": rev.get("message", ""),
+        "annotations": rev.get("annotations") or {},
+        "deployed_by": name_of(rev.get("deployed_by")),
+        "machine_type": setting(rev, "machine_type"),
+        "settings": settings,
+        "entrypoint": rev.get("entrypoint"),
+        "error": rev.get("error", ""),
+    }
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{value}s"
+
+
+@command(apps, "list-rev")
+@click.argument("app")
+@click.option("--status", type=click.Choice(["deploying", "deployed", "failed", "suspended"]))
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+def list_rev(state: State, app: str, status: str | None, page: int, page_size: int) -> None:
+    """The revisions of APP, newest first, with status, Current marker and settings."""
+    payload = state.api.list_revisions(app, status=status, page=page, page_size=page_size)
+    raw = payload.get("revisions", [])
+    current_id = _current_id(state, app, raw)
+    revisions = [normalise_revision(r, current_id) for r in raw]
+    if state.json:
+        output.emit_json(
+            {"revisions": revisions, **{k: v for k, v in payload.items() if k != "revisions"}}
+        )
+        return
+    if not revisions:
+        click.echo(f"app {app} has no revisions" + (f" with status {status}" if status else ""))
+        return
+    rows = []
+    for rev in revisions:
+        s = rev["settings"]
+        created = output.parse_time(rev["created_at"])
+        rows.append(
+            (
+                rev["short_id"],
+                status_label(rev["status"]),
+                "Current" if rev["current"] else "",
+                f"{output.relative(created)} ({output.absolute(created)})",
+                rev["message"],
+                rev["deployed_by"],
+                rev["machine_type"],
+                _seconds(s.get("keep_alive")),
+                f"{s.get('min_concurrency', '-')}/{s.get('max_concurrency', '-')}",
+                f"{s.get('concurrency_buffer', '-')} (+{s.get('concurrency_buffer_perc', 0)}%)",
+                _seconds(s.get("scaling_delay")),
+                _seconds(s.get("request_timeout")),
+                s.get("max_multiplexing"),
+                _seconds(s.get("startup_timeout")),
+            )
+        )
+    headers = (
+        "id",
+        "status",
+        "current",
+        "created",
+        "message",
+        "deployed by",
+        "machine",
+        "keep_alive",
+        "min/max",
+        "buffer",
+        "delay",
+        "req_timeout",
+        "mux",
+        "startup",
+    )
+    click.echo(output.table(headers, rows, max_width=48))
+    total = payload.get("count", payload.get("total"))
+    if isinstance(total, int) and total > len(revisions):
+        click.echo(f"page {page}: {len(revisions)} of {total} revisions (use --page)")
+
+
+@command(apps, "runners")
+@click.argument("app")
+def apps_runners(state: State, app: str) -> None:
+    """The runners serving APP and their states."""
+    items = state.api.runners(app)
+    if state.json:
+        output.emit_json({"runners": items})
+        return
+    if not items:
+        click.echo(f"app {app} has no runners")
+        return
+    rows = [
+        (
+            r.get("id"),
+            r.get("state"),
+            output.short_id(r.get("revision") or r.get("revision_id")),
+            r.get("in_flight"),
+            output.duration(r.get("uptime")) if r.get("uptime") is not None else "-",
+            output.duration(r.get("idle_shutdown_in"))
+            if r.get("idle_shutdown_in") is not None
+            else "-",
+            r.get("pid"),
+        )
+        for r in items
+    ]
+    headers = ("runner", "state", "revision", "in-flight", "uptime", "idle stop in", "pid")
+    click.echo(output.table(headers, rows))
+
+
+@command(apps, "history")
+@click.argument("app")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+def apps_history(state: State, app: str, page: int, page_size: int) -> None:
+    """Every operation on APP, newest first: who, source, reason, outcome, duration."""
+    payload = state.api.history(app, page=page, page_size=page_size)
+    items = payload.get("operations", [])
+    if state.json:
+        output.emit_json(payload)
+        return
+    if not items:
+        click.echo(f"app {app} has no recorded operations")
+        return
+    rows = []
+    for op in items:
+        created = output.parse_time(op.get("created_at"))
+        started = output.parse_time(op.get("started_at"))
+        ended = output.parse_time(op.get("finished_at"))
+        took = (ended - started).total_seconds() if started and ended else op.get("duration")
+        rev = op.get("revision") or op.get("revision_id")
+        rows.append(
+            (
+                f"{output.relative(created)} ({output.absolute(created)})",
+                str(op.get("kind", "-")).replace("_", "-"),
+                op.get("state"),
+                output.short_id(rev.get("id") if isinstance(rev, dict) else rev),
+                op.get("requester_name") or name_of(op.get("requester")),
+                op.get("source"),
+                op.get("reason"),
+                output.duration(took) if isinstance(took, int | float) else "-",
+                op.get("error"),
+            )
+        )
+    headers = (
+        "when",
+        "operation",
+        "outcome",
+        "revision",
+        "by",
+        "source",
+        "reason",
+        "took",
+        "error",
+    )
+    click.echo(output.table(headers, rows, max_width=40))
+
+
+# -- apps: mutations ------------------------------------------------------------------
+
+
+@command(apps, "set-rev")
+@click.argument("app")
+@click.argument("rev")
+@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True, help="Return once the switch is accepted.")
+def set_rev(state: State, app: str, rev: str, strategy: str, reason: str, no_wait: bool) -> None:
+    """Point APP's alias at revision REV (a rollback or roll-forward)."""
+    check_rev(rev)
+    payload = state.api.set_rev(app, rev, strategy=strategy, reason=reason)
+    op = wait_for(state, payload, wait=not no_wait)
+    finish(state, op, f"{app} now serves revision {output.short_id(rev)} ({strategy})")
+
+
+@command(apps, "rollout")
+@click.argument("app")
+@click.option("--force", is_flag=True, help="Kill runners at once; in-flight requests are dropped.")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True, help="Return once the rollout is accepted.")
+def rollout(state: State, app: str, force: bool, reason: str, no_wait: bool) -> None:
+    """Restart every runner of APP's Current revision (graceful unless --force)."""
+    payload = state.api.rollout(app, force=force, reason=reason)
+    op = wait_for(state, payload, wait=not no_wait)
+    finish(state, op, f"rolled out {app} ({'force' if force else 'graceful'})")
+
+
+@command(apps, "delete-rev")
+@click.argument("app")
+@click.argument("rev")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def delete_rev(state: State, app: str, rev: str, reason: str, no_wait: bool) -> None:
+    """Delete revision REV of APP (never the Current one)."""
+    check_rev(rev)
+    payload = state.api.delete_revision(app, rev, reason=reason)
+    op = wait_for(state, payload, wait=not no_wait)
+    finish(state, op, f"deleted revision {output.short_id(rev)} of {app}")
+
+
+def _scale_notes(payload: dict, op: dict) -> list[str]:
+    notes: list[str] = []
+    for source in (payload, op, op.get("result") or {}):
+        for key in ("notes", "warnings"):
+            for note in source.get(key) or []:
+                if note not in notes:
+                    notes.append(str(note))
+    return notes
+
+
+@command(apps, "scale")
+@click.argument("app")
+@click.option("--keep-alive", type=int, help="Idle seconds before a runner stops (0-86400).")
+@click.option("--min-concurrency", type=int, help="Runners kept warm (0-max_concurrency).")
+@click.option("--max-concurrency", type=int, help="Most runners at once (1-1000).")
+@click.option("--concurrency-buffer", type=int, help="Spare warm runners (0-max_concurrency).")
+@click.option("--concurrency-buffer-perc", type=int, help="Spare runners as % of busy (0-100).")
+@click.option("--scaling-delay", type=int, help="Queueing seconds before scaling up (0-3600).")
+@click.option("--request-timeout", type=int, help="Longest a request may run, s (1-86400).")
+@click.option("--max-multiplexing", type=int, help="Code-specific: requests per runner (1-1000).")
+@click.option("--startup-timeout", type=int, help="Code-specific: longest setup(), s (1-3600).")
+@click.option("--machine-type", help="Code-specific: a type from the catalogue (e.g. XS, S, M, L).")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def scale(state: State, app: str, reason: str, no_wait: bool, **flags: Any) -> None:
+    """Change APP's live settings at once.
+
+    Code-specific values (max-multiplexing, startup-timeout, machine-type) changed here
+    are reset by the next deploy or set-rev.
+    """
+    values = {name: flags[name] for name in SCALE_FLAGS if flags.get(name) is not None}
+    if not values:
+        raise click.UsageError("give at least one setting to change, e.g. --max-concurrency 4")
+    payload = state.api.scale(app, values, reason=reason)
+    op = wait_for(state, payload, wait=not no_wait)
+    notes = _scale_notes(payload, op)
+    if state.json:
+        finish(state, op, "", {"notes": notes, "settings": payload.get("settings")})
+        return
+    for note in notes:
+        click.echo(f"note: {note}")
+    changed = ", ".join(f"{k}={v}" for k, v in values.items())
+    finish(state, op, f"scaled {app}: {changed}")
+
+
+@command(apps, "suspend")
+@click.argument("app")
+@click.argument("rev", required=False)
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def suspend(state: State, app: str, rev: str | None, reason: str, no_wait: bool) -> None:
+    """Take REV (default: the Current revision) out of service."""
+    if rev:
+        check_rev(rev)
+    op = wait_for(state, state.api.suspend(app, rev, reason=reason), wait=not no_wait)
+    what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
+    finish(state, op, f"suspended {what} of {app}")
+
+
+@command(apps, "resume")
+@click.argument("app")
+@click.argument("rev", required=False)
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def resume(state: State, app: str, rev: str | None, reason: str, no_wait: bool) -> None:
+    """Put a Suspended REV (default: the Current revision) back in service."""
+    if rev:
+        check_rev(rev)
+    op = wait_for(state, state.api.resume(app, rev, reason=reason), wait=not no_wait)
+    what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
+    finish(state, op, f"resumed {what} of {app}")
+
+
+# -- runners and logs -----------------------------------------------------------------
+
+
+@command(runners, "stop")
+@click.argument("runner")
+@click.option("--replace", is_flag=True, help="Start a replacement before stopping it.")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def runner_stop(state: State, runner: str, replace: bool, reason: str, no_wait: bool) -> None:
+    """Stop RUNNER gracefully: it finishes its in-flight requests first."""
+    op = wait_for(
+        state, state.api.stop_runner(runner, replace=replace, reason=reason), wait=not no_wait
+    )
+    finish(state, op, f"stopped runner {runner}" + (" (replaced)" if replace else ""))
+
+
+@command(runners, "kill")
+@click.argument("runner")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+@click.option("--no-wait", is_flag=True)
+def runner_kill(state: State, runner: str, reason: str, no_wait: bool) -> None:
+    """Kill RUNNER at once; its in-flight requests are dropped."""
+    op = wait_for(state, state.api.kill_runner(runner, reason=reason), wait=not no_wait)
+    finish(state, op, f"killed runner {runner}")
+
+
+@command(cli, "logs")
+@click.argument("app")
+@click.option("--revision", "rev", help="Only this revision's runners.")
+@click.option("--runner", help="Only this runner.")
+@click.option("--tail", type=click.IntRange(1, 10000), default=200, show_default=True)
+def logs(state: State, app: str, rev: str | None, runner: str | None, tail: int) -> None:
+    """The last lines runners of APP wrote to stdout and stderr."""
+    if rev and runner:
+        raise click.UsageError("give --revision or --runner, not both")
+    if rev:
+        check_rev(rev)
+    text = state.api.logs(app, revision=rev, runner=runner, tail=tail)
+    if state.json:
+        output.emit_json({"app": app, "revision": rev, "runner": runner, "logs": text})
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+# -- entry point ----------------------------------------------------------------------
+
+
+def _fail(state: State, code: str, message: str, status: int) -> int:
+    line = " ".join(message.split())
+    if state.json:
+        output.emit_json({"error": {"code": code, "message": line}})
+    click.echo(f"error: {line}", err=True)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    state = State()
+    try:
+        cli.main(args=argv, prog_name="switchboard", standalone_mode=False, obj=state)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        return _fail(state, "aborted", "aborted", 130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "switchboard"
+        return _fail(state, "usage", f"{exc.format_message()} (see `{where} --help`)", 2)
+    except click.ClickException as exc:
+        return _fail(state, "usage", exc.format_message(), exc.exit_code)
+    except ApiError as exc:
+        return _fail(state, exc.code, exc.message, 1)
+    except httpclient.Unavailable as exc:
+        return _fail(
+            state, "unreachable", f"control API unreachable at {state.url}: {exc.detail}", 1
+        )
+    except (config.ConfigError, bundle.BundleError, Failure) as exc:
+        return _fail(state, type(exc).__name__.lower(), str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail(
+            state, "interrupted", "interrupted (the operation continues on the server)", 130
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

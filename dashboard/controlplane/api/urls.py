@@ -1,3 +1,27 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path, re_path
+
+from dashboard.controlplane.api import errors, views
+
+urlpatterns = [
+    path("openapi.json", views.openapi, name="api-openapi"),
+    path("me", views.me, name="api-me"),
+    path("apps", views.apps, name="api-apps"),
+    path("apps/<str:app>", views.app_detail, name="api-app"),
+    path("apps/<str:app>/revisions", views.revisions, name="api-revisions"),
+    path("apps/<str:app>/revisions/<str:rev>", views.revision_detail, name="api-revision"),
+    path("apps/<str:app>/set-rev", views.set_rev, name="api-set-rev"),
+    path("apps/<str:app>/rollout", views.rollout, name="api-rollout"),
+    path("apps/<str:app>/scale", views.scale, name="api-scale"),
+    path("apps/<str:app>/suspend", views.suspend, name="api-suspend"),
+    path("apps/<str:app>/resume", views.resume, name="api-resume"),
+    path("apps/<str:app>/runners", views.app_runners, name="api-runners"),
+    path("apps/<str:app>/logs", views.app_logs, name="api-logs"),
+    path("apps/<str:app>/operations", views.app_operations, name="api-history"),
+    path("runners/<str:runner_id>/stop", views.runner_stop, name="api-runner-stop"),
+    path("runners/<str:runner_id>/kill", views.runner_kill, name="api-runner-kill"),
+    path("operations/<str:operation_id>", views.operation_detail, name="api-operation"),
+    # Anything else under /api/v1/ answers in the API's JSON error shape, not Django's HTML.
+    re_path(r"^(?P<path>.*)$", errors.not_found),
+]

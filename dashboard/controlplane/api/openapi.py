@@ -1,0 +1,563 @@
+"""The control API's OpenAPI 3.1 document, written by hand next to the views it describes.
+
+tests/controlplane/test_openapi.py checks that every URL route appears here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthenticated"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+    "404": {"$ref": "#/components/responses/NotFound"},
+}
+CONFLICT = {"409": {"$ref": "#/components/responses/Conflict"}}
+UNAVAILABLE = {"503": {"$ref": "#/components/responses/Unavailable"}}
+OP_ACCEPTED = {
+    "202": _json({"type": "object", "properties": {"operation": _ref("Operation")}}, "Accepted"),
+    "200": _json(
+        {"type": "object", "properties": {"operation": _ref("Operation")}},
+        "Already finished (a replay of the same Idempotency-Key)",
+    ),
+}
+OP_DONE = {
+    "200": _json(
+        {"type": "object", "properties": {"operation": _ref("Operation")}},
+        "Done (quick operations complete in the request and are still recorded)",
+    )
+}
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Same requester and key return the original operation; nothing applies twice.",
+    "schema": {"type": "string", "maxLength": 200},
+}
+SOURCE = {
+    "name": "X-Switchboard-Source",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": ["cli", "dashboard", "api"], "default": "api"},
+}
+APP = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}
+REV = {
+    "name": "rev",
+    "in": "path",
+    "required": True,
+    "description": "Full revision id or a unique prefix of at least 8 hex characters.",
+    "schema": {"type": "string"},
+}
+RUNNER = {"name": "runner_id", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGE = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {
+        "name": "page_size",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+]
+REASON = {"reason": {"type": "string", "maxLength": 5000}}
+
+
+def _body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+
+
+def _mutation(summary: str, role: str, body: dict | None, answers: dict, **extra) -> dict:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Needs the {role} role. Recorded as an operation.",
+        "parameters": [IDEMPOTENCY, SOURCE],
+        "responses": {**answers, **ERRORS, **CONFLICT, **UNAVAILABLE},
+        **extra,
+    }
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    page_of = lambda key, item: {  # noqa: E731 - a tiny local shape builder.
+        "type": "object",
+        "properties": {
+            key: {"type": "array", "items": _ref(item)},
+            "count": {"type": "integer"},
+            "page": {"type": "integer"},
+            "page_size": {"type": "integer"},
+            "next": {"type": ["integer", "null"]},
+        },
+    }
+    return {
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+        "/me": {
+            "get": {
+                "summary": "Who the token belongs to and its effective role",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "username": {"type": "string"},
+                                "email": {"type": "string"},
+                                "role": {"type": "string"},
+                                "source": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/apps": {
+            "get": {
+                "summary": "Every app with its Current revision and last operation",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"apps": {"type": "array", "items": _ref("App")}},
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/apps/{app}": {
+            "parameters": [APP],
+            "get": {
+                "summary": "One app, with revision count and the parameter catalogue",
+                "responses": {"200": _json(_ref("App")), **ERRORS},
+            },
+            "delete": _mutation(
+                "Delete the alias: the app keeps its revisions and history, answers 503",
+                "admin",
+                _body(REASON),
+                OP_DONE,
+            ),
+        },
+        "/apps/{app}/revisions": {
+            "parameters": [APP],
+            "get": {
+                "summary": "Revisions, newest first, paginated",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["deploying", "deployed", "failed", "suspended"],
+                        },
+                    },
+                    *PAGE,
+                ],
+                "responses": {"200": _json(page_of("revisions", "Revision")), **ERRORS},
+            },
+            "post": _mutation(
+                "Deploy: upload a bundle, creating a new revision (and the app on first deploy)",
+                "deployer",
+                {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["bundle", "entrypoint"],
+                                "properties": {
+                                    "bundle": {
+                                        "type": "string",
+                                        "contentMediaType": "application/gzip",
+                                        "description": "tar.gz of regular files and directories",
+                                    },
+                                    "entrypoint": {
+                                        "type": "string",
+                                        "examples": ["app.py::MyApp"],
+                                    },
+                                    "strategy": {
+                                        "type": "string",
+                                        "enum": ["rolling", "recreate"],
+                                    },
+                                    "reset_scale": {"type": "string", "enum": ["true", "false"]},
+                                    "message": {"type": "string"},
+                                    "annotations": {
+                                        "type": "string",
+                                        "description": "JSON object of string to string",
+                                    },
+                                    "auth_mode": {
+                                        "type": "string",
+                                        "enum": ["private", "shared", "public"],
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "operation": _ref("Operation"),
+                                "revision": _ref("Revision"),
+                            },
+                        },
+                        "Accepted: the revision is Deploying",
+                    ),
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                },
+            ),
+        },
+        "/apps/{app}/revisions/{rev}": {
+            "parameters": [APP, REV],
+            "get": {
+                "summary": "One revision",
+                "responses": {"200": _json(_ref("Revision")), **ERRORS},
+            },
+            "delete": _mutation(
+                "Delete a revision that is not Current: stops its runners, removes its bundle",
+                "admin",
+                _body(REASON),
+                OP_ACCEPTED,
+            ),
+        },
+        "/apps/{app}/set-rev": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Move the alias to another Deployed revision (rollback)",
+                "deployer",
+                _body(
+                    {
+                        "revision": {"type": "string"},
+                        "strategy": {"type": "string", "enum": ["rolling", "recreate"]},
+                        **REASON,
+                    },
+                    ["revision"],
+                ),
+                {**OP_ACCEPTED, **OP_DONE},
+            ),
+        },
+        "/apps/{app}/rollout": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Restart every runner of the Current revision (graceful, or force kills)",
+                "deployer",
+                _body({"force": {"type": "boolean"}, **REASON}),
+                OP_ACCEPTED,
+            ),
+        },
+        "/apps/{app}/scale": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Change parameters on the alias at once (code-specific ones until the next "
+                "deploy or set-rev)",
+                "deployer",
+                _body(
+                    {
+                        "keep_alive": {"type": "integer"},
+                        "min_concurrency": {"type": "integer"},
+                        "max_concurrency": {"type": "integer"},
+                        "concurrency_buffer": {"type": "integer"},
+                        "concurrency_buffer_perc": {"type": "integer"},
+                        "scaling_delay": {"type": "integer"},
+                        "request_timeout": {"type": "integer"},
+                        "max_multiplexing": {"type": "integer"},
+                        "startup_timeout": {"type": "integer"},
+                        "machine_type": {"type": "string"},
+                        **REASON,
+                    }
+                ),
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "operation": _ref("Operation"),
+                                "settings": {"type": "object"},
+                                "notes": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    )
+                },
+            ),
+        },
+        "/apps/{app}/suspend": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Suspend a Deployed revision (default: Current, making the app answer 503)",
+                "admin",
+                _body({"revision": {"type": ["string", "null"]}, **REASON}),
+                OP_DONE,
+            ),
+        },
+        "/apps/{app}/resume": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Resume a Suspended revision (default: Current)",
+                "admin",
+                _body({"revision": {"type": ["string", "null"]}, **REASON}),
+                OP_DONE,
+            ),
+        },
+        "/apps/{app}/runners": {
+            "parameters": [APP],
+            "get": {
+                "summary": "The app's runners, as the runtime reports them",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"runners": {"type": "array", "items": _ref("Runner")}},
+                        }
+                    ),
+                    **ERRORS,
+                    **UNAVAILABLE,
+                },
+            },
+        },
+        "/apps/{app}/logs": {
+            "parameters": [APP],
+            "get": {
+                "summary": "Tail of runner stdout/stderr (of the app, a revision or a runner)",
+                "parameters": [
+                    {"name": "revision", "in": "query", "schema": {"type": "string"}},
+                    {"name": "runner", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "tail",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Log lines",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **ERRORS,
+                    **UNAVAILABLE,
+                },
+            },
+        },
+        "/apps/{app}/operations": {
+            "parameters": [APP],
+            "get": {
+                "summary": "The app's history: every operation, newest first",
+                "parameters": PAGE,
+                "responses": {"200": _json(page_of("operations", "Operation")), **ERRORS},
+            },
+        },
+        "/runners/{runner_id}/stop": {
+            "parameters": [RUNNER],
+            "post": _mutation(
+                "Stop a runner gracefully (optionally start its replacement first)",
+                "deployer",
+                _body({"replace": {"type": "boolean"}, **REASON}),
+                OP_ACCEPTED,
+            ),
+        },
+        "/runners/{runner_id}/kill": {
+            "parameters": [RUNNER],
+            "post": _mutation("Kill a runner at once", "admin", _body(REASON), OP_ACCEPTED),
+        },
+        "/operations/{operation_id}": {
+            "parameters": [
+                {
+                    "name": "operation_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "get": {
+                "summary": "One operation with its timestamped steps",
+                "responses": {"200": _json(_ref("Operation")), **ERRORS},
+            },
+        },
+    }
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def document() -> dict[str, Any]:
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard control API",
+            "version": "1",
+            "description": "The one way to change Switchboard's state. Every mutation is "
+            "recorded as an operation, serialised per app, and honours Idempotency-Key.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (sbt_...) from `manage.py create_token`, or "
+                    "a dashboard token (sbd_...).",
+                }
+            },
+            "responses": {
+                "BadRequest": _error_response("Bad input; nothing changed"),
+                "Unauthenticated": _error_response("Missing or invalid token"),
+                "Forbidden": _error_response("The token's role does not allow this"),
+                "NotFound": _error_response("Unknown app, revision, runner or operation"),
+                "Conflict": _error_response(
+                    "Refused in the current state (e.g. another operation is in progress)"
+                ),
+                "TooLarge": _error_response("Bundle over the size limit"),
+                "Unavailable": _error_response("Runtime or task queue unavailable"),
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "details": {"type": "object"},
+                            },
+                        }
+                    },
+                },
+                "Revision": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "short_id": {"type": "string"},
+                        "app": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["deploying", "deployed", "failed", "suspended"],
+                        },
+                        "current": {"type": "boolean"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "deployed_at": nullable_time,
+                        "message": {"type": "string"},
+                        "annotations": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "deployed_by": {"type": ["string", "null"]},
+                        "machine_type": {"type": ["string", "null"]},
+                        "settings": {"type": "object"},
+                        "code_settings": {"type": "object"},
+                        "entrypoint": {"type": "string"},
+                        "error": {"type": "string"},
+                        "log_tail": {"type": "string"},
+                        "endpoints": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "Operation": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "app": {"type": "string"},
+                        "kind": {
+                            "type": "string",
+                            "enum": [
+                                "deploy",
+                                "set_rev",
+                                "rollout",
+                                "delete_rev",
+                                "scale",
+                                "suspend",
+                                "resume",
+                                "runner_stop",
+                                "runner_kill",
+                                "delete_alias",
+                            ],
+                        },
+                        "state": {
+                            "type": "string",
+                            "enum": ["queued", "running", "succeeded", "failed"],
+                        },
+                        "requester": {"type": "string"},
+                        "source": {"type": "string", "enum": ["cli", "dashboard", "api"]},
+                        "reason": {"type": "string"},
+                        "params": {"type": "object"},
+                        "revision": {"type": ["string", "null"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "started_at": nullable_time,
+                        "finished_at": nullable_time,
+                        "duration_ms": {"type": ["integer", "null"]},
+                        "error": {"type": "string"},
+                        "result": {"type": "object"},
+                        "steps": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "at": {"type": "string", "format": "date-time"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "App": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["serving", "suspended", "no current revision"],
+                        },
+                        "current_revision": {"oneOf": [_ref("Revision"), {"type": "null"}]},
+                        "auth_mode": {"type": "string", "enum": ["private", "shared", "public"]},
+                        "owner": {"type": ["string", "null"]},
+                        "settings": {"type": "object"},
+                        "scale_overrides": {"type": "array", "items": {"type": "string"}},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                        "last_operation": {"oneOf": [_ref("Operation"), {"type": "null"}]},
+                        "revision_count": {"type": "integer"},
+                        "parameters": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "Runner": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "app": {"type": "string"},
+                        "revision": {"type": "string"},
+                        "state": {"type": "string"},
+                        "in_flight": {"type": "integer"},
+                        "pid": {"type": ["integer", "null"]},
+                        "started_at": {"type": "string"},
+                        "ready_at": {"type": ["string", "null"]},
+                        "idle_since": {"type": ["string", "null"]},
+                        "idle_shutdown_at": {"type": ["string", "null"]},
+                        "restarts": {"type": "integer"},
+                        "error": {"type": "string"},
+                        "machine_type": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }

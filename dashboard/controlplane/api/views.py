@@ -1,0 +1,811 @@
+"""The control API: one small function view per URL; the logic lives in plain modules."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from dashboard import httpclient
+from dashboard.controlplane import (
+    bundles,
+    events,
+    executors,
+    operations,
+    parameters,
+    runtime_client,
+)
+from dashboard.controlplane.api.auth import api_view
+from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.serializers import (
+    app_json,
+    operation_json,
+    parameters_json,
+    revision_json,
+)
+from dashboard.controlplane.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from dashboard.controlplane.models import (
+    APP_NAME_RE,
+    App,
+    AuthMode,
+    Operation,
+    OperationKind,
+    Revision,
+    RevisionStatus,
+    Role,
+)
+from dashboard.controlplane.revisions import get_app, resolve
+
+STRATEGIES = ("rolling", "recreate")
+MAX_PAGE_SIZE = 200
+QUICK_DEADLINE = timedelta(seconds=60)
+SLACK = timedelta(minutes=2)
+
+
+# -- request helpers ------------------------------------------------------------------
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        return False
+    if isinstance(value, str) and value.lower() in (
+        "true",
+        "1",
+        "yes",
+        "on",
+        "false",
+        "0",
+        "no",
+        "off",
+    ):
+        return value.lower() in ("true", "1", "yes", "on")
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
+def _text(value: Any, name: str, *, limit: int = 5000) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    if len(value) > limit:
+        raise BadRequest(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _strategy(value: Any) -> str:
+    strategy = value or "rolling"
+    if strategy not in STRATEGIES:
+        raise BadRequest(f"strategy must be rolling or recreate, got {strategy!r}")
+    return strategy
+
+
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name}={value} is out of range; allowed: {low}–{high}")
+    return value
+
+
+def _page(request: HttpRequest) -> tuple[int, int]:
+    return (
+        _int_param(request, "page", 1, 1, 10**6),
+        _int_param(request, "page_size", 50, 1, MAX_PAGE_SIZE),
+    )
+
+
+def _paginate(qs, page: int, size: int) -> tuple[list, int, int | None]:
+    count = qs.count()
+    items = list(qs[(page - 1) * size : page * size])
+    return items, count, page + 1 if page * size < count else None
+
+
+def _operation_answer(op: Operation, **extra: Any) -> JsonResponse:
+    """202 while the operation runs, 200 once it finished (quick ones, replays)."""
+    op = Operation.objects.select_related("app").prefetch_related("steps").get(pk=op.pk)
+    status = 200 if op.is_finished else 202
+    return JsonResponse({"operation": operation_json(op), **extra}, status=status)
+
+
+def _replayed(request: HttpRequest) -> JsonResponse | None:
+    earlier = operations.replay(request.actor)
+    if earlier is None:
+        return None
+    extra: dict[str, Any] = {"replayed": True}
+    if earlier.kind == OperationKind.DEPLOY and earlier.revision is not None:
+        extra["revision"] = revision_json(earlier.revision, earlier.app)
+    return _operation_answer(earlier, **extra)
+
+
+def _queued_or_unavailable(op: Operation, **extra: Any) -> JsonResponse:
+    if op.state == "failed" and op.error.startswith(operations.QUEUE_UNAVAILABLE):
+        raise Unavailable(
+            f"{op.error}; the {op.get_kind_display()} was not started",
+            details={"operation": str(op.id)},
+            code="queue_unavailable",
+        )
+    return _operation_answer(op, **extra)
+
+
+def _runtime_unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable")
+
+
+def _check_can_become_current(app: App, target: Revision) -> None:
+    if target.status == RevisionStatus.FAILED:
+        raise Conflict(
+            f"revision {target.short_id} is Failed ({target.error or 'no error recorded'}); "
+            "a Failed revision can never become Current",
+            details={"revision": str(target.id), "status": target.status},
+        )
+    if target.status == RevisionStatus.SUSPENDED:
+        raise Conflict(
+            f"revision {target.short_id} is Suspended; resume it before making it Current",
+            details={"revision": str(target.id), "status": target.status},
+        )
+    if target.status == RevisionStatus.DEPLOYING:
+        raise Conflict(
+            f"revision {target.short_id} is still Deploying; only a Deployed revision can "
+            "become Current",
+            details={"revision": str(target.id), "status": target.status},
+        )
+    if app.current_revision_id == target.id:
+        raise Conflict(
+            f"revision {target.short_id} is already Current for {app.name}",
+            details={"revision": str(target.id)},
+        )
+
+
+def _tell_runtime(op: Operation, app_name: str) -> None:
+    executors.sync_runtime(op, app_name)
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+@api_view(GET=Role.VIEWER)
+def me(request: HttpRequest) -> JsonResponse:
+    user = request.actor.user
+    return JsonResponse(
+        {
+            "username": user.get_username(),
+            "email": user.email,
+            "role": request.actor.role,
+            "source": request.actor.source,
+        }
+    )
+
+
+@api_view(GET=Role.VIEWER)
+def apps(request: HttpRequest) -> JsonResponse:
+    last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
+    rows = list(
+        App.objects.select_related("current_revision__deployed_by", "owner").annotate(
+            last_operation_id=Subquery(last_op[:1])
+        )
+    )
+    ops = Operation.objects.select_related("app").in_bulk(
+        [a.last_operation_id for a in rows if a.last_operation_id]
+    )
+    return JsonResponse(
+        {"apps": [app_json(a, last_operation=ops.get(a.last_operation_id)) for a in rows]}
+    )
+
+
+@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN)
+def app_detail(request: HttpRequest, app: str) -> JsonResponse:
+    if request.method == "DELETE":
+        return _delete_alias(request, app)
+    found = (
+        App.objects.select_related("current_revision__deployed_by", "owner")
+        .filter(name=app)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"no app named {app!r}", details={"app": app})
+    last = found.operations.select_related("app").first()
+    data = app_json(found, last_operation=last)
+    data["revision_count"] = found.revisions.count()
+    data["parameters"] = parameters_json()
+    return JsonResponse(data)
+
+
+@api_view(GET=Role.VIEWER, POST=Role.DEPLOYER)
+def revisions(request: HttpRequest, app: str) -> JsonResponse:
+    if request.method == "POST":
+        return _deploy(request, app)
+    found = get_app(app)
+    qs = Revision.objects.filter(app=found).select_related("deployed_by")
+    status = request.GET.get("status", "").strip().lower()
+    if status:
+        if status not in RevisionStatus.values:
+            raise BadRequest(
+                f"status must be one of {', '.join(RevisionStatus.values)}, got {status!r}"
+            )
+        qs = qs.filter(status=status)
+    page, size = _page(request)
+    items, count, next_page = _paginate(qs.order_by("-created_at", "-id"), page, size)
+    return JsonResponse(
+        {
+            "revisions": [revision_json(r, found) for r in items],
+            "count": count,
+            "page": page,
+            "page_size": size,
+            "next": next_page,
+        }
+    )
+
+
+@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN)
+def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
+    if request.method == "DELETE":
+        return _delete_revision(request, app, rev)
+    found = get_app(app)
+    return JsonResponse(revision_json(resolve(found, rev), found))
+
+
+@api_view(GET=Role.VIEWER)
+def app_operations(request: HttpRequest, app: str) -> JsonResponse:
+    found = get_app(app)
+    page, size = _page(request)
+    qs = found.operations.select_related("app").prefetch_related("steps").order_by("-created_at")
+    items, count, next_page = _paginate(qs, page, size)
+    return JsonResponse(
+        {
+            "operations": [operation_json(op) for op in items],
+            "count": count,
+            "page": page,
+            "page_size": size,
+            "next": next_page,
+        }
+    )
+
+
+@api_view(GET=Role.VIEWER)
+def operation_detail(request: HttpRequest, operation_id: str) -> JsonResponse:
+    try:
+        key = uuid.UUID(operation_id)
+    except ValueError:
+        raise BadRequest(f"{operation_id!r} is not an operation id (a UUID)") from None
+    op = Operation.objects.select_related("app").prefetch_related("steps").filter(pk=key).first()
+    if op is None:
+        raise NotFound(f"no operation {operation_id}")
+    return JsonResponse(operation_json(op))
+
+
+@api_view(GET=Role.VIEWER)
+def app_runners(request: HttpRequest, app: str) -> JsonResponse:
+    found = get_app(app)
+    try:
+        runners = runtime_client.list_runners(app=found.name)
+    except httpclient.Unavailable as exc:
+        raise _runtime_unavailable(exc) from None
+    except runtime_client.RuntimeError_ as exc:
+        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    return JsonResponse({"runners": runners})
+
+
+@api_view(GET=Role.VIEWER)
+def app_logs(request: HttpRequest, app: str) -> HttpResponse:
+    found = get_app(app)
+    tail = _int_param(request, "tail", 200, 1, 10000)
+    rev = request.GET.get("revision", "").strip()
+    runner = request.GET.get("runner", "").strip()
+    query: dict[str, Any] = {"tail": tail}
+    if rev:
+        query["revision"] = str(resolve(found, rev).id)
+    elif runner:
+        query["runner"] = runner
+    else:
+        query["app"] = found.name
+    try:
+        text = runtime_client.logs(**query)
+    except httpclient.Unavailable as exc:
+        raise _runtime_unavailable(exc) from None
+    except runtime_client.RuntimeError_ as exc:
+        if exc.status == 404:
+            raise NotFound(str(exc)) from None
+        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    if not isinstance(text, str):
+        text = json.dumps(text)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+def openapi(request: HttpRequest) -> JsonResponse:
+    # Public on purpose: the document describes the API, it reveals no state.
+    return JsonResponse(document())
+
+
+# -- deploy ---------------------------------------------------------------------------
+
+
+def _annotations(raw: str) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"annotations must be a JSON object of strings: {exc}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise BadRequest("annotations must be a JSON object mapping strings to strings")
+    if len(value) > 50 or any(len(k) > 100 or len(v) > 1000 for k, v in value.items()):
+        raise BadRequest("at most 50 annotations, keys up to 100 and values up to 1000 characters")
+    return value
+
+
+def _deploy(request: HttpRequest, name: str) -> JsonResponse:
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    limit = settings.MAX_BUNDLE_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 1024 * 1024:
+        raise TooLarge(f"the upload is larger than the {limit}-byte bundle limit")
+    if not APP_NAME_RE.match(name):
+        raise BadRequest(
+            f"{name!r} is not a valid app name: 1–63 characters, lowercase letters, digits and "
+            "'-', starting with a letter",
+            details={"app": name},
+        )
+    upload = request.FILES.get("bundle")
+    if upload is None:
+        raise BadRequest("no bundle: send the tar.gz as multipart field 'bundle'")
+    if upload.size > limit:
+        raise TooLarge(
+            f"bundle is {upload.size} bytes; the most allowed is {limit}",
+            details={"size": upload.size, "max": limit},
+        )
+    entrypoint = _text(request.POST.get("entrypoint"), "entrypoint", limit=300)
+    if not entrypoint:
+        raise BadRequest("entrypoint is required, e.g. app.py::MyApp")
+    strategy = _strategy(request.POST.get("strategy"))
+    reset_scale = _bool(request.POST.get("reset_scale"), "reset_scale")
+    message = _text(request.POST.get("message"), "message")
+    annotations = _annotations(request.POST.get("annotations", ""))
+    auth_mode = request.POST.get("auth_mode", "")
+    if auth_mode and auth_mode not in AuthMode.values:
+        raise BadRequest(
+            f"auth_mode must be one of {', '.join(AuthMode.values)}, got {auth_mode!r}"
+        )
+    bundle = bundles.check(upload.read(), entrypoint)
+
+    actor = request.actor
+    revision = None
+    try:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    app, _ = App.objects.get_or_create(
+                        name=name,
+                        defaults={"owner": actor.user, "auth_mode": auth_mode or AuthMode.PRIVATE},
+                    )
+            except IntegrityError:
+                app = App.objects.get(name=name)  # A concurrent first deploy created it.
+            if auth_mode and app.auth_mode != auth_mode:
+                app.auth_mode = auth_mode
+                app.save(update_fields=["auth_mode", "updated_at"])
+            revision = Revision.objects.create(
+                app=app,
+                entrypoint=entrypoint,
+                bundle_sha256=bundle.sha256,
+                bundle_size=bundle.size,
+                message=message,
+                annotations=annotations,
+                deployed_by=actor.user,
+            )
+            op = operations.create(
+                app,
+                OperationKind.DEPLOY,
+                actor,
+                reason=message,
+                params={
+                    "revision": str(revision.id),
+                    "entrypoint": entrypoint,
+                    "strategy": strategy,
+                    "reset_scale": reset_scale,
+                    "auth_mode": auth_mode or None,
+                    "bundle_sha256": bundle.sha256,
+                    "bundle_size": bundle.size,
+                },
+                revision=revision,
+                deadline=timedelta(seconds=executors.IMPORT_TIMEOUT + 3600) + SLACK,
+            )
+            operations.step(
+                op,
+                f"bundle received ({bundle.size} bytes); revision {revision.short_id} is Deploying",
+            )
+            bundles.unpack(bundle, revision.bundle_dir)
+            operations.submit(op)
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    except BaseException:
+        if revision is not None:
+            bundles.remove(revision.bundle_dir)
+        raise
+    revision.refresh_from_db()
+    return _queued_or_unavailable(op, revision=revision_json(revision, app))
+
+
+# -- set-rev, rollout, delete-rev ----------------------------------------------------------
+
+
+@api_view(POST=Role.DEPLOYER)
+def set_rev(request: HttpRequest, app: str) -> JsonResponse:
+    body = _body(request)
+    ref = body.get("revision")
+    if not ref or not isinstance(ref, str):
+        raise BadRequest("revision is required: a full id or a unique prefix of 8+ characters")
+    strategy = _strategy(body.get("strategy"))
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            target = resolve(found, ref)
+            _check_can_become_current(found, target)
+            startup = (target.code_settings or {}).get("startup_timeout", 600)
+            op = operations.create(
+                found,
+                OperationKind.SET_REV,
+                request.actor,
+                reason=reason,
+                params={
+                    "revision": str(target.id),
+                    "strategy": strategy,
+                    "from_revision": str(found.current_revision_id)
+                    if found.current_revision_id
+                    else None,
+                },
+                revision=target,
+                deadline=timedelta(seconds=startup) + SLACK,
+                running=strategy == "recreate",
+            )
+            if strategy == "recreate":
+                # Quick: switch in this request so the gateway routes to the target at once.
+                new_settings = parameters.for_set_rev(target.code_settings, found.settings)
+                executors.move_alias(op, target, new_settings, deploy=False)
+                operations.step(op, "recreate: no runner started; the next request cold-starts it")
+                operations.succeed(op, {"revision": str(target.id), "settings": new_settings})
+            else:
+                operations.submit(op)
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    if strategy == "recreate":
+        _tell_runtime(op, found.name)
+        return _operation_answer(op)
+    return _queued_or_unavailable(op)
+
+
+@api_view(POST=Role.DEPLOYER)
+def rollout(request: HttpRequest, app: str) -> JsonResponse:
+    body = _body(request)
+    force = _bool(body.get("force"), "force")
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            if found.current_revision_id is None:
+                raise Conflict(f"app {found.name!r} has no current revision to roll out")
+            live = found.settings
+            budget = live.get("startup_timeout", 600) + live.get("request_timeout", 3600)
+            op = operations.create(
+                found,
+                OperationKind.ROLLOUT,
+                request.actor,
+                reason=reason,
+                params={"force": force},
+                revision=found.current_revision,
+                deadline=timedelta(seconds=budget) + SLACK,
+            )
+            operations.submit(op)
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    return _queued_or_unavailable(op)
+
+
+def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
+    reason = _text(_body(request).get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            target = resolve(found, rev)
+            if found.current_revision_id == target.id:
+                raise Conflict(
+                    f"revision {target.short_id} is Current for {found.name}; set another "
+                    "revision first (set-rev) — the Current revision is never deleted",
+                    details={"revision": str(target.id)},
+                    code="revision_is_current",
+                )
+            active = Operation.objects.filter(revision=target, finished_at__isnull=True).first()
+            if active is not None:
+                raise Conflict(
+                    f"revision {target.short_id} is the target of {active.get_kind_display()} "
+                    f"operation {active.id}, still in progress; wait for it to finish",
+                    details={"operation": str(active.id), "kind": active.kind},
+                    code="operation_in_progress",
+                )
+            op = operations.create(
+                found,
+                OperationKind.DELETE_REV,
+                request.actor,
+                reason=reason,
+                params={
+                    "revision": str(target.id),
+                    "short_id": target.short_id,
+                    "status": target.status,
+                    "message": target.message,
+                },
+                revision=target,
+                deadline=timedelta(minutes=5),
+            )
+            operations.submit(op)
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    return _queued_or_unavailable(op)
+
+
+# -- quick operations: done in the request, still recorded ----------------------------------
+
+
+@api_view(POST=Role.DEPLOYER)
+def scale(request: HttpRequest, app: str) -> JsonResponse:
+    body = _body(request)
+    reason = _text(body.pop("reason", ""), "reason")
+    changes = body
+    if not changes:
+        raise BadRequest(
+            f"nothing to change: give at least one of {', '.join(parameters.PARAMETERS)}"
+        )
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            if not found.settings:
+                raise Conflict(
+                    f"app {found.name!r} has never been deployed successfully; deploy it first"
+                )
+            try:
+                new_settings, notes = parameters.apply_scale(found.settings, changes)
+            except parameters.ParameterError as exc:
+                raise BadRequest(
+                    f"refused, nothing changed: {exc}",
+                    details={"errors": exc.errors},
+                    code="out_of_range",
+                ) from None
+            changed = {
+                name: [found.settings.get(name), value]
+                for name, value in new_settings.items()
+                if found.settings.get(name) != value
+            }
+            op = operations.create(
+                found,
+                OperationKind.SCALE,
+                request.actor,
+                reason=reason,
+                params=changes,
+                revision=found.current_revision,
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            overrides = sorted(
+                set(found.scale_overrides) | {n for n in changes if n in parameters.CODE_SPECIFIC}
+            )
+            found.settings, found.scale_overrides = new_settings, overrides
+            found.save(update_fields=["settings", "scale_overrides", "updated_at"])
+            summary = ", ".join(f"{n} {old} → {new}" for n, (old, new) in changed.items())
+            operations.step(op, f"scaled: {summary or 'no value changed'}")
+            for note in notes:
+                operations.step(op, note)
+            events.publish_app_changed(found.name)
+            operations.succeed(op, {"settings": new_settings, "notes": notes, "changed": changed})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    _tell_runtime(op, found.name)
+    return _operation_answer(op, settings=new_settings, notes=notes)
+
+
+def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> JsonResponse:
+    body = _body(request)
+    ref = body.get("revision")
+    if ref is not None and not isinstance(ref, str):
+        raise BadRequest("revision must be a string (an id or a prefix of 8+ characters)")
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    verb = "suspend" if suspend else "resume"
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            if ref:
+                target = resolve(found, ref)
+            elif found.current_revision_id:
+                target = found.current_revision
+            else:
+                raise Conflict(
+                    f"app {found.name!r} has no current revision; name the revision to {verb}"
+                )
+            target = Revision.objects.select_for_update().get(pk=target.pk)
+            wanted = RevisionStatus.DEPLOYED if suspend else RevisionStatus.SUSPENDED
+            if target.status != wanted:
+                raise Conflict(
+                    f"revision {target.short_id} is {target.get_status_display()}; only a "
+                    f"{wanted.label} revision can be {verb}ed",
+                    details={"revision": str(target.id), "status": target.status},
+                )
+            op = operations.create(
+                found,
+                OperationKind.SUSPEND if suspend else OperationKind.RESUME,
+                request.actor,
+                reason=reason,
+                params={"revision": str(target.id)},
+                revision=target,
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            target.status = RevisionStatus.SUSPENDED if suspend else RevisionStatus.DEPLOYED
+            target.save(update_fields=["status"])
+            is_current = found.current_revision_id == target.id
+            what = f"revision {target.short_id} is {target.get_status_display()}"
+            if is_current:
+                what += " (Current: the app " + (
+                    "answers 503 'app suspended')" if suspend else "serves again)"
+                )
+            operations.step(op, what)
+            events.publish_app_changed(found.name)
+            operations.succeed(op, {"revision": str(target.id), "status": target.status})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    if suspend:
+        try:
+            stopped = runtime_client.stop_revision(str(target.id))
+            operations.step(op, f"stopping {len(stopped)} runner(s) of {target.short_id}")
+        except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+            operations.step(op, f"runtime could not stop its runners ({exc})")
+    _tell_runtime(op, found.name)
+    return _operation_answer(op, revision=revision_json(target, found))
+
+
+@api_view(POST=Role.ADMIN)
+def suspend(request: HttpRequest, app: str) -> JsonResponse:
+    return _suspend_or_resume(request, app, suspend=True)
+
+
+@api_view(POST=Role.ADMIN)
+def resume(request: HttpRequest, app: str) -> JsonResponse:
+    return _suspend_or_resume(request, app, suspend=False)
+
+
+def _delete_alias(request: HttpRequest, app: str) -> JsonResponse:
+    reason = _text(_body(request).get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            previous = found.current_revision
+            if previous is None:
+                raise Conflict(f"app {found.name!r} has no alias to delete (no current revision)")
+            op = operations.create(
+                found,
+                OperationKind.DELETE_ALIAS,
+                request.actor,
+                reason=reason,
+                params={"revision": str(previous.id)},
+                revision=previous,
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            found.current_revision = None
+            found.save(update_fields=["current_revision", "updated_at"])
+            operations.step(
+                op,
+                f"alias {found.name} no longer points to {previous.short_id}; the app answers "
+                "503 until a revision is set; revisions and history are kept",
+            )
+            events.publish_app_changed(found.name)
+            operations.succeed(op, {"previous_revision": str(previous.id)})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    _tell_runtime(op, found.name)
+    return _operation_answer(op)
+
+
+# -- runners ------------------------------------------------------------------------------
+
+
+def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind) -> JsonResponse:
+    body = _body(request)
+    replace = _bool(body.get("replace"), "replace") if kind == OperationKind.RUNNER_STOP else False
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        runners = runtime_client.list_runners()
+    except httpclient.Unavailable as exc:
+        raise _runtime_unavailable(exc) from None
+    except runtime_client.RuntimeError_ as exc:
+        raise Unavailable(f"the runtime refused: {exc}") from None
+    runner = next((r for r in runners if r.get("id") == runner_id), None)
+    if runner is None:
+        raise NotFound(f"no runner {runner_id!r}", details={"runner": runner_id})
+    if runner.get("state") in runtime_client.GONE_STATES:
+        raise Conflict(f"runner {runner_id} is already {runner['state']}")
+    try:
+        with transaction.atomic():
+            found = get_app(runner["app"], lock=True)
+            op = operations.create(
+                found,
+                kind,
+                request.actor,
+                reason=reason,
+                params={
+                    "runner": runner_id,
+                    "replace": replace,
+                    "revision": runner.get("revision"),
+                },
+                revision=Revision.objects.filter(pk=runner.get("revision")).first(),
+                deadline=timedelta(
+                    seconds=found.settings.get("request_timeout", 3600)
+                    + found.settings.get("startup_timeout", 600)
+                )
+                + SLACK,
+            )
+            operations.submit(op)
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    return _queued_or_unavailable(op)
+
+
+@api_view(POST=Role.DEPLOYER)
+def runner_stop(request: HttpRequest, runner_id: str) -> JsonResponse:
+    return _runner_operation(request, runner_id, OperationKind.RUNNER_STOP)
+
+
+@api_view(POST=Role.ADMIN)
+def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
+    return _runner_operation(request, runner_id, OperationKind.RUNNER_KILL)

@@ -1,0 +1,426 @@
+"""What each long operation does, run by the Celery worker (see tasks.py).
+
+Each executor may run more than once for one operation (a redelivered task after a
+worker crash), so each first checks what was already done: runners are started with a
+key derived from the operation id, the alias switch is skipped if it already happened,
+and the list of runners to replace is remembered in the operation's result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings as conf
+from django.db import transaction
+from django.utils import timezone
+
+from dashboard import httpclient
+from dashboard.controlplane import bundles, events, operations, parameters, runtime_client
+from dashboard.controlplane.models import (
+    App,
+    Operation,
+    OperationKind,
+    Revision,
+    RevisionStatus,
+)
+
+log = logging.getLogger(__name__)
+
+IMPORT_TIMEOUT = 45.0  # Well within operations.LEASE, which is not renewed meanwhile.
+STARTUP_SLACK = 30.0  # Process start and health check on top of the code's startup_timeout.
+LOG_TAIL_LINES = 60
+
+
+class Failed(Exception):
+    """The operation cannot complete; the message says why, for the user."""
+
+
+# -- shared steps -------------------------------------------------------------------
+
+
+def sync_runtime(op: Operation, app_name: str) -> None:
+    """Tell the runtime now (best effort): the pub/sub message already told the gateway."""
+    try:
+        runtime_client.sync_app(app_name)
+    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+        operations.step(
+            op,
+            f"runtime could not be told of the change ({exc}); it reloads every app when it "
+            "reconnects",
+        )
+        return
+    operations.step(op, "runtime synced: the gateway routes to the Current revision")
+
+
+def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) -> dict:
+    """Wait for a runner to be ready (or gone), renewing the lease and recording each state."""
+    deadline = time.monotonic() + timeout
+    last_state = None
+    while True:
+        operations.renew(op)
+        remaining = deadline - time.monotonic()
+        runner = runtime_client.wait_runner(
+            runner_id, until=until, timeout=max(0.1, min(5.0, remaining))
+        )
+        state = runner.get("state")
+        if state != last_state:
+            operations.step(op, f"runner {runner_id} is {state}")
+            last_state = state
+        if until == "ready" and state in runtime_client.READY_STATES:
+            return runner
+        if state in runtime_client.GONE_STATES:
+            if until == "gone":
+                return runner
+            raise Failed(
+                f"runner {runner_id} {state.lower()}: {runner.get('error') or 'no error given'}"
+            )
+        if until == "ready" and state == "CRASH_BACKOFF":
+            raise Failed(f"runner {runner_id} crashed: {runner.get('error') or 'no error given'}")
+        if time.monotonic() >= deadline:
+            raise Failed(
+                f"runner {runner_id} was not {until} within {timeout:.0f}s (last state {state})"
+            )
+
+
+def start_and_wait(op: Operation, revision: Revision, run_settings: dict) -> dict:
+    """Start one runner of `revision` and wait until it passed its health check."""
+    runners = runtime_client.start_runners(
+        str(revision.id), 1, key=f"{op.id}:start", settings=run_settings
+    )
+    runner = runners[0]
+    operations.step(op, f"started runner {runner['id']} of {revision.short_id}")
+    timeout = float(run_settings.get("startup_timeout", 600)) + STARTUP_SLACK
+    try:
+        return wait_runner(op, runner["id"], until="ready", timeout=timeout)
+    except Failed:
+        _kill_quietly(runner["id"])
+        raise
+
+
+def _kill_quietly(runner_id: str) -> None:
+    try:
+        runtime_client.kill_runner(runner_id)
+    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+        log.warning("could not kill runner %s: %s", runner_id, exc)
+
+
+def move_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> None:
+    """Move the alias atomically, re-checking under lock that the target may become Current.
+
+    The caller tells the runtime (sync_runtime) only after the transaction committed,
+    since the runtime reloads the app from the database.
+    """
+    with transaction.atomic():
+        app = App.objects.select_for_update().get(pk=op.app_id)
+        target = Revision.objects.select_for_update().get(pk=revision.pk)
+        if target.app_id != app.pk:
+            raise Failed(f"revision {target.short_id} does not belong to {app.name}")
+        if deploy:
+            if target.status != RevisionStatus.DEPLOYING:
+                raise Failed(f"revision {target.short_id} is {target.status}, not deploying")
+            target.status = RevisionStatus.DEPLOYED
+            target.deployed_at = timezone.now()
+            target.settings = new_settings
+            target.save(update_fields=["status", "deployed_at", "settings"])
+        elif target.status != RevisionStatus.DEPLOYED:
+            raise Failed(
+                f"revision {target.short_id} is {target.status}; only a Deployed revision "
+                "can become Current"
+            )
+        previous = app.current_revision
+        app.current_revision = target
+        app.settings = new_settings
+        app.scale_overrides = []
+        app.save(update_fields=["current_revision", "settings", "scale_overrides", "updated_at"])
+        was = f" (was {previous.short_id})" if previous else ""
+        operations.step(op, f"alias {app.name} now points to {target.short_id}{was}")
+        events.publish_app_changed(app.name)
+
+
+def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> None:
+    move_alias(op, revision, new_settings, deploy=deploy)
+    sync_runtime(op, op.app.name)
+
+
+# -- deploy -------------------------------------------------------------------------
+
+
+def import_check(revision: Revision) -> dict[str, Any]:
+    """Import the app in a child process (user code never runs in the control plane)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(conf.BASE_DIR),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(revision.bundle_dir),
+    }
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dashboard.sdk.inspect",
+                str(revision.bundle_dir),
+                revision.entrypoint,
+            ],
+            cwd=revision.bundle_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise Failed(f"import check timed out after {IMPORT_TIMEOUT:.0f}s") from None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    try:
+        outcome = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise ImportCheckFailed(
+            f"import check crashed (exit code {proc.returncode})", tail
+        ) from None
+    if not outcome.get("ok"):
+        raise ImportCheckFailed(
+            f"import check failed: {outcome.get('error')}",
+            (outcome.get("traceback", "") + proc.stderr[-2000:]).strip(),
+        )
+    return outcome
+
+
+class ImportCheckFailed(Failed):
+    def __init__(self, message: str, log_tail: str):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def _revision_logs(revision: Revision) -> str:
+    try:
+        text = runtime_client.logs(revision=str(revision.id), tail=LOG_TAIL_LINES)
+    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+        return f"(runner logs unavailable: {exc})"
+    return text if isinstance(text, str) else json.dumps(text)
+
+
+def _fail_revision(revision: Revision, error: str, log_tail: str) -> None:
+    Revision.objects.filter(pk=revision.pk, status=RevisionStatus.DEPLOYING).update(
+        status=RevisionStatus.FAILED, error=error, log_tail=log_tail[-20000:]
+    )
+
+
+def run_deploy(op: Operation) -> dict:
+    revision = op.revision
+    if revision is None:
+        raise Failed("its revision was deleted before it deployed")
+    app = App.objects.get(pk=op.app_id)
+    if revision.status == RevisionStatus.DEPLOYED and app.current_revision_id == revision.id:
+        # A redelivery after the switch: finish the one step that may not have happened.
+        sync_runtime(op, app.name)
+        return {"revision": str(revision.id), "settings": revision.settings}
+    if revision.status != RevisionStatus.DEPLOYING:
+        raise Failed(f"revision {revision.short_id} is {revision.status}, not deploying")
+    strategy = op.params.get("strategy", "rolling")
+    try:
+        operations.step(op, f"import check of {revision.entrypoint}")
+        described = import_check(revision)
+        try:
+            code = parameters.code_values(described["settings"])
+        except parameters.ParameterError as exc:
+            raise Failed(f"the code declares values out of range: {exc}") from None
+        first = not app.settings
+        reset = bool(op.params.get("reset_scale"))
+        new_settings = parameters.for_deploy(code, None if first else app.settings, reset)
+        Revision.objects.filter(pk=revision.pk).update(
+            code_settings=code, settings=new_settings, endpoints=described.get("endpoints", [])
+        )
+        revision.code_settings, revision.settings = code, new_settings
+        source = (
+            "the code (first deploy)"
+            if first
+            else ("the code (--reset-scale)" if reset else "the alias")
+        )
+        operations.step(
+            op,
+            f"import check passed: endpoints {', '.join(described.get('endpoints', [])) or 'none'}"
+            f"; runtime-tunable values from {source}, code-specific from the code",
+        )
+        if strategy == "rolling":
+            start_and_wait(op, revision, new_settings)
+        switch_alias(op, revision, new_settings, deploy=True)
+    except ImportCheckFailed as exc:
+        _fail_revision(revision, str(exc), exc.log_tail)
+        raise
+    except Failed as exc:
+        _fail_revision(revision, str(exc), _revision_logs(revision))
+        raise
+    return {"revision": str(revision.id), "settings": new_settings, "strategy": strategy}
+
+
+# -- set-rev ------------------------------------------------------------------------
+
+
+def run_set_rev(op: Operation) -> dict:
+    target = op.revision
+    if target is None:
+        raise Failed("the target revision was deleted")
+    app = App.objects.get(pk=op.app_id)
+    if app.current_revision_id == target.id:
+        sync_runtime(op, app.name)
+        return {"revision": str(target.id), "settings": app.settings}
+    if target.status != RevisionStatus.DEPLOYED:
+        raise Failed(f"revision {target.short_id} is {target.status}; alias unchanged")
+    new_settings = parameters.for_set_rev(target.code_settings or target.settings, app.settings)
+    strategy = op.params.get("strategy", "rolling")
+    if strategy == "rolling":
+        try:
+            start_and_wait(op, target, new_settings)
+        except Failed as exc:
+            raise Failed(f"{exc}; alias unchanged") from None
+    switch_alias(op, target, new_settings, deploy=False)
+    return {"revision": str(target.id), "settings": new_settings, "strategy": strategy}
+
+
+# -- rollout ------------------------------------------------------------------------
+
+
+def _remember(op: Operation, **values: Any) -> None:
+    op.result = {**op.result, **values}
+    Operation.objects.filter(pk=op.pk).update(result=op.result)
+
+
+def run_rollout(op: Operation) -> dict:
+    app = App.objects.select_related("current_revision").get(pk=op.app_id)
+    current = app.current_revision
+    if current is None:
+        raise Failed(f"app {app.name} has no current revision")
+    old = op.result.get("old_runners")
+    if old is None:
+        old = [
+            r["id"]
+            for r in runtime_client.list_runners(revision=str(current.id))
+            if r["state"] in runtime_client.ACTIVE_STATES
+        ]
+        _remember(op, old_runners=old)
+    if not old:
+        operations.step(op, "no runners to restart")
+        return {"restarted": 0}
+    force = bool(op.params.get("force"))
+    if force:
+        for runner_id in old:
+            runtime_client.kill_runner(runner_id)
+            operations.step(op, f"killed runner {runner_id}")
+        return {"restarted": len(old), "force": True}
+    replacements = runtime_client.start_runners(str(current.id), len(old), key=f"{op.id}:start")
+    operations.step(
+        op, f"started {len(replacements)} replacement runner(s) for {len(old)} old one(s)"
+    )
+    startup = float(app.settings.get("startup_timeout", 600)) + STARTUP_SLACK
+    for runner in replacements:
+        wait_runner(op, runner["id"], until="ready", timeout=startup)
+    drain = float(app.settings.get("request_timeout", 3600)) + STARTUP_SLACK
+    for runner_id in old:
+        runtime_client.stop_runner(runner_id)
+        operations.step(op, f"stopping runner {runner_id} gracefully")
+    for runner_id in old:
+        wait_runner(op, runner_id, until="gone", timeout=drain)
+    return {"restarted": len(old), "force": False}
+
+
+# -- delete-rev ---------------------------------------------------------------------
+
+
+def run_delete_rev(op: Operation) -> dict:
+    revision_id = op.params["revision"]
+    revision = Revision.objects.filter(pk=revision_id).first()
+    if revision is None:
+        operations.step(op, "revision already deleted")
+        return {"deleted": revision_id}
+    app = App.objects.get(pk=op.app_id)
+    if app.current_revision_id == revision.id:
+        raise Failed(f"revision {revision.short_id} is Current; it cannot be deleted")
+    stopped = runtime_client.stop_revision(str(revision.id))
+    operations.step(op, f"stopped {len(stopped)} runner(s) of {revision.short_id}")
+    bundles.remove(revision.bundle_dir)
+    operations.step(op, "removed its bundle")
+    with transaction.atomic():
+        app = App.objects.select_for_update().get(pk=op.app_id)
+        if app.current_revision_id == revision.id:
+            raise Failed(f"revision {revision.short_id} became Current; not deleted")
+        revision.delete()
+    operations.step(op, f"deleted revision {revision.short_id}")
+    return {"deleted": revision_id}
+
+
+# -- runners ------------------------------------------------------------------------
+
+
+def run_runner_stop(op: Operation) -> dict:
+    runner_id = op.params["runner"]
+    replace = bool(op.params.get("replace"))
+    runtime_client.stop_runner(runner_id, replace=replace)
+    operations.step(
+        op,
+        f"stopping runner {runner_id} gracefully" + (" after its replacement" if replace else ""),
+    )
+    drain = float(op.app.settings.get("request_timeout", 3600)) + STARTUP_SLACK
+    if replace:
+        drain += float(op.app.settings.get("startup_timeout", 600))
+    runner = wait_runner(op, runner_id, until="gone", timeout=drain)
+    return {"runner": runner_id, "state": runner.get("state")}
+
+
+def run_runner_kill(op: Operation) -> dict:
+    runner_id = op.params["runner"]
+    runtime_client.kill_runner(runner_id)
+    operations.step(op, f"killed runner {runner_id}")
+    runner = wait_runner(op, runner_id, until="gone", timeout=30)
+    return {"runner": runner_id, "state": runner.get("state")}
+
+
+EXECUTORS: dict[str, Callable[[Operation], dict]] = {
+    OperationKind.DEPLOY: run_deploy,
+    OperationKind.SET_REV: run_set_rev,
+    OperationKind.ROLLOUT: run_rollout,
+    OperationKind.DELETE_REV: run_delete_rev,
+    OperationKind.RUNNER_STOP: run_runner_stop,
+    OperationKind.RUNNER_KILL: run_runner_kill,
+}
+
+
+def execute(operation_id: str) -> Operation | None:
+    """Run one queued operation to its end. Safe to call again for the same operation."""
+    op = operations.claim(operation_id)
+    if op is None:
+        log.info("operation %s is finished or held by another worker; nothing to do", operation_id)
+        return None
+    if op.attempts > 1:
+        operations.step(op, f"resumed by a worker (attempt {op.attempts})")
+    executor = EXECUTORS.get(op.kind)
+    try:
+        if executor is None:
+            raise Failed(f"{op.get_kind_display()} does not run in the worker")
+        result = executor(op)
+    except operations.Abandoned:
+        log.warning("operation %s was ended elsewhere while it ran", op.id)
+        return op
+    except Failed as exc:
+        operations.fail(op, str(exc))
+    except httpclient.Unavailable as exc:
+        operations.fail(op, f"runtime unavailable: {exc.detail}")
+    except runtime_client.RuntimeError_ as exc:
+        operations.fail(op, f"the runtime refused: {exc}")
+    except SoftTimeLimitExceeded:
+        operations.fail(op, "ran past the worker's time limit")
+    except Exception as exc:
+        log.exception("operation %s crashed", op.id)
+        operations.fail(op, f"internal error: {type(exc).__name__}: {exc}")
+    else:
+        operations.step(op, "done")
+        operations.succeed(op, result)
+    return op

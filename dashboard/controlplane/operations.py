@@ -1,0 +1,257 @@
+"""Recording, serialising, queueing and recovering operations.
+
+Every mutation is an Operation row. The database refuses a second unfinished operation
+on the same app (constraint one_active_operation_per_app), which is what serialises
+mutations even across processes; this module turns that refusal into a 409 naming the
+operation in progress. Long operations run in the Celery worker under a lease that the
+executor renews; the sweeper hands an operation whose lease lapsed to another worker
+and fails one that ran past its deadline, so no accepted operation is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from dashboard.controlplane.errors import Conflict
+from dashboard.controlplane.models import (
+    App,
+    Operation,
+    OperationKind,
+    OperationState,
+    OperationStep,
+    Revision,
+    RevisionStatus,
+    Role,
+)
+
+log = logging.getLogger(__name__)
+
+# An executor renews its lease well within this; a lease this old means its process died.
+LEASE = timedelta(seconds=60)
+# A queued operation nobody claimed for this long lost its message (e.g. Redis restarted).
+UNCLAIMED_AFTER = timedelta(seconds=60)
+MAX_ATTEMPTS = 5
+QUEUE_UNAVAILABLE = "task queue unavailable"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, in what role, from where, and the Idempotency-Key they sent (if any)."""
+
+    user: Any
+    role: Role
+    source: str = "api"
+    idempotency_key: str = ""
+
+
+def replay(actor: Actor) -> Operation | None:
+    """The operation this requester already created with this Idempotency-Key, if any."""
+    if not actor.idempotency_key:
+        return None
+    return (
+        Operation.objects.filter(requester=actor.user, idempotency_key=actor.idempotency_key)
+        .select_related("app", "revision")
+        .first()
+    )
+
+
+class Replayed(Exception):
+    """Raised when a concurrent request with the same Idempotency-Key won the race."""
+
+    def __init__(self, operation: Operation):
+        self.operation = operation
+
+
+def busy_error(app: App) -> Conflict:
+    active = Operation.objects.filter(app=app, finished_at__isnull=True).first()
+    if active is None:
+        return Conflict(f"another operation on {app.name!r} was just started; try again")
+    return Conflict(
+        f"{active.get_kind_display()} operation {active.id} is in progress on app "
+        f"{app.name!r} (requested by {active.requester_name or 'unknown'}); operations on "
+        "one app run one at a time, so wait for it to finish",
+        details={"operation": str(active.id), "kind": active.kind, "state": active.state},
+        code="operation_in_progress",
+    )
+
+
+def create(
+    app: App,
+    kind: OperationKind,
+    actor: Actor,
+    *,
+    reason: str = "",
+    params: dict | None = None,
+    revision: Revision | None = None,
+    deadline: timedelta | None = None,
+    running: bool = False,
+) -> Operation:
+    """Insert the operation (in a savepoint of the caller's transaction) or refuse with 409."""
+    now = timezone.now()
+    result: dict[str, Any] = {}
+    if deadline is not None:
+        result["deadline"] = (now + deadline).isoformat()
+    try:
+        with transaction.atomic():
+            op = Operation.objects.create(
+                app=app,
+                kind=kind,
+                state=OperationState.RUNNING if running else OperationState.QUEUED,
+                requester=actor.user,
+                requester_name=actor.user.get_username(),
+                source=actor.source,
+                reason=reason,
+                params=params or {},
+                revision=revision,
+                idempotency_key=actor.idempotency_key,
+                created_at=now,
+                started_at=now if running else None,
+                result=result,
+            )
+    except IntegrityError:
+        earlier = replay(actor)
+        if earlier is not None:
+            raise Replayed(earlier) from None
+        raise busy_error(app) from None
+    return op
+
+
+def step(op: Operation, message: str) -> OperationStep:
+    log.info("operation %s (%s %s): %s", op.id, op.kind, op.app_id, message)
+    return OperationStep.objects.create(operation=op, message=message)
+
+
+def _finish(op: Operation, state: OperationState, *, error: str = "", result: dict | None = None):
+    now = timezone.now()
+    merged = {**op.result, **(result or {})}
+    done = Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(
+        state=state,
+        finished_at=now,
+        error=error,
+        result=merged,
+        lease_until=None,
+        started_at=Coalesce("started_at", Value(now)),
+    )
+    if done:
+        op.state, op.finished_at, op.error, op.result = state, now, error, merged
+        op.started_at = op.started_at or now
+    return bool(done)
+
+
+def succeed(op: Operation, result: dict | None = None) -> bool:
+    return _finish(op, OperationState.SUCCEEDED, result=result)
+
+
+def fail(op: Operation, reason: str, result: dict | None = None) -> bool:
+    """End the operation as failed. A deploy's revision can then never be left Deploying."""
+    with transaction.atomic():
+        finished = _finish(op, OperationState.FAILED, error=reason, result=result)
+        if finished:
+            step(op, f"failed: {reason}")
+            if op.kind == OperationKind.DEPLOY and op.revision_id:
+                Revision.objects.filter(pk=op.revision_id, status=RevisionStatus.DEPLOYING).update(
+                    status=RevisionStatus.FAILED, error=reason
+                )
+    return finished
+
+
+def submit(op: Operation) -> None:
+    """Queue the operation for the worker once the surrounding transaction commits.
+
+    If the broker cannot be reached the operation ends failed at once with a reason (the
+    caller sees op.state == failed and answers 503): it was never half-started.
+    """
+
+    def send() -> None:
+        from dashboard.controlplane.tasks import execute_operation
+
+        try:
+            execute_operation.apply_async((str(op.id),), retry=False)
+        except Exception as exc:  # noqa: BLE001 - kombu raises many types for "no broker".
+            log.warning("could not queue operation %s: %s", op.id, exc)
+            fail(op, f"{QUEUE_UNAVAILABLE}: {exc}")
+            return
+        _mark_enqueued(op)
+
+    transaction.on_commit(send)
+
+
+def _mark_enqueued(op: Operation) -> None:
+    op.result = {**op.result, "enqueued_at": timezone.now().isoformat()}
+    Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(result=op.result)
+
+
+# -- executor side -------------------------------------------------------------------
+
+
+class Abandoned(Exception):
+    """The operation finished elsewhere (deadline, sweeper) while this executor ran."""
+
+
+def claim(operation_id: str) -> Operation | None:
+    """Take the operation if nobody holds a live lease on it; None if someone does (or done)."""
+    now = timezone.now()
+    taken = (
+        Operation.objects.filter(pk=operation_id, finished_at__isnull=True)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(
+            lease_until=now + LEASE,
+            attempts=F("attempts") + 1,
+            state=OperationState.RUNNING,
+            started_at=Coalesce("started_at", Value(now)),
+        )
+    )
+    if not taken:
+        return None
+    return Operation.objects.select_related("app", "revision").get(pk=operation_id)
+
+
+def renew(op: Operation) -> None:
+    """Extend the lease; raise Abandoned if the operation was ended by someone else."""
+    if not Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(
+        lease_until=timezone.now() + LEASE
+    ):
+        raise Abandoned(str(op.id))
+
+
+def deadline_of(op: Operation) -> datetime | None:
+    raw = op.result.get("deadline")
+    return parse_datetime(raw) if raw else None
+
+
+def sweep() -> dict[str, int]:
+    """Recover unfinished operations: fail the overdue, re-queue the orphaned."""
+    now = timezone.now()
+    counts = {"failed": 0, "requeued": 0}
+    for op in Operation.objects.filter(finished_at__isnull=True).select_related("app"):
+        deadline = deadline_of(op)
+        if deadline and now > deadline:
+            if fail(op, f"exceeded its deadline ({deadline.isoformat()}) without finishing"):
+                counts["failed"] += 1
+            continue
+        if op.attempts >= MAX_ATTEMPTS and op.lease_until and op.lease_until < now:
+            if fail(op, f"its worker was lost {op.attempts} times; giving up"):
+                counts["failed"] += 1
+            continue
+        lapsed = op.state == OperationState.RUNNING and op.lease_until and op.lease_until < now
+        enqueued = parse_datetime(op.result.get("enqueued_at", "") or "") or op.created_at
+        unclaimed = op.state == OperationState.QUEUED and enqueued < now - UNCLAIMED_AFTER
+        if lapsed or unclaimed:
+            why = "its worker's lease lapsed" if lapsed else "no worker picked it up"
+            step(op, f"{why}; queued again (attempt {op.attempts + 1})")
+            Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(
+                state=OperationState.QUEUED
+            )
+            op.state = OperationState.QUEUED
+            submit(op)
+            counts["requeued"] += 1
+    return counts

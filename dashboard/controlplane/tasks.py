@@ -1,0 +1,18 @@
+"""Celery tasks of the control plane: thin wrappers, the work is in executors/operations."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from dashboard.controlplane import executors, operations
+
+
+@shared_task(name="controlplane.execute_operation")
+def execute_operation(operation_id: str) -> str | None:
+    op = executors.execute(operation_id)
+    return op.state if op else None
+
+
+@shared_task(name="controlplane.sweep_operations")
+def sweep_operations() -> dict[str, int]:
+    return operations.sweep()

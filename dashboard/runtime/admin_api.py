@@ -1,0 +1,215 @@
+"""The runtime's admin API (loopback only): the contract of controlplane/runtime_client.py.
+
+Every call but GET /health needs `Authorization: Bearer <runtime_client.admin_secret()>`.
+Errors are JSON {"error": {"message": ...}}; an unknown runner or revision is a 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from django.conf import settings as conf
+
+from dashboard.controlplane.models import APP_NAME_RE
+from dashboard.controlplane.runtime_client import admin_secret
+from dashboard.runtime.routing import RoutingTable, effective_settings, load_revision
+from dashboard.runtime.supervisor import ACTIVE, GONE, READY, Runner, Supervisor
+
+RUNNER_ID_RE = re.compile(r"^r-[0-9a-f]{8}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+MAX_WAIT = 600.0
+MAX_TAIL = 10_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+        super().__init__(message)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+@web.middleware
+async def errors_and_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path != "/health":
+        scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip(), admin_secret()):
+            return _json({"error": {"message": "missing or wrong runtime admin secret"}}, 401)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _json({"error": {"message": exc.message}}, exc.status)
+    except web.HTTPException as exc:
+        return _json({"error": {"message": exc.reason}}, exc.status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return data
+
+
+def _number(value: str | None, name: str, default: float, maximum: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, got {value!r}") from None
+    if not 0 <= number <= maximum:
+        raise ApiError(400, f"{name} must be between 0 and {maximum:g}, got {value!r}")
+    return number
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(size - 2 * 1024 * 1024, 0))  # The tail of a huge log, not all of it.
+        text = f.read().decode(errors="replace")
+    return text.splitlines()[-lines:]
+
+
+class AdminApi:
+    def __init__(self, routing: RoutingTable, supervisor: Supervisor):
+        self.routing = routing
+        self.supervisor = supervisor
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_and_auth])
+        r = app.router
+        r.add_get("/health", self.health)
+        r.add_get("/runners", self.list_runners)
+        r.add_get("/runners/{id}", self.get_runner)
+        r.add_post("/runners/{id}/stop", self.stop_runner)
+        r.add_post("/runners/{id}/kill", self.kill_runner)
+        r.add_post("/revisions/{rev}/runners", self.start_runners)
+        r.add_post("/revisions/{rev}/stop", self.stop_revision)
+        r.add_post("/apps/{app}/sync", self.sync_app)
+        r.add_get("/logs", self.logs)
+        return app
+
+    def _runner(self, request: web.Request) -> Runner:
+        runner = self.supervisor.runners.get(request.match_info["id"])
+        if runner is None:
+            raise ApiError(404, f"runner {request.match_info['id']!r} not found")
+        return runner
+
+    async def health(self, request: web.Request) -> web.Response:
+        alive = self.supervisor.alive()
+        return _json({"status": "ok", "runners": len(alive), "apps": len(self.routing.apps)})
+
+    async def list_runners(self, request: web.Request) -> web.Response:
+        app, revision = request.query.get("app"), request.query.get("revision")
+        runners = [
+            r.as_dict()
+            for r in self.supervisor.runners.values()
+            if (not app or r.app == app) and (not revision or r.revision == revision)
+        ]
+        runners.sort(key=lambda r: r["started_at"])
+        return _json({"runners": runners})
+
+    async def get_runner(self, request: web.Request) -> web.Response:
+        runner = self._runner(request)
+        wait_for = request.query.get("wait_for", "")
+        timeout = _number(request.query.get("timeout"), "timeout", 5.0, MAX_WAIT)
+        if wait_for == "ready":
+            await self.supervisor.wait_for(
+                runner, lambda r: r.state in READY or r.state in GONE, timeout
+            )
+        elif wait_for == "gone":
+            await self.supervisor.wait_for(runner, lambda r: r.state in GONE, timeout)
+        elif wait_for:
+            raise ApiError(400, f"wait_for must be 'ready' or 'gone', got {wait_for!r}")
+        return _json(runner.as_dict())
+
+    async def stop_runner(self, request: web.Request) -> web.Response:
+        runner = self._runner(request)
+        body = await _body(request)
+        self.supervisor.stop(runner, replace=bool(body.get("replace")))
+        return _json(runner.as_dict())
+
+    async def kill_runner(self, request: web.Request) -> web.Response:
+        runner = self._runner(request)
+        self.supervisor.kill(runner)
+        return _json(runner.as_dict())
+
+    async def start_runners(self, request: web.Request) -> web.Response:
+        revision_id = request.match_info["rev"]
+        rev = await load_revision(revision_id) if UUID_RE.match(revision_id) else None
+        if rev is None:
+            raise ApiError(404, f"revision {revision_id!r} not found")
+        body = await _body(request)
+        count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise ApiError(400, f"count must be a whole number in 1–100, got {count!r}")
+        overrides = body.get("settings") or {}
+        if not isinstance(overrides, dict):
+            raise ApiError(400, "settings must be a JSON object of parameter values")
+        settings = effective_settings(rev.settings, overrides)
+        runners = self.supervisor.start_keyed(rev, settings, count, str(body.get("key") or ""))
+        return _json({"runners": [r.as_dict() for r in runners]}, 201)
+
+    async def stop_revision(self, request: web.Request) -> web.Response:
+        revision_id = request.match_info["rev"]
+        runners = [r for r in self.supervisor.of_revision(revision_id) if r.state in ACTIVE]
+        if not runners and (
+            not UUID_RE.match(revision_id) or await load_revision(revision_id) is None
+        ):
+            raise ApiError(404, f"revision {revision_id!r} not found")
+        force = bool((await _body(request)).get("force"))
+        for runner in runners:
+            if force:
+                self.supervisor.kill(runner)
+            else:
+                self.supervisor.stop(runner)
+        return _json({"runners": [r.as_dict() for r in runners]})
+
+    async def sync_app(self, request: web.Request) -> web.Response:
+        name = request.match_info["app"]
+        route = await self.routing.reload(name)
+        self.supervisor.drain_not_current(name)
+        return _json({"current_revision": route.revision if route else None})
+
+    async def logs(self, request: web.Request) -> web.Response:
+        q = request.query
+        tail = int(_number(q.get("tail"), "tail", 200, MAX_TAIL))
+        root = conf.VAR_DIR / "logs"
+        if runner_id := q.get("runner"):
+            if not RUNNER_ID_RE.match(runner_id):
+                raise ApiError(404, f"runner {runner_id!r} not found")
+            files = list(root.glob(f"*/*/{runner_id}.log"))
+            if not files:
+                raise ApiError(404, f"runner {runner_id!r} not found")
+            return web.Response(text="\n".join(_tail(files[0], tail)) + "\n")
+        if revision := q.get("revision"):
+            if not UUID_RE.match(revision):
+                raise ApiError(404, f"revision {revision!r} not found")
+            files = list(root.glob(f"*/{revision}/*.log"))
+        elif app := q.get("app"):
+            if not APP_NAME_RE.match(app):
+                raise ApiError(404, f"app {app!r} not found")
+            files = list(root.glob(f"{app}/*/*.log"))
+        else:
+            raise ApiError(400, "give one of runner, revision or app")
+        lines: list[str] = []
+        for path in sorted(files, key=lambda p: p.stat().st_mtime):
+            lines += [f"[{path.stem}] {line}" for line in _tail(path, tail)]
+        return web.Response(text="\n".join(lines[-tail:]) + ("\n" if lines else ""))

@@ -1,0 +1,133 @@
+"""The autoscaler: how many runners each app's Current revision should have, right now.
+
+Per app, from the alias's live settings (App.settings):
+- warm floor = max(min_concurrency, busy + spare), where spare = max(concurrency_buffer,
+  ceil(busy × concurrency_buffer_perc / 100)); with nothing busy this is
+  max(min_concurrency, concurrency_buffer);
+- requests queued longer than scaling_delay add the runners their slots need, and a
+  request with no runner at all warm or starting starts one at once (a cold start);
+- never more than max_concurrency;
+- a runner idle longer than keep_alive is stopped, down to the floor; the ones that
+  would be are shown with their `idle_shutdown_at`.
+
+It wakes when the supervisor signals (a request queued, a runner changed state) and at
+least every TICK seconds for the keep_alive clocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from datetime import timedelta
+
+from django.conf import settings as conf
+
+from dashboard.runtime.routing import AppRoute, RevisionInfo
+from dashboard.runtime.supervisor import ACTIVE, READY, STARTING, Runner, Supervisor, utcnow
+
+log = logging.getLogger("switchboard.runtime")
+TICK = 0.25
+# A runner of a revision that is not Current (e.g. the target of a rolling switch that
+# never happened) is stopped after idling this long, or keep_alive if that is longer.
+NOT_CURRENT_GRACE = 60.0
+
+
+class Autoscaler:
+    def __init__(self, supervisor: Supervisor, routes: dict[str, AppRoute]):
+        self.supervisor = supervisor
+        self.routes = routes
+
+    async def run(self) -> None:
+        wake = self.supervisor.wake
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), TICK)
+            wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("autoscaler tick failed")
+
+    def tick(self) -> None:
+        sup = self.supervisor
+        sup.purge_gone()
+        names = set(self.routes) | {r.app for r in sup.alive()} | set(sup.waiters)
+        for name in names:
+            self.scale(name)
+
+    def scale(self, name: str) -> None:
+        sup = self.supervisor
+        route = self.routes.get(name)
+        current = route.revision if route else None
+        runners = [r for r in sup.alive() if r.app == name and not r.stopping]
+        self._retire_not_current([r for r in runners if r.revision != current])
+        if route is None or current is None:
+            return
+        s = route.settings
+        mine = [r for r in runners if r.revision == current and r.state in ACTIVE]
+        ready = [r for r in mine if r.state in READY]
+        starting = [r for r in mine if r.state in STARTING]
+        mux = max(int(s["max_multiplexing"]), 1)
+        ceiling = int(s["max_concurrency"])
+
+        busy = sum(1 for r in ready if r.in_flight > 0)
+        spare = max(
+            int(s["concurrency_buffer"]), math.ceil(busy * s["concurrency_buffer_perc"] / 100)
+        )
+        floor = min(max(int(s["min_concurrency"]), busy + spare), ceiling)
+        target = floor
+        queued, waited = sup.queued(name)
+        if queued:
+            if not ready and not starting:
+                target = max(target, 1)  # A cold start does not wait for scaling_delay.
+            if waited >= float(s["scaling_delay"]):
+                uncovered = max(queued - len(starting) * mux, 0)
+                target = max(target, len(mine) + math.ceil(uncovered / mux))
+        target = min(target, ceiling)
+
+        if target > len(mine) and self._may_start(route):
+            rev = RevisionInfo(
+                id=current,
+                app=name,
+                status=route.revision_status or "",
+                entrypoint=route.entrypoint,
+                bundle_dir=route.bundle_dir,
+            )
+            for _ in range(target - len(mine)):
+                sup.start(rev, route.settings)
+
+        self._retire_idle(mine, floor, queued, float(s["keep_alive"]))
+
+    def _may_start(self, route: AppRoute) -> bool:
+        if route.revision_status == "suspended":
+            return False
+        failed = self.supervisor.failed_at.get(route.revision)
+        # A revision whose runner just failed setup() is not retried in a tight loop.
+        return not failed or time.monotonic() - failed[0] >= conf.RUNNER_BACKOFF_STEP
+
+    def _retire_idle(self, mine: list[Runner], floor: int, queued: int, keep_alive: float) -> None:
+        idle = sorted((r for r in mine if r.state == "IDLE"), key=lambda r: r.idle_since)
+        removable = max(len(mine) - floor, 0)
+        now = utcnow()
+        for index, runner in enumerate(idle):
+            if index >= removable:
+                runner.idle_shutdown_at = None
+                continue
+            runner.idle_shutdown_at = runner.idle_since + timedelta(seconds=keep_alive)
+            if now >= runner.idle_shutdown_at and not queued:
+                runner.note(f"idle for {keep_alive:g}s (keep_alive): stopping")
+                self.supervisor.stop(runner)
+
+    def _retire_not_current(self, others: list[Runner]) -> None:
+        now = utcnow()
+        for runner in others:
+            if runner.state != "IDLE":
+                continue
+            grace = max(float(runner.settings["keep_alive"]), NOT_CURRENT_GRACE)
+            runner.idle_shutdown_at = runner.idle_since + timedelta(seconds=grace)
+            if now >= runner.idle_shutdown_at:
+                runner.note("idle and not of the Current revision: stopping")
+                self.supervisor.stop(runner)

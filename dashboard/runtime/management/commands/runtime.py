@@ -1,0 +1,22 @@
+"""`manage.py runtime`: the gateway, the runtime admin API and the runners they supervise."""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from dashboard.runtime.server import serve
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the runtime: the gateway (SWITCHBOARD_GATEWAY_HOST/PORT), the loopback admin API "
+        "(SWITCHBOARD_RUNTIME_PORT) and the runner processes they supervise."
+    )
+
+    def handle(self, *args, **options) -> None:
+        asyncio.run(
+            serve(settings.GATEWAY_HOST, settings.GATEWAY_PORT, settings.RUNTIME_ADMIN_PORT)
+        )

@@ -1,0 +1,181 @@
+"""The gateway's routing table: for each app, its Current revision and live settings.
+
+Loaded from the database at start, then kept fresh without a timer: the control plane
+publishes {"app": name} on Redis (events.APPS_CHANNEL) after every change, and this
+table reloads that one app. Every (re)subscription reloads everything, since changes
+may have been missed while Redis was away, and a gateway cache miss reloads that app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from dashboard.controlplane import parameters
+from dashboard.controlplane.events import APPS_CHANNEL
+from dashboard.controlplane.models import App, Revision
+
+log = logging.getLogger("switchboard.runtime")
+
+
+@dataclass(frozen=True)
+class AppRoute:
+    name: str
+    auth_mode: str
+    owner_id: int | None
+    settings: dict[str, Any]
+    revision: str | None = None
+    revision_status: str | None = None
+    entrypoint: str = ""
+    bundle_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    id: str
+    app: str
+    status: str
+    entrypoint: str
+    bundle_dir: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    is_current: bool = False
+
+
+def effective_settings(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults, overlaid by each layer in turn (later wins)."""
+    values = parameters.defaults()
+    for layer in layers:
+        values.update({k: v for k, v in (layer or {}).items() if k in values})
+    return values
+
+
+def _route(app: App) -> AppRoute:
+    rev = app.current_revision
+    return AppRoute(
+        name=app.name,
+        auth_mode=app.auth_mode,
+        owner_id=app.owner_id,
+        settings=effective_settings(rev.settings if rev else None, app.settings),
+        revision=str(rev.id) if rev else None,
+        revision_status=rev.status if rev else None,
+        entrypoint=rev.entrypoint if rev else "",
+        bundle_dir=rev.bundle_dir if rev else None,
+    )
+
+
+def db_call(func: Callable) -> Callable:
+    """Run an ORM function in Django's sync thread, on a connection that is still good."""
+
+    def fresh(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        return func(*args, **kwargs)
+
+    return sync_to_async(fresh)
+
+
+@db_call
+def load_all_routes() -> dict[str, AppRoute]:
+    return {app.name: _route(app) for app in App.objects.select_related("current_revision")}
+
+
+@db_call
+def load_route(name: str) -> AppRoute | None:
+    app = App.objects.select_related("current_revision").filter(name=name).first()
+    return _route(app) if app else None
+
+
+@db_call
+def load_revision(revision_id: str) -> RevisionInfo | None:
+    try:
+        key = uuid.UUID(revision_id)
+    except ValueError:
+        return None
+    rev = Revision.objects.select_related("app").filter(pk=key).first()
+    if rev is None:
+        return None
+    is_current = rev.app.current_revision_id == rev.id
+    return RevisionInfo(
+        id=str(rev.id),
+        app=rev.app.name,
+        status=rev.status,
+        entrypoint=rev.entrypoint,
+        bundle_dir=rev.bundle_dir,
+        # A Current revision runs with the alias's live settings (scale applies at once);
+        # any other with the settings it was deployed with.
+        settings=effective_settings(rev.settings, rev.app.settings if is_current else None),
+        is_current=is_current,
+    )
+
+
+class RoutingTable:
+    def __init__(self, on_change: Callable[[str, AppRoute | None, AppRoute | None], None]):
+        self.apps: dict[str, AppRoute] = {}
+        # Told (name, old, new) after every reload, so runners of a revision that stopped
+        # being Current can be drained and queued requests re-dispatched.
+        self._on_change = on_change
+
+    def _set(self, name: str, route: AppRoute | None) -> None:
+        old = self.apps.get(name)
+        if route is None:
+            self.apps.pop(name, None)
+        else:
+            self.apps[name] = route
+        if old != route:
+            self._on_change(name, old, route)
+
+    async def reload_all(self) -> None:
+        routes = await load_all_routes()
+        for name in set(self.apps) - set(routes):
+            self._set(name, None)
+        for name, route in routes.items():
+            self._set(name, route)
+
+    async def reload(self, name: str) -> AppRoute | None:
+        route = await load_route(name)
+        self._set(name, route)
+        return route
+
+    async def get(self, name: str) -> AppRoute | None:
+        route = self.apps.get(name)
+        return route if route is not None else await self.reload(name)
+
+    async def follow_changes(self) -> None:
+        """Reload apps as the control plane announces changes; reconnect when Redis drops."""
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(APPS_CHANNEL)
+                    await self.reload_all()
+                    log.info("following app changes on Redis channel %s", APPS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        await self._reload_from(message["data"])
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("lost Redis subscription (%s); reconnecting in 1s", exc)
+                await asyncio.sleep(1)
+            finally:
+                await client.aclose()
+
+    async def _reload_from(self, data: bytes) -> None:
+        try:
+            name = json.loads(data)["app"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed app-change message %r", data)
+            return
+        try:
+            await self.reload(name)
+        except Exception:
+            log.exception("could not reload app %s", name)

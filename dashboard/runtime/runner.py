@@ -1,0 +1,165 @@
+"""One runner: `python -m dashboard.runtime.runner --bundle-dir D --entrypoint E --socket S
+--ready-fd N --max-multiplexing M`.
+
+It imports the app, serves HTTP on a Unix socket at once (`/_health` answers 503 until
+setup() finished, then 200), runs setup() in a thread, and tells the supervisor "ready"
+or "setup failed: <traceback>" through the inherited pipe so that readiness is an event,
+not something polled. On SIGTERM it stops accepting, lets in-flight requests finish,
+runs teardown() and exits 0.
+
+Only aiohttp and the SDK are imported here (no Django): a runner's cold start is on the
+path of the first request after a deploy or an idle shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import os
+import signal
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dashboard.sdk.loader import endpoints, load_app_class
+
+JSON = "application/json"
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.Response(status=status, text=json.dumps(body), content_type=JSON)
+
+
+class Runner:
+    def __init__(self, instance: Any, max_multiplexing: int):
+        self.instance = instance
+        self.ready = False
+        self.pool = ThreadPoolExecutor(max_workers=max_multiplexing, thread_name_prefix="handler")
+
+    async def health(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return _error(503, "starting", "setup() has not finished yet")
+        return web.Response(text='{"status": "ok"}', content_type=JSON)
+
+    def handler(self, method_name: str, methods: tuple[str, ...]):
+        func = getattr(self.instance, method_name)
+        takes_data = bool(inspect.signature(func).parameters)
+        is_async = inspect.iscoroutinefunction(func)
+
+        async def handle(request: web.Request) -> web.Response:
+            if request.method not in methods:
+                return _error(
+                    405, "method_not_allowed", f"{request.path} accepts {', '.join(methods)}"
+                )
+            if request.method == "GET":
+                data: Any = dict(request.query)
+            else:
+                raw = await request.read()
+                try:
+                    data = json.loads(raw) if raw.strip() else {}
+                except ValueError as exc:
+                    return _error(400, "bad_json", f"the request body is not valid JSON: {exc}")
+            args = (data,) if takes_data else ()
+            try:
+                if is_async:
+                    result = await func(*args)
+                else:
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self.pool, func, *args)
+                body = json.dumps(result)
+            except Exception as exc:  # noqa: BLE001 - the app's bug is reported, not fatal.
+                traceback.print_exc()
+                return _error(
+                    500,
+                    "handler_error",
+                    f"{type(exc).__name__}: {exc}",
+                    traceback="".join(traceback.format_exception(exc)[-4:]),
+                )
+            return web.Response(text=body, content_type=JSON)
+
+        return handle
+
+
+def _tell(fd: int, message: str) -> None:
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(message.encode())
+
+
+async def serve(args: argparse.Namespace) -> int:
+    try:
+        cls = load_app_class(Path(args.bundle_dir), args.entrypoint)
+        instance = cls()
+        routes = endpoints(cls)
+    except BaseException:  # noqa: BLE001 - user code may raise anything at import.
+        message = traceback.format_exc()
+        sys.stderr.write(message)
+        _tell(args.ready_fd, "setup failed: " + message)
+        return 1
+
+    runner = Runner(instance, args.max_multiplexing)
+    web_app = web.Application(client_max_size=64 * 1024 * 1024)
+    web_app.router.add_get("/_health", runner.health)
+    for path, (method_name, methods) in routes.items():
+        web_app.router.add_route("*", path, runner.handler(method_name, methods))
+    app_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+    await app_runner.setup()
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    await web.UnixSite(app_runner, args.socket, shutdown_timeout=3600).start()
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    setup = loop.run_in_executor(ThreadPoolExecutor(1, "setup"), instance.setup)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():
+        # Stopped during setup(): there is nothing to drain and nothing to tear down yet.
+        _tell(args.ready_fd, "setup failed: stopped before setup() finished")
+        os._exit(0)
+    if setup.exception() is not None:
+        message = "".join(traceback.format_exception(setup.exception()))
+        sys.stderr.write(message)
+        _tell(args.ready_fd, "setup failed: " + message)
+        os._exit(1)
+    runner.ready = True
+    print(f"setup() finished; serving {', '.join(sorted(routes)) or 'no endpoints'}", flush=True)
+    _tell(args.ready_fd, "ready")
+
+    await stopped
+    print("stopping: finishing in-flight requests", flush=True)
+    await app_runner.cleanup()
+    await loop.run_in_executor(None, instance.teardown)
+    print("teardown() finished", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dashboard.runtime.runner")
+    parser.add_argument("--bundle-dir", required=True)
+    parser.add_argument("--entrypoint", required=True)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--max-multiplexing", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        code = asyncio.run(serve(args))
+    except Exception:  # noqa: BLE001 - teardown() failing still ends the runner, loudly.
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    # User threads (e.g. a handler still sleeping) must not keep a stopped runner alive.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,534 @@
+"""The supervisor: runner lifecycles, their states, and the slots the gateway takes on them.
+
+States (DESIGN.md section 5): PENDING → SETUP → IDLE ⇄ RUNNING → DRAINING → TERMINATING →
+TERMINATED; FAILED when setup() raised or exceeded startup_timeout (not restarted: the
+revision is broken, not the process); CRASH_BACKOFF when a ready runner's process died,
+restarted after min(step × consecutive crashes, cap).
+
+Each runner has one lifecycle task that owns its process: it boots it, waits for it to
+end, and decides between TERMINATED (a stop or kill was asked for) and CRASH_BACKOFF.
+stop() and kill() only ask; the lifecycle task records the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from django.conf import settings as conf
+
+from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
+from dashboard.runtime.routing import AppRoute, RevisionInfo
+
+log = logging.getLogger("switchboard.runtime")
+
+READY = frozenset({"IDLE", "RUNNING"})
+STARTING = frozenset({"PENDING", "SETUP"})
+ACTIVE = frozenset({"PENDING", "SETUP", "IDLE", "RUNNING", "CRASH_BACKOFF"})
+GONE = frozenset({"TERMINATED", "FAILED"})
+# How long teardown() may take after SIGTERM before the runner is killed.
+TEARDOWN_BOUND = 30.0
+# Gone runners stay listed this long, so a caller waiting for "gone" can see the end.
+KEEP_GONE_FOR = 120.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+class StartFailed(Exception):
+    """A queued request's revision could not start a runner."""
+
+
+@dataclass(eq=False)
+class Runner:
+    id: str
+    app: str
+    revision: str
+    bundle_dir: Path
+    entrypoint: str
+    settings: dict[str, Any]
+    state: str = "PENDING"
+    in_flight: int = 0
+    pid: int | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    ready_at: datetime | None = None
+    idle_since: datetime | None = None
+    idle_shutdown_at: datetime | None = None
+    restarts: int = 0
+    crashes: int = 0
+    error: str = ""
+    stopping: bool = False
+    ended_at: float | None = None
+    process: RunnerProcess | None = None
+    session: aiohttp.ClientSession | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def max_multiplexing(self) -> int:
+        return int(self.settings["max_multiplexing"])
+
+    @property
+    def socket_path(self) -> Path:
+        return conf.VAR_DIR / "run" / f"{self.id}.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return log_path(self.app, self.revision, self.id)
+
+    def note(self, text: str) -> None:
+        """Write the runtime's own account of this runner into the runner's log."""
+        with open(self.log_path, "a") as f:
+            f.write(f"[runtime {utcnow():%Y-%m-%d %H:%M:%S}] {text}\n")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app": self.app,
+            "revision": self.revision,
+            "state": self.state,
+            "in_flight": self.in_flight,
+            "pid": self.pid,
+            "started_at": iso(self.started_at),
+            "ready_at": iso(self.ready_at),
+            "idle_since": iso(self.idle_since),
+            "idle_shutdown_at": iso(self.idle_shutdown_at),
+            "restarts": self.restarts,
+            "error": self.error,
+            "machine_type": self.settings["machine_type"],
+        }
+
+
+def log_path(app: str, revision: str, runner_id: str) -> Path:
+    return conf.VAR_DIR / "logs" / app / revision / f"{runner_id}.log"
+
+
+@dataclass(eq=False)
+class Waiter:
+    app: str
+    future: asyncio.Future
+    since: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, backend: RunnerBackend, routes: dict[str, AppRoute]):
+        self.backend = backend
+        self.routes = routes  # The routing table's live dict: app name → AppRoute.
+        self.runners: dict[str, Runner] = {}
+        self.waiters: dict[str, deque[Waiter]] = defaultdict(deque)
+        self.failed_at: dict[str, tuple[float, str]] = {}  # revision → (when, why)
+        self.wake = asyncio.Event()  # Tells the autoscaler to look now.
+        self._start_keys: dict[str, list[str]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- starting and lifecycles ------------------------------------------------------
+
+    def start(self, rev: RevisionInfo, settings: dict[str, Any]) -> Runner:
+        runner = Runner(
+            id=f"r-{secrets.token_hex(4)}",
+            app=rev.app,
+            revision=rev.id,
+            bundle_dir=rev.bundle_dir,
+            entrypoint=rev.entrypoint,
+            settings=dict(settings),
+        )
+        self.runners[runner.id] = runner
+        runner.log_path.parent.mkdir(parents=True, exist_ok=True)
+        runner.note(f"runner {runner.id} of {rev.app} revision {rev.id} created")
+        self._spawn(self._lifecycle(runner))
+        return runner
+
+    def start_keyed(
+        self, rev: RevisionInfo, settings: dict[str, Any], count: int, key: str
+    ) -> list[Runner]:
+        """Start `count` runners, or return the ones an earlier call with this key started."""
+        if key and key in self._start_keys:
+            return [self.runners[i] for i in self._start_keys[key] if i in self.runners]
+        started = [self.start(rev, settings) for _ in range(count)]
+        if key:
+            self._start_keys[key] = [r.id for r in started]
+        return started
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _lifecycle(self, runner: Runner) -> None:
+        try:
+            while await self._boot(runner):
+                code = await runner.process.wait()
+                await self._close_session(runner)
+                if runner.stopping:
+                    runner.note(f"process ended (exit code {code})")
+                    self._end(runner, "TERMINATED")
+                    return
+                runner.crashes += 1
+                delay = min(conf.RUNNER_BACKOFF_STEP * runner.crashes, conf.RUNNER_BACKOFF_CAP)
+                runner.error = f"process exited with code {code}; restarting in {delay:g}s"
+                runner.note(f"crashed: {runner.error}")
+                self._set_state(runner, "CRASH_BACKOFF")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runner.stop_requested.wait(), delay)
+                if runner.stopping:
+                    self._end(runner, "TERMINATED")
+                    return
+                runner.restarts += 1
+                runner.note(f"restart #{runner.restarts}")
+        except asyncio.CancelledError:
+            if runner.process:
+                runner.process.kill()
+            raise
+        except Exception as exc:
+            log.exception("runner %s lifecycle failed", runner.id)
+            if runner.process:
+                runner.process.kill()
+            runner.error = f"runtime error: {exc}"
+            self._end(runner, "FAILED")
+
+    async def _boot(self, runner: Runner) -> bool:
+        """Start the process and wait until it is ready; False when it never got there."""
+        self._set_state(runner, "PENDING")
+        spec = RunnerSpec(
+            runner_id=runner.id,
+            app=runner.app,
+            revision=runner.revision,
+            bundle_dir=runner.bundle_dir,
+            entrypoint=runner.entrypoint,
+            socket_path=runner.socket_path,
+            log_path=runner.log_path,
+            max_multiplexing=runner.max_multiplexing,
+            machine_type=runner.settings["machine_type"],
+        )
+        runner.process = process = await self.backend.start(spec)
+        runner.pid = process.pid
+        runner.note(f"process {process.pid} started; running setup()")
+        self._set_state(runner, "SETUP")
+        timeout = float(runner.settings["startup_timeout"])
+        ready = asyncio.ensure_future(process.ready_message())
+        stop = asyncio.ensure_future(runner.stop_requested.wait())
+        done, _ = await asyncio.wait({ready, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
+        stop.cancel()
+        if runner.stopping:
+            ready.cancel()
+            process.kill()
+            await process.wait()
+            runner.note("stopped during setup()")
+            self._end(runner, "TERMINATED")
+            return False
+        if ready not in done:
+            ready.cancel()
+            return await self._fail(
+                runner, f"setup() did not finish within startup_timeout={timeout:g}s"
+            )
+        message = ready.result()
+        if message != "ready":
+            if not message:
+                message = f"the runner exited during setup (exit code {await process.wait()})"
+            return await self._fail(runner, message)
+        runner.session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(runner.socket_path), limit=0),
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+        )
+        # Invariant 3: the pipe said ready; one health call confirms it serves.
+        try:
+            async with runner.session.get(
+                "http://runner/_health", timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
+                healthy = response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            healthy, message = False, f"health check failed: {exc}"
+        if not healthy:
+            await self._close_session(runner)
+            return await self._fail(runner, "setup() finished but /_health did not answer 200")
+        runner.ready_at = utcnow()
+        runner.error = ""
+        self.failed_at.pop(runner.revision, None)
+        runner.note("ready")
+        self._set_state(runner, "IDLE")
+        return True
+
+    async def _fail(self, runner: Runner, reason: str) -> bool:
+        runner.error = reason
+        runner.note(f"FAILED: {reason}")
+        if runner.process:
+            runner.process.kill()
+            await runner.process.wait()
+        self.failed_at[runner.revision] = (time.monotonic(), reason)
+        self._end(runner, "FAILED")
+        return False
+
+    async def _close_session(self, runner: Runner) -> None:
+        if runner.session is not None:
+            session, runner.session = runner.session, None
+            await session.close()
+
+    # -- states -----------------------------------------------------------------------
+
+    def _set_state(self, runner: Runner, state: str) -> None:
+        runner.state = state
+        runner.idle_since = utcnow() if state == "IDLE" else None
+        if state != "IDLE":
+            runner.idle_shutdown_at = None
+        self._notify(runner)
+        if state in ("IDLE", "PENDING") or state in GONE or state == "CRASH_BACKOFF":
+            self.wake.set()
+        if state in READY:
+            self.dispatch(runner.app)
+
+    def _notify(self, runner: Runner) -> None:
+        event, runner.changed = runner.changed, asyncio.Event()
+        event.set()
+
+    def _end(self, runner: Runner, state: str) -> None:
+        runner.ended_at = time.monotonic()
+        runner.socket_path.unlink(missing_ok=True)
+        self._set_state(runner, state)
+        if state == "FAILED":
+            self._fail_waiters_if_hopeless(runner)
+
+    def _fail_waiters_if_hopeless(self, runner: Runner) -> None:
+        route = self.routes.get(runner.app)
+        if route is None or route.revision != runner.revision:
+            return
+        if any(r.revision == runner.revision and r.state in ACTIVE for r in self.alive()):
+            return
+        queue = self.waiters.pop(runner.app, deque())
+        for waiter in queue:
+            if not waiter.future.done():
+                waiter.future.set_exception(StartFailed(runner.error))
+
+    async def wait_for(self, runner: Runner, predicate, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(runner):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(runner.changed.wait(), remaining)
+            except TimeoutError:
+                return predicate(runner)
+        return True
+
+    def alive(self) -> list[Runner]:
+        return [r for r in self.runners.values() if r.state not in GONE]
+
+    def of_revision(self, revision: str) -> list[Runner]:
+        return [r for r in self.runners.values() if r.revision == revision]
+
+    def purge_gone(self) -> None:
+        cutoff = time.monotonic() - KEEP_GONE_FOR
+        for runner_id in [
+            r.id for r in self.runners.values() if r.ended_at and r.ended_at < cutoff
+        ]:
+            del self.runners[runner_id]
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def stop(self, runner: Runner, *, replace: bool = False) -> None:
+        """Graceful: no new work, in-flight requests finish (bounded), then teardown()."""
+        if runner.state in GONE or runner.stopping:
+            return
+        runner.stopping = True
+        self._spawn(self._stop(runner, replace))
+
+    async def _stop(self, runner: Runner, replace: bool) -> None:
+        if replace and runner.state in READY:
+            rev = RevisionInfo(
+                id=runner.revision,
+                app=runner.app,
+                status="",
+                entrypoint=runner.entrypoint,
+                bundle_dir=runner.bundle_dir,
+            )
+            replacement = self.start(rev, runner.settings)
+            runner.note(f"stopping once replacement {replacement.id} is ready")
+            await self.wait_for(
+                replacement,
+                lambda r: r.state in READY or r.state in GONE,
+                float(replacement.settings["startup_timeout"]) + 15,
+            )
+        runner.stop_requested.set()
+        if runner.state not in READY:
+            return  # Booting or backing off: the lifecycle task ends it.
+        runner.note("draining: no new requests; waiting for in-flight ones")
+        self._set_state(runner, "DRAINING")
+        await self.wait_for(
+            runner,
+            lambda r: r.in_flight == 0 or r.state in GONE,
+            float(self._tunable(runner, "request_timeout")),
+        )
+        if runner.state in GONE:
+            return
+        await self._terminate(runner)
+
+    async def _terminate(self, runner: Runner, bound: float = TEARDOWN_BOUND) -> None:
+        runner.note("TERMINATING: SIGTERM, teardown()")
+        self._set_state(runner, "TERMINATING")
+        if runner.process:
+            runner.process.terminate()
+        if not await self.wait_for(runner, lambda r: r.state in GONE, bound):
+            runner.note(f"teardown() took longer than {bound:g}s; killing")
+            if runner.process:
+                runner.process.kill()
+
+    def kill(self, runner: Runner) -> None:
+        """At once: in-flight requests are dropped (the gateway answers them 502)."""
+        if runner.state in GONE:
+            return
+        runner.stopping = True
+        runner.note("killed (SIGKILL)")
+        runner.stop_requested.set()
+        if runner.process:
+            runner.process.kill()
+
+    async def shutdown(self, bound: float = 5.0) -> None:
+        """Stop every runner: SIGTERM (teardown) within `bound` seconds, then SIGKILL."""
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(StartFailed("the runtime is shutting down"))
+        alive = self.alive()
+        for runner in alive:
+            runner.stopping = True
+            runner.stop_requested.set()
+        await asyncio.gather(
+            *(self._terminate(r, bound) for r in alive if r.state not in GONE),
+            return_exceptions=True,
+        )
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=bound)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- slots ------------------------------------------------------------------------
+
+    def _tunable(self, runner: Runner, name: str) -> Any:
+        route = self.routes.get(runner.app)
+        if route is not None and route.revision == runner.revision:
+            return route.settings[name]
+        return runner.settings[name]
+
+    def try_acquire(self, revision: str) -> Runner | None:
+        """Take a slot on the least-loaded ready runner of `revision` that has one free."""
+        best: Runner | None = None
+        for runner in self.runners.values():
+            if (
+                runner.revision == revision
+                and runner.state in READY
+                and runner.in_flight < runner.max_multiplexing
+                and (best is None or runner.in_flight < best.in_flight)
+            ):
+                best = runner
+        if best is not None:
+            best.in_flight += 1
+            if best.state == "IDLE":
+                best.state, best.idle_since, best.idle_shutdown_at = "RUNNING", None, None
+                self._notify(best)
+        return best
+
+    async def acquire(self, app: str, revision: str) -> Runner:
+        """A slot for a request: at once if one is free, else wait in the app's queue."""
+        runner = self.try_acquire(revision)
+        if runner is not None:
+            return runner
+        waiter = Waiter(app, asyncio.get_running_loop().create_future())
+        self.waiters[app].append(waiter)
+        self.wake.set()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(waiter.future.result())  # Handed a slot just as it gave up.
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters[app].remove(waiter)
+            raise
+
+    def release(self, runner: Runner, *, served: bool = False) -> None:
+        runner.in_flight -= 1
+        if served:
+            runner.crashes = 0  # A request served since the last crash resets the backoff.
+        if runner.state == "RUNNING" and runner.in_flight == 0:
+            runner.state, runner.idle_since = "IDLE", utcnow()
+        self._notify(runner)
+        if self.waiters.get(runner.app):
+            self.dispatch(runner.app)
+
+    def dispatch(self, app: str) -> None:
+        """Hand free slots to queued requests, oldest first."""
+        queue = self.waiters.get(app)
+        route = self.routes.get(app)
+        while queue:
+            waiter = queue[0]
+            if waiter.future.done():
+                queue.popleft()
+                continue
+            if route is None or route.revision is None:
+                break
+            runner = self.try_acquire(route.revision)
+            if runner is None:
+                break
+            queue.popleft()
+            waiter.future.set_result(runner)
+
+    def queued(self, app: str) -> tuple[int, float]:
+        """How many requests of `app` wait, and for how long the oldest has waited."""
+        queue = [w for w in self.waiters.get(app, ()) if not w.future.done()]
+        if not queue:
+            return 0, 0.0
+        return len(queue), time.monotonic() - queue[0].since
+
+    # -- the routing table changed ----------------------------------------------------
+
+    def route_changed(self, name: str, old: AppRoute | None, new: AppRoute | None) -> None:
+        """Drain the runners of a revision that stopped being Current; re-dispatch the queue."""
+        if old is not None and old.revision and (new is None or new.revision != old.revision):
+            for runner in self.of_revision(old.revision):
+                if runner.state in ACTIVE:
+                    runner.note("its revision is no longer Current: draining")
+                    self.stop(runner)
+        if new is None:
+            for waiter in self.waiters.pop(name, deque()):
+                if not waiter.future.done():
+                    waiter.future.set_exception(StartFailed(f"app {name!r} was deleted"))
+        else:
+            self.dispatch(name)
+        self.wake.set()
+
+    def drain_not_current(self, name: str) -> None:
+        route = self.routes.get(name)
+        current = route.revision if route else None
+        for runner in self.alive():
+            if runner.app == name and runner.revision != current and runner.state in ACTIVE:
+                runner.note("sync: not of the Current revision; draining")
+                self.stop(runner)
+
+    def idle_deadline(self, runner: Runner) -> datetime | None:
+        if runner.idle_since is None:
+            return None
+        return runner.idle_since + timedelta(seconds=self._tunable(runner, "keep_alive"))
+
+    @staticmethod
+    def ceil_div(a: int, b: int) -> int:
+        return math.ceil(a / max(b, 1))

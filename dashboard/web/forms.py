@@ -1,0 +1,108 @@
+"""The confirmation dialogs' forms. Every value is validated here, server side, whatever
+the browser's own checks said; the control API validates again on its side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from dashboard.controlplane import parameters
+from dashboard.controlplane.parameters import CODE_SPECIFIC, PARAMETERS, ParameterError
+
+
+class ActionForm(forms.Form):
+    # Generated when the dialog opens, so a double-submitted dialog is one request: it is
+    # the Celery task id and the control API's Idempotency-Key.
+    key = forms.UUIDField(widget=forms.HiddenInput)
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "optional, recorded in History"}),
+    )
+
+    def params(self) -> dict[str, Any]:
+        return {"reason": self.cleaned_data["reason"]}
+
+
+class RollbackForm(ActionForm):
+    STRATEGIES = [
+        ("rolling", "Rolling: start a runner on the target, switch once it is healthy"),
+        ("recreate", "Recreate: switch now; the next request cold-starts the target"),
+    ]
+    strategy = forms.ChoiceField(choices=STRATEGIES, initial="rolling", widget=forms.RadioSelect)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "strategy": self.cleaned_data["strategy"]}
+
+
+class RolloutForm(ActionForm):
+    MODES = [
+        ("graceful", "Graceful: start replacements, let in-flight requests finish"),
+        ("force", "Force: kill every runner now; in-flight requests are dropped"),
+    ]
+    mode = forms.ChoiceField(choices=MODES, initial="graceful", widget=forms.RadioSelect)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "force": self.cleaned_data["mode"] == "force"}
+
+
+class RunnerStopForm(ActionForm):
+    replace = forms.BooleanField(
+        required=False, label="Start a replacement first", initial=False
+    )
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "replace": self.cleaned_data["replace"]}
+
+
+class ScaleForm(ActionForm):
+    """One field per parameter, showing the alias's current value and the allowed range."""
+
+    def __init__(self, *args, current: dict[str, Any], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+        for name, param in PARAMETERS.items():
+            if name == "machine_type":
+                field: forms.Field = forms.ChoiceField(
+                    choices=[(t, t) for t in parameters.machine_types()]
+                )
+            else:
+                field = forms.IntegerField(min_value=param.minimum, max_value=param.maximum)
+            field.initial = current[name]
+            field.label = name
+            field.help_text = f"{param.help}; allowed {param.allowed}" + (
+                f" {param.unit}" if param.unit else ""
+            )
+            field.kind = param.kind
+            self.fields[name] = field
+        # The reason comes last, after the values it explains.
+        self.order_fields([*PARAMETERS, "reason"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        values = {name: cleaned[name] for name in PARAMETERS}
+        try:
+            parameters.check_consistent(parameters.validate(values))
+        except ParameterError as exc:
+            for name, message in exc.errors.items():
+                self.add_error(name if name in self.fields else None, message)
+            return cleaned
+        if not self.changes():
+            raise forms.ValidationError("Nothing to change: every value is already in effect.")
+        return cleaned
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            name: self.cleaned_data[name]
+            for name in PARAMETERS
+            if name in self.cleaned_data and self.cleaned_data[name] != self.current[name]
+        }
+
+    def code_specific_changes(self) -> list[str]:
+        return [name for name in self.changes() if name in CODE_SPECIFIC]
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "values": self.changes()}

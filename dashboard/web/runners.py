@@ -1,0 +1,86 @@
+"""Runner listings from the runtime, shaped for the pages.
+
+The runtime is a separate process: when it is down the pages still render and say
+"runtime unavailable" instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from dashboard import httpclient
+from dashboard.controlplane import runtime_client
+
+UNAVAILABLE = "runtime unavailable"
+# The order states are shown in: the healthy ones first.
+STATE_ORDER = [
+    "RUNNING",
+    "IDLE",
+    "SETUP",
+    "PENDING",
+    "DRAINING",
+    "TERMINATING",
+    "CRASH_BACKOFF",
+    "FAILED",
+    "TERMINATED",
+]
+
+
+def fetch(app: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """(runners, None) or ([], a message saying why the runtime could not answer)."""
+    try:
+        return runtime_client.list_runners(app=app), None
+    except httpclient.Unavailable:
+        return [], UNAVAILABLE
+    except runtime_client.RuntimeError_ as exc:
+        return [], f"{UNAVAILABLE}: {exc}"
+
+
+def counts_by_app(runners: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    """{app: [(state, count), ...]} without TERMINATED runners, which are history."""
+    counters: dict[str, Counter] = {}
+    for runner in runners:
+        if runner.get("state") == "TERMINATED":
+            continue
+        counters.setdefault(runner.get("app", ""), Counter())[runner.get("state", "?")] += 1
+    return {
+        app: sorted(counter.items(), key=lambda kv: _state_rank(kv[0]))
+        for app, counter in counters.items()
+    }
+
+
+def _state_rank(state: str) -> int:
+    return STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER)
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each runner plus uptime and time left before idle shutdown, in whole seconds."""
+    now = timezone.now()
+    shown = []
+    for runner in sorted(runners, key=lambda r: (_state_rank(r.get("state", "")), r.get("id", ""))):
+        started = _parse(runner.get("started_at"))
+        shutdown = _parse(runner.get("idle_shutdown_at"))
+        shown.append(
+            {
+                **runner,
+                "short_revision": (runner.get("revision") or "").replace("-", "")[:8],
+                "uptime": int((now - started).total_seconds()) if started else None,
+                "idle_left": max(0, int((shutdown - now).total_seconds())) if shutdown else None,
+                "active": runner.get("state") not in runtime_client.GONE_STATES,
+            }
+        )
+    return shown

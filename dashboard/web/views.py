@@ -1,0 +1,363 @@
+"""The dashboard's pages and fragments: one small function view per URL.
+
+Views only read the database. Every change goes: confirmation dialog -> POST here
+(validated) -> Celery task (tasks.py) -> control API, and the page watches the
+resulting operation by polling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import kombu.exceptions
+import redis.exceptions
+from celery.result import AsyncResult
+from django.contrib.auth.decorators import login_required
+from django.db.models import Max, OuterRef, Prefetch, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
+from django_tables2 import RequestConfig
+
+from dashboard.controlplane import tokens
+from dashboard.controlplane.models import (
+    App,
+    Operation,
+    OperationKind,
+    Revision,
+    RevisionStatus,
+    Role,
+    role_allows,
+    role_of,
+)
+from dashboard.web import runners as runner_data
+from dashboard.web.access import BadInput, find_revision, get_app, require_role
+from dashboard.web.actions import (
+    ACTIONS,
+    ActionSpec,
+    app_refusal,
+    live_settings,
+    revision_refusal,
+    rollback_changes,
+)
+from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, VersionsTable
+from dashboard.web.tasks import submit_action
+
+VERSIONS_PER_PAGE = 25
+HISTORY_PER_PAGE = 50
+QUEUE_DOWN = "The task queue is unavailable — nothing was changed. Try again in a moment."
+
+
+def _app_or_404(name: str) -> App:
+    try:
+        return get_app(name)
+    except BadInput as exc:
+        raise Http404(exc.message) from None
+
+
+def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    """A precise error, as a fragment for htmx (shown inside the open dialog) or a page."""
+    response = render(
+        request,
+        "web/error.html#error" if request.htmx else "web/error.html",
+        {"message": message, "status": status},
+        status=status,
+    )
+    if request.htmx:
+        response = reswap(retarget(response, "#dialog-content"), "innerHTML")
+    return response
+
+
+# -- Apps --------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def apps(request: HttpRequest) -> HttpResponse:
+    last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
+    app_list = list(
+        App.objects.select_related("current_revision").annotate(last_op_id=Subquery(last_op[:1]))
+    )
+    ops = Operation.objects.in_bulk([a.last_op_id for a in app_list if a.last_op_id])
+    # One call to the runtime per page, grouped by app here.
+    runners, runtime_error = runner_data.fetch()
+    counts = runner_data.counts_by_app(runners)
+    for app in app_list:
+        app.last_op = ops.get(app.last_op_id)
+        app.runner_counts = counts.get(app.name, [])
+        app.is_suspended = bool(
+            app.current_revision and app.current_revision.status == RevisionStatus.SUSPENDED
+        )
+    table = AppsTable(app_list)
+    table.runtime_error = runtime_error
+    RequestConfig(request, paginate={"per_page": 100}).configure(table)
+    return render(
+        request,
+        "web/apps.html",
+        {"table": table, "runtime_error": runtime_error, "role": role_of(request.user)},
+    )
+
+
+@require_GET
+@login_required
+def app_home(request: HttpRequest, app: str) -> HttpResponse:
+    return redirect("versions", app=_app_or_404(app).name)
+
+
+# -- Versions ----------------------------------------------------------------------------
+
+
+def versions_stamp(app: App) -> str:
+    """A cheap fingerprint of everything the Versions table shows.
+
+    Every change to revisions happens through an operation (a deploy creates one, a
+    rollback finishes one...), so the newest operation, its step count and the app row
+    cover them; the minute makes relative times ("3 minutes ago") refresh too.
+    """
+    op = (
+        Operation.objects.filter(app=app)
+        .order_by("-created_at")
+        .annotate(last_step=Max("steps__id"))
+        .values_list("id", "state", "finished_at", "last_step")
+        .first()
+    )
+    newest = Revision.objects.filter(app=app).aggregate(m=Max("created_at"))["m"]
+    parts = [app.updated_at, app.current_revision_id, op, newest, int(timezone.now().timestamp() // 60)]
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+
+
+def _poll_url(request: HttpRequest, stamp: str) -> str:
+    query = {k: v for k, v in request.GET.items() if k not in ("stamp", "panel")}
+    return request.path + "?" + urlencode({**query, "stamp": stamp})
+
+
+@require_GET
+@login_required
+def versions(request: HttpRequest, app: str) -> HttpResponse:
+    app = _app_or_404(app)
+    role = role_of(request.user)
+    status = request.GET.get("status", "")
+    filter_error = ""
+    if status and status not in RevisionStatus.values:
+        filter_error = f"Unknown status {status!r}; showing all. Allowed: " + ", ".join(
+            RevisionStatus.labels
+        )
+        status = ""
+    stamp = versions_stamp(app)
+    if request.htmx and request.GET.get("stamp") == stamp:
+        # Nothing changed since the browser's copy: 204 makes htmx keep it as is.
+        return HttpResponse(status=204)
+
+    revisions = (
+        Revision.objects.filter(app=app)
+        .select_related("deployed_by")
+        .prefetch_related(
+            Prefetch(
+                "operations",
+                queryset=Operation.objects.filter(kind=OperationKind.DEPLOY)
+                .order_by("-created_at")
+                .prefetch_related("steps"),
+                to_attr="deploy_ops",
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+    if status:
+        revisions = revisions.filter(status=status)
+    table = VersionsTable(revisions, app=app, role=role)
+    RequestConfig(request, paginate={"per_page": VERSIONS_PER_PAGE}).configure(table)
+    context = {
+        "app": app,
+        "table": table,
+        "role": role,
+        "status": status,
+        "statuses": RevisionStatus.choices,
+        "filter_error": filter_error,
+        "poll_url": _poll_url(request, stamp),
+        "can_deploy": role_allows(role, Role.DEPLOYER),
+        "rollout_refusal": app_refusal("rollout", app),
+        "settings_now": live_settings(app),
+    }
+    if request.htmx:
+        return render(request, "web/versions.html#versions-table", context)
+    panel_key = request.GET.get("panel")
+    if panel_key:
+        context["panel"] = _progress_context(request, app.name, panel_key)
+    return render(request, "web/versions.html", context)
+
+
+# -- Runners and history -----------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def runners(request: HttpRequest, app: str) -> HttpResponse:
+    app = _app_or_404(app)
+    role = role_of(request.user)
+    listing, runtime_error = runner_data.fetch(app.name)
+    table = RunnersTable(runner_data.for_display(listing), app=app, role=role)
+    RequestConfig(request, paginate=False).configure(table)
+    context = {"app": app, "table": table, "runtime_error": runtime_error, "role": role}
+    template = "web/runners.html#runners-panel" if request.htmx else "web/runners.html"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+def history(request: HttpRequest, app: str) -> HttpResponse:
+    app = _app_or_404(app)
+    operations = Operation.objects.filter(app=app).order_by("-created_at")
+    table = HistoryTable(operations)
+    RequestConfig(request, paginate={"per_page": HISTORY_PER_PAGE}).configure(table)
+    context = {"app": app, "table": table, "role": role_of(request.user)}
+    template = "web/history.html#history-table" if request.htmx else "web/history.html"
+    return render(request, template, context)
+
+
+# -- Confirmation dialogs and their submission -------------------------------------------
+
+
+def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
+    """The validated object of an action, as template context and task parameters."""
+    data = request.POST if request.method == "POST" else request.GET
+    if spec.target == "revision":
+        revision = find_revision(app, data.get("rev", ""))
+        refusal = revision_refusal(spec.name, app, revision)
+        if refusal:
+            raise BadInput(f"{spec.title} {revision.short_id}: {refusal}", status=409)
+        return {"revision": revision, "params": {"revision": str(revision.id)}}
+    if spec.target == "runner":
+        runner_id = data.get("runner", "")
+        listing, runtime_error = runner_data.fetch(app.name)
+        if runtime_error:
+            raise BadInput(f"Cannot act on runners now: {runtime_error}.", status=503)
+        runner = next((r for r in listing if r.get("id") == runner_id), None)
+        if runner is None:
+            raise BadInput(f"App {app.name!r} has no runner {runner_id!r}.", status=404)
+        if runner.get("state") in ("TERMINATED", "FAILED"):
+            raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
+        return {"runner": runner, "params": {"runner": runner_id}}
+    refusal = app_refusal(spec.name, app)
+    if refusal:
+        raise BadInput(f"{spec.title} {app.name}: {refusal}", status=409)
+    return {"params": {}}
+
+
+def _form(spec: ActionSpec, app: App, request: HttpRequest):
+    extra = {"current": live_settings(app)} if spec.name == "scale" else {}
+    if request.method == "POST":
+        return spec.form(request.POST, **extra)
+    return spec.form(initial={"key": uuid.uuid4()}, **extra)
+
+
+def _enqueue(action: str, app: App, params: dict[str, Any], user, key: str) -> None:
+    """Hand the action to Celery, or raise BadInput if the queue cannot take it.
+
+    A fresh broker connection (not the pool) means a Redis outage is noticed now, and
+    retry=False makes it fail at once instead of leaving the user waiting.
+    """
+    from dashboard.celery import app as celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            submit_action.apply_async(
+                args=[action, app.name, params, tokens.issue_dashboard_token(user), key],
+                task_id=key,
+                connection=connection,
+                retry=False,
+            )
+    except (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError):
+        raise BadInput(QUEUE_DOWN, status=503) from None
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
+    spec = ACTIONS.get(action)
+    if spec is None:
+        return _error(request, f"Unknown action {action!r}.", 404)
+    require_role(request, spec.role)
+    try:
+        app_obj = get_app(app)
+        target = _target(spec, app_obj, request)
+        form = _form(spec, app_obj, request)
+        if request.method == "POST" and form.is_valid():
+            key = str(form.cleaned_data["key"])
+            _enqueue(spec.name, app_obj, {**form.params(), **target["params"]}, request.user, key)
+            return _submitted(request, app_obj, key)
+    except BadInput as exc:
+        return _error(request, exc.message, exc.status)
+    context = {"app": app_obj, "spec": spec, "form": form, "role": role_of(request.user), **target}
+    if spec.name == "rollback":
+        context["changes"] = rollback_changes(app_obj, target["revision"])
+        context["current"] = app_obj.current_revision
+    response = render(
+        request, "web/confirm.html#dialog" if request.htmx else "web/confirm.html", context
+    )
+    if request.htmx and request.method == "POST":
+        # An invalid form is shown again, with its errors, in the dialog it came from.
+        response = reswap(retarget(response, "#dialog-content"), "innerHTML")
+    return response
+
+
+def _submitted(request: HttpRequest, app: App, key: str) -> HttpResponse:
+    if not request.htmx:
+        return redirect(reverse("versions", args=[app.name]) + "?" + urlencode({"panel": key}))
+    context = {"panel": _progress_context(request, app.name, key)}
+    response = render(request, "web/action_panel.html", context)
+    return trigger_client_event(response, "sb-dialog-close")
+
+
+# -- Progress of one submitted action ----------------------------------------------------
+
+
+def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any]:
+    """What is known about the action submitted with `key`: its operation once the API
+    created it, before that the Celery task's state (and its failure message)."""
+    ops = Operation.objects.filter(app__name=app).select_related("revision").prefetch_related("steps")
+    op = ops.filter(requester=request.user, idempotency_key=key).first()
+    task_state, task_error = "", ""
+    if op is None:
+        try:
+            result = AsyncResult(key)
+            task_state = result.state
+            if task_state == "FAILURE":
+                task_error = str(result.result)
+            elif task_state == "SUCCESS":
+                op = ops.filter(pk=result.result).first()
+        except (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError):
+            task_state, task_error = "UNKNOWN", "task queue unavailable: progress is unknown"
+    finished = bool(
+        (op and op.is_finished) or task_error or (task_state == "SUCCESS" and op is None)
+    )
+    return {
+        "key": key,
+        "app_name": app,
+        "op": op,
+        "task_state": task_state,
+        "task_error": task_error,
+        "finished": finished,
+        "url": reverse("action-progress", args=[app, key]),
+    }
+
+
+@require_GET
+@login_required
+def action_progress(request: HttpRequest, app: str, key: str) -> HttpResponse:
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return _error(request, f"{key!r} is not an action key.", 400)
+    panel = _progress_context(request, app, key)
+    html = render_to_string("web/action_panel.html", {"panel": panel}, request=request)
+    if request.htmx and panel["finished"]:
+        # 286 tells htmx to stop polling: nothing about this action can change any more.
+        return HttpResponseStopPolling(html)
+    return HttpResponse(html)

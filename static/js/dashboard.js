@@ -1,0 +1,108 @@
+/*
+ * Small behaviours of the dashboard: the viewer's time zone, copy buttons, dismissable
+ * panels and the confirmation dialog (a native <dialog> filled by htmx).
+ */
+(function () {
+  "use strict";
+
+  // Times are rendered on the server in the viewer's zone (web/middleware.py reads this).
+  try {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && document.cookie.indexOf("tz=" + zone) === -1) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+    }
+  } catch (e) { /* An old browser keeps UTC. */ }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    // Plain-HTTP installations have no Clipboard API: fall back to a selected textarea.
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+    return Promise.resolve();
+  }
+
+  var dialog, content, opener = null;
+
+  function focusables() {
+    return Array.prototype.filter.call(
+      dialog.querySelectorAll("a[href], button, input, select, textarea, [tabindex]:not([tabindex='-1'])"),
+      function (el) { return !el.disabled && el.type !== "hidden" && el.offsetParent !== null; }
+    );
+  }
+
+  function openDialog() {
+    if (!dialog.open) dialog.showModal();
+    var first = dialog.querySelector("[autofocus]") || dialog.querySelector("input:checked") ||
+      focusables()[0];
+    if (first) first.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    dialog = document.getElementById("confirm-dialog");
+    content = document.getElementById("dialog-content");
+    if (!dialog) return;
+
+    // Remember which button opened the dialog so focus can return to it.
+    document.body.addEventListener("htmx:beforeRequest", function (e) {
+      if (e.detail.target === content && !dialog.open) opener = e.detail.elt;
+    });
+    document.body.addEventListener("htmx:afterSwap", function (e) {
+      if (e.detail.target === content && content.children.length) openDialog();
+    });
+    // The server sends HX-Trigger: sb-dialog-close once an action was accepted.
+    document.body.addEventListener("sb-dialog-close", function () {
+      if (dialog.open) dialog.close();
+    });
+    dialog.addEventListener("close", function () {
+      content.innerHTML = "";
+      if (opener && document.body.contains(opener)) opener.focus();
+      opener = null;
+    });
+    // showModal() makes the page behind inert and Escape closes the dialog natively;
+    // this keeps Tab and Shift+Tab cycling through the dialog's own controls.
+    dialog.addEventListener("keydown", function (e) {
+      if (e.key !== "Tab") return;
+      var items = focusables();
+      if (!items.length) return;
+      var first = items[0], last = items[items.length - 1];
+      if (e.shiftKey && document.activeElement === first) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && document.activeElement === last) {
+        e.preventDefault();
+        first.focus();
+      }
+    });
+  });
+
+  document.addEventListener("click", function (e) {
+    var closer = e.target.closest("[data-close-dialog]");
+    if (closer && dialog && dialog.open) {
+      dialog.close();
+      return;
+    }
+    var dismiss = e.target.closest("[data-dismiss]");
+    if (dismiss) {
+      var panel = dismiss.closest(".panel");
+      if (panel) panel.remove();
+      return;
+    }
+    var copy = e.target.closest("[data-copy]");
+    if (copy) {
+      copyText(copy.getAttribute("data-copy")).then(function () {
+        copy.setAttribute("data-copied", "true");
+        copy.setAttribute("title", "Copied");
+        setTimeout(function () { copy.removeAttribute("data-copied"); }, 1500);
+      });
+    }
+  });
+})();

@@ -1,0 +1,42 @@
+/*
+ * Adaptive polling for regions marked data-poll="<milliseconds>" and hx-trigger="sb-poll".
+ *
+ * htmx's own "every Ns" trigger keeps firing in a hidden tab. The Versions table must keep
+ * polling (a CLI deploy can start at any time), so instead of stopping it we pause it
+ * while nobody can see it: a hidden tab sends no requests at all, and the moment the tab
+ * becomes visible again every region refreshes at once, so it is never shown stale.
+ * Regions are looked up on every tick because each poll swaps in a fresh element.
+ */
+(function () {
+  "use strict";
+
+  var TICK_MS = 250;
+  var lastPolled = new WeakMap();
+
+  function due(el, now) {
+    var every = parseInt(el.getAttribute("data-poll"), 10) || 2000;
+    var last = lastPolled.get(el);
+    if (last === undefined) {
+      // A freshly swapped-in region was just rendered: wait a full interval.
+      lastPolled.set(el, now);
+      return false;
+    }
+    return now - last >= every;
+  }
+
+  function poll(force) {
+    if (document.hidden || !window.htmx) return;
+    var now = Date.now();
+    document.querySelectorAll("[data-poll]").forEach(function (el) {
+      if (force || due(el, now)) {
+        lastPolled.set(el, now);
+        window.htmx.trigger(el, "sb-poll");
+      }
+    });
+  }
+
+  setInterval(function () { poll(false); }, TICK_MS);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) poll(true);
+  });
+})();

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from dashboard.controlplane.models import App, Operation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_scale_changes_runtime_tunables_at_once_and_records_what_changed(deployer, demo_app):
+    response = deployer.post("apps/demo/scale", {"keep_alive": 60, "min_concurrency": 1})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["settings"]["keep_alive"] == 60
+    assert body["notes"] == []
+    op = body["operation"]
+    assert (op["kind"], op["state"]) == ("scale", "succeeded")
+    assert op["result"]["changed"] == {"keep_alive": [300, 60], "min_concurrency": [0, 1]}
+    assert App.objects.get().settings["min_concurrency"] == 1
+    assert App.objects.get().scale_overrides == []
+
+
+def test_scaling_a_code_specific_value_says_the_next_deploy_or_set_rev_resets_it(
+    deployer, demo_app
+):
+    response = deployer.post("apps/demo/scale", {"machine_type": "L"})
+    notes = response.json()["notes"]
+    assert notes == [
+        "machine_type is code-specific: the next deploy or set-rev resets it to the "
+        "revision's value"
+    ]
+    assert response.json()["operation"]["result"]["notes"] == notes
+    app = App.objects.get()
+    assert app.settings["machine_type"] == "L"
+    assert app.scale_overrides == ["machine_type"]
+
+
+def test_out_of_range_values_are_refused_listing_each_with_its_range_and_nothing_changes(
+    deployer, demo_app
+):
+    before = dict(App.objects.get().settings)
+    response = deployer.post(
+        "apps/demo/scale", {"keep_alive": -1, "max_concurrency": 5000, "machine_type": "XXL"}
+    )
+    assert response.status_code == 400
+    errors = response.json()["error"]["details"]["errors"]
+    assert errors["keep_alive"] == "keep_alive=-1 is out of range; allowed: 0–86400"
+    assert errors["max_concurrency"] == "max_concurrency=5000 is out of range; allowed: 1–1000"
+    assert "allowed: one of XS, S, M, L" in errors["machine_type"]
+    assert App.objects.get().settings == before
+    assert not Operation.objects.exists()
+
+
+def test_a_floor_above_the_ceiling_is_refused(deployer, demo_app):
+    response = deployer.post("apps/demo/scale", {"min_concurrency": 6})
+    assert response.status_code == 400
+    assert "exceeds max_concurrency=5" in response.json()["error"]["message"]
+
+
+def test_an_unknown_parameter_is_refused(deployer, demo_app):
+    response = deployer.post("apps/demo/scale", {"keepalive": 5})
+    assert response.status_code == 400
+    assert "unknown parameter 'keepalive'" in response.json()["error"]["message"]
+
+
+def test_an_empty_scale_is_refused(deployer, demo_app):
+    assert deployer.post("apps/demo/scale", {"reason": "x"}).status_code == 400
+
+
+def test_scaling_an_unknown_app_is_a_404(deployer):
+    assert deployer.post("apps/ghost/scale", {"keep_alive": 1}).status_code == 404

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from dashboard.controlplane import executors
+from dashboard.controlplane.models import App, Operation
+from tests.controlplane.conftest import add_revision
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def older(demo_app):
+    return add_revision(
+        demo_app, code={"machine_type": "M", "startup_timeout": 90, "keep_alive": 1}
+    )
+
+
+def test_recreate_moves_the_alias_in_the_request_and_records_the_operation(deployer, older):
+    response = deployer.post(
+        "apps/demo/set-rev",
+        {"revision": older.short_id, "strategy": "recreate", "reason": "bad release"},
+    )
+    assert response.status_code == 200
+    op = response.json()["operation"]
+    assert (op["kind"], op["state"], op["reason"]) == ("set_rev", "succeeded", "bad release")
+    assert op["revision"] == str(older.id)
+    assert op["requester"] == "deployer-user"
+    assert App.objects.get().current_revision == older
+    # The runtime is down here: the switch stands and the step says the runtime was not told.
+    assert any("runtime could not be told" in s["message"] for s in op["steps"])
+
+
+def test_set_rev_keeps_runtime_tunables_and_takes_code_specific_values_from_the_target(
+    deployer, demo_app, older
+):
+    deployer.post("apps/demo/set-rev", {"revision": str(older.id), "strategy": "recreate"})
+    settings = App.objects.get().settings
+    assert settings["keep_alive"] == 300  # tuned on the alias, kept
+    assert settings["max_concurrency"] == 5
+    assert settings["machine_type"] == "M"  # from the target's code
+    assert settings["startup_timeout"] == 90
+    older.refresh_from_db()
+    assert older.settings["keep_alive"] == 1  # a revision keeps what it was deployed with
+
+
+def test_set_rev_resets_code_specific_values_changed_by_scale(deployer, older):
+    response = deployer.post("apps/demo/scale", {"max_multiplexing": 8})
+    assert "reset" in response.json()["notes"][0]
+    deployer.post("apps/demo/set-rev", {"revision": older.short_id, "strategy": "recreate"})
+    app = App.objects.get()
+    assert app.settings["max_multiplexing"] == 1
+    assert app.scale_overrides == []
+
+
+def test_rolling_answers_202_and_queues_the_operation(deployer, older):
+    response = deployer.post("apps/demo/set-rev", {"revision": older.short_id})
+    assert response.status_code == 202
+    assert response.json()["operation"]["state"] == "queued"
+    assert response.json()["operation"]["params"]["strategy"] == "rolling"
+
+
+def test_a_rolling_switch_whose_target_cannot_start_leaves_the_alias_and_says_why(
+    deployer, demo_app, older
+):
+    response = deployer.post("apps/demo/set-rev", {"revision": older.short_id})
+    executors.execute(response.json()["operation"]["id"])
+    op = Operation.objects.get()
+    assert op.state == "failed"
+    assert "runtime unavailable" in op.error
+    assert App.objects.get().current_revision_id == demo_app.current_revision_id
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        ("failed", "a Failed revision can never become Current"),
+        ("suspended", "is Suspended; resume it"),
+        ("deploying", "is still Deploying"),
+    ],
+)
+def test_a_target_that_is_not_deployed_is_refused_with_why(deployer, demo_app, status, why):
+    target = add_revision(demo_app, status=status)
+    response = deployer.post("apps/demo/set-rev", {"revision": target.short_id})
+    assert response.status_code == 409
+    assert why in response.json()["error"]["message"]
+    assert App.objects.get().current_revision_id == demo_app.current_revision_id
+    assert not Operation.objects.exists()
+
+
+def test_the_current_revision_is_refused_as_a_target(deployer, demo_app):
+    response = deployer.post("apps/demo/set-rev", {"revision": demo_app.current_revision.short_id})
+    assert response.status_code == 409
+    assert "already Current" in response.json()["error"]["message"]
+
+
+def test_another_apps_revision_is_refused_naming_its_app(deployer, demo_app):
+    foreign = add_revision(App.objects.create(name="other"))
+    response = deployer.post("apps/demo/set-rev", {"revision": foreign.short_id})
+    assert response.status_code == 404
+    assert "belongs to app 'other'" in response.json()["error"]["message"]
+    assert not Operation.objects.exists()
+
+
+def test_a_missing_revision_or_bad_strategy_is_refused(deployer, older):
+    assert deployer.post("apps/demo/set-rev", {}).status_code == 400
+    response = deployer.post("apps/demo/set-rev", {"revision": older.short_id, "strategy": "x"})
+    assert response.status_code == 400
+    assert not Operation.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_refused(deployer, older):
+    response = deployer.client.post(
+        "/api/v1/apps/demo/set-rev",
+        "{nope",
+        content_type="application/json",
+        headers=deployer.headers(),
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]["message"]

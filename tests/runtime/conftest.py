@@ -21,6 +21,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from dashboard.controlplane.events import publish_app_changed
 from dashboard.controlplane.models import App, Revision, RevisionStatus
 from dashboard.controlplane.runtime_client import admin_secret
 from dashboard.runtime.routing import effective_settings
@@ -164,4 +165,15 @@ def deploy_example(
         app.current_revision = revision
         app.settings = values
         app.save()
+        publish_app_changed(app.name)  # As the control plane does after moving an alias.
     return revision
+
+
+def warm_runners(runtime: Runtime, app: str, count: int) -> list[dict]:
+    """Wait until `app` has exactly `count` IDLE runners; return them."""
+
+    def idle() -> list[dict] | None:
+        runners = [r for r in runtime.runners(app) if r["state"] == "IDLE"]
+        return runners if len(runners) == count else None
+
+    return wait_until(idle, what=f"{count} warm runner(s) of {app}")

@@ -672,7 +672,7 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
             if target.status != wanted:
                 raise Conflict(
                     f"revision {target.short_id} is {target.get_status_display()}; only a "
-                    f"{wanted.label} revision can be {verb}ed",
+                    f"{wanted.label} revision can be {'suspended' if suspend else 'resumed'}",
                     details={"revision": str(target.id), "status": target.status},
                 )
             op = operations.create(

@@ -1,0 +1,104 @@
+"""Operation records: detail with steps, history, serialisation per app, idempotency."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dashboard.controlplane.models import App, Operation
+from tests.controlplane.conftest import add_revision, app_source, make_bundle
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_operation_is_shown_with_its_timestamped_steps(viewer, deployer, demo_app):
+    op_id = deployer.post("apps/demo/scale", {"keep_alive": 7}).json()["operation"]["id"]
+    data = viewer.get(f"operations/{op_id}").json()
+    assert set(data) == {
+        "id",
+        "app",
+        "kind",
+        "state",
+        "requester",
+        "source",
+        "reason",
+        "params",
+        "revision",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "error",
+        "result",
+        "steps",
+    }
+    assert data["app"] == "demo"
+    assert data["params"] == {"keep_alive": 7}
+    assert data["duration_ms"] >= 0
+    assert data["steps"][0]["message"] == "scaled: keep_alive 300 → 7"
+    assert data["steps"][0]["at"]
+
+
+def test_an_unknown_or_malformed_operation_id_is_refused(viewer):
+    assert viewer.get(f"operations/{uuid.uuid4()}").status_code == 404
+    assert viewer.get("operations/not-a-uuid").status_code == 400
+
+
+def test_the_history_lists_every_operation_newest_first(viewer, deployer, demo_app):
+    deployer.post("apps/demo/scale", {"keep_alive": 7})
+    deployer.post("apps/demo/scale", {"keep_alive": 8})
+    data = viewer.get("apps/demo/operations").json()
+    assert data["count"] == 2
+    assert [op["params"]["keep_alive"] for op in data["operations"]] == [8, 7]
+
+
+def test_a_second_mutation_while_one_is_in_progress_is_refused_naming_it(deployer, demo_app):
+    older = add_revision(demo_app)
+    first = deployer.post("apps/demo/set-rev", {"revision": older.short_id}).json()["operation"]
+    response = deployer.post("apps/demo/scale", {"keep_alive": 1})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "operation_in_progress"
+    assert f"set-rev operation {first['id']} is in progress" in error["message"]
+    assert error["details"] == {"operation": first["id"], "kind": "set_rev", "state": "queued"}
+    assert App.objects.get().settings["keep_alive"] == 300
+
+
+def test_operations_on_different_apps_do_not_block_each_other(deployer, demo_app):
+    other = App.objects.create(name="other", settings=demo_app.settings)
+    other.current_revision = add_revision(other)
+    other.save()
+    deployer.post("apps/demo/rollout")
+    assert deployer.post("apps/other/scale", {"keep_alive": 1}).status_code == 200
+
+
+def test_the_same_idempotency_key_returns_the_original_operation_and_applies_nothing_again(
+    deployer, demo_app
+):
+    first = deployer.post("apps/demo/scale", {"keep_alive": 7}, **{"Idempotency-Key": "k-1"})
+    App.objects.update(settings={**demo_app.settings, "keep_alive": 99})
+    again = deployer.post("apps/demo/scale", {"keep_alive": 7}, **{"Idempotency-Key": "k-1"})
+    assert again.status_code == 200
+    assert again.json()["replayed"] is True
+    assert again.json()["operation"]["id"] == first.json()["operation"]["id"]
+    assert App.objects.get().settings["keep_alive"] == 99
+    assert Operation.objects.count() == 1
+
+
+def test_a_retried_deploy_with_the_same_key_creates_one_revision(deployer):
+    bundle = make_bundle({"app.py": app_source()})
+    key = {"headers": {"Idempotency-Key": "deploy-1"}}
+    first = deployer.deploy("fresh", bundle, **key)
+    again = deployer.deploy("fresh", bundle, **key)
+    assert again.json()["operation"]["id"] == first.json()["operation"]["id"]
+    assert again.json()["revision"]["id"] == first.json()["revision"]["id"]
+    assert App.objects.get().revisions.count() == 1
+
+
+def test_another_requester_with_the_same_key_gets_its_own_operation(api_as, demo_app):
+    one, two = api_as("deployer"), api_as("admin")
+    a = one.post("apps/demo/scale", {"keep_alive": 7}, **{"Idempotency-Key": "same"})
+    b = two.post("apps/demo/scale", {"keep_alive": 8}, **{"Idempotency-Key": "same"})
+    assert a.json()["operation"]["id"] != b.json()["operation"]["id"]
+    assert App.objects.get().settings["keep_alive"] == 8

@@ -21,7 +21,7 @@ User = get_user_model()
 class ProfileInline(admin.StackedInline):
     model = Profile
     can_delete = False
-    verbose_name_plural = "Switchboard role"
+    verbose_name = verbose_name_plural = "Switchboard role"
 
 
 class SwitchboardUserAdmin(UserAdmin):

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -244,22 +245,20 @@ def apps_list(state: State) -> None:
     rows = []
     for app in items:
         current = app.get("current_revision") or {}
-        if not isinstance(current, dict):
-            current = {"id": current}
-        suspended = app.get("suspended") or current.get("status") == "suspended"
+        last = app.get("last_operation") or {}
         rows.append(
             (
                 app.get("name"),
-                output.short_id(current.get("id")),
-                status_label(current.get("status")) + (" (suspended)" if suspended else "")
-                if current
-                else "-",
+                output.short_id(current.get("id")) if current else "-",
+                app.get("status"),
                 current.get("message"),
                 app.get("auth_mode"),
                 output.relative(output.parse_time(current.get("created_at"))),
+                f"{str(last.get('kind', '')).replace('_', '-')} {last.get('state', '')}".strip(),
             )
         )
-    click.echo(output.table(("app", "current", "status", "message", "auth", "deployed"), rows))
+    headers = ("app", "current", "status", "message", "auth", "deployed", "last operation")
+    click.echo(output.table(headers, rows))
 
 
 def _current_id(state: State, app: str, revisions: list[dict]) -> str | None:
@@ -368,21 +367,35 @@ def apps_runners(state: State, app: str) -> None:
     if not items:
         click.echo(f"app {app} has no runners")
         return
-    rows = [
-        (
-            r.get("id"),
-            r.get("state"),
-            output.short_id(r.get("revision") or r.get("revision_id")),
-            r.get("in_flight"),
-            output.duration(r.get("uptime")) if r.get("uptime") is not None else "-",
-            output.duration(r.get("idle_shutdown_in"))
-            if r.get("idle_shutdown_in") is not None
-            else "-",
-            r.get("pid"),
+    now = datetime.now(UTC)
+    rows = []
+    for r in items:
+        started = output.parse_time(r.get("started_at"))
+        stop_at = output.parse_time(r.get("idle_shutdown_at"))
+        rows.append(
+            (
+                r.get("id"),
+                str(r.get("state", "-")).upper(),
+                output.short_id(r.get("revision")),
+                r.get("in_flight"),
+                output.duration((now - started).total_seconds()) if started else "-",
+                output.duration(max(0.0, (stop_at - now).total_seconds())) if stop_at else "-",
+                r.get("restarts"),
+                r.get("pid"),
+                r.get("error"),
+            )
         )
-        for r in items
-    ]
-    headers = ("runner", "state", "revision", "in-flight", "uptime", "idle stop in", "pid")
+    headers = (
+        "runner",
+        "state",
+        "revision",
+        "in-flight",
+        "uptime",
+        "idle stop in",
+        "restarts",
+        "pid",
+        "error",
+    )
     click.echo(output.table(headers, rows))
 
 
@@ -403,9 +416,7 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
     rows = []
     for op in items:
         created = output.parse_time(op.get("created_at"))
-        started = output.parse_time(op.get("started_at"))
-        ended = output.parse_time(op.get("finished_at"))
-        took = (ended - started).total_seconds() if started and ended else op.get("duration")
+        took = op.get("duration_ms")
         rev = op.get("revision") or op.get("revision_id")
         rows.append(
             (
@@ -416,7 +427,7 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
                 op.get("requester_name") or name_of(op.get("requester")),
                 op.get("source"),
                 op.get("reason"),
-                output.duration(took) if isinstance(took, int | float) else "-",
+                output.duration(took / 1000) if isinstance(took, int | float) else "-",
                 op.get("error"),
             )
         )

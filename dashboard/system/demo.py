@@ -36,9 +36,14 @@ class Step:
 
 PLAN = (
     Step("v1", "demo", "First version of the demo app"),
-    Step("v2", "demo", "Greet by name; keep two runners warm"),
-    Step("v3-broken", "broken_setup", "Load the new model in setup()", should_fail=True),
-    Step("v3", "demo", "Roll back the model change; friendlier greeting"),
+    Step("v2", "demo", "Second version: VERSION is now v2"),
+    Step(
+        "v3-broken",
+        "broken_setup",
+        "Load a model in setup() (it raises: weights.bin is missing)",
+        should_fail=True,
+    ),
+    Step("v3", "demo", "Back to the working greeting, VERSION v3"),
 )
 
 

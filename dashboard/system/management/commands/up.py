@@ -9,6 +9,7 @@ stops everything (the runtime takes its runner processes with it).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -62,6 +63,8 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, seed_demo: bool = False, web_port: int = 8000, **options) -> None:
+        # Health checks and demo calls would otherwise log every request over the summary.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         var_dir = Path(settings.VAR_DIR)
         web_url = f"http://127.0.0.1:{web_port}"
         api_url = os.environ.get("SWITCHBOARD_API_URL") or web_url

@@ -49,9 +49,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         token, raw = ApiToken.issue(obj.user, obj.name, obj.role)
         obj.pk, obj.token_hash, obj.hint = token.pk, token.token_hash, token.hint
         obj.created_at = token.created_at
-        messages.warning(
-            request, f"The token is shown only this once; copy it now: {raw}"
-        )
+        messages.warning(request, f"The token is shown only this once; copy it now: {raw}")
 
 
 @admin.register(App)

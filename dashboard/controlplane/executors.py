@@ -352,8 +352,9 @@ def run_delete_rev(op: Operation) -> dict:
         app = App.objects.select_for_update().get(pk=op.app_id)
         if app.current_revision_id == revision.id:
             raise Failed(f"revision {revision.short_id} became Current; not deleted")
+        short_id = revision.short_id  # delete() clears the primary key.
         revision.delete()
-    operations.step(op, f"deleted revision {revision.short_id}")
+    operations.step(op, f"deleted revision {short_id}")
     return {"deleted": revision_id}
 
 

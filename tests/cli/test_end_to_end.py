@@ -1,0 +1,230 @@
+"""The CLI as a user runs it: a real `.venv/bin/switchboard` process against the real system
+(control API, Celery worker, runtime and runner processes), configured only by
+SWITCHBOARD_URL and SWITCHBOARD_TOKEN."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from dashboard.controlplane.models import ApiToken, Profile, Role
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = ROOT / ".venv" / "bin" / "switchboard"
+PROGRESS_LINE = re.compile(r"^\d\d:\d\d:\d\d  \S", re.MULTILINE)
+
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+
+class Switchboard:
+    def __init__(self, env: dict[str, str], gateway_url: str, work: Path):
+        self.env = env
+        self.gateway_url = gateway_url
+        self.work = work
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(CLI), *args], env=self.env, capture_output=True, text=True, timeout=180
+        )
+        if ok:
+            assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+        return result
+
+    def source(self, version: str, example: str = "demo") -> str:
+        """A copy of an example with its VERSION set, as FILE.py::Class."""
+        folder = self.work / f"{example}-{version}"
+        shutil.copytree(ROOT / "examples" / example, folder)
+        app_py = folder / "app.py"
+        app_py.write_text(
+            re.sub(r'^VERSION = ".*"$', f'VERSION = "{version}"', app_py.read_text(), flags=re.M)
+        )
+        class_name = re.search(r"^class (\w+)\(App\)", app_py.read_text(), re.M).group(1)
+        return f"{app_py}::{class_name}"
+
+    def deploy(self, app: str, version: str, *extra: str) -> subprocess.CompletedProcess:
+        return self(
+            "deploy",
+            self.source(version),
+            "--app-name",
+            app,
+            "--auth",
+            "public",
+            "-m",
+            version,
+            *extra,
+        )
+
+    def revisions(self, app: str) -> list[dict]:
+        return json.loads(self("apps", "list-rev", app, "--json").stdout)["revisions"]
+
+    def served_version(self, app: str) -> str:
+        response = httpx.get(f"{self.gateway_url}/{app}/version", timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["version"]
+
+
+@pytest.fixture
+def sb(system, tmp_path) -> Switchboard:
+    user = get_user_model().objects.create_user("ada")
+    Profile.objects.create(user=user, role=Role.ADMIN)
+    _, raw = ApiToken.issue(user, "cli tests", Role.ADMIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(
+        {
+            "SWITCHBOARD_URL": system.api_url,
+            "SWITCHBOARD_TOKEN": raw,
+            # An empty config home: the environment alone must be enough.
+            "XDG_CONFIG_HOME": str(tmp_path / "no-config"),
+        }
+    )
+    return Switchboard(env, system.gateway_url, tmp_path)
+
+
+def test_deploy_shows_timestamped_progress_and_ends_deployed_and_current(sb):
+    result = sb.deploy("hello", "v1", "--annotation", "ticket=OPS-1")
+
+    assert len(PROGRESS_LINE.findall(result.stdout)) >= 3
+    assert "is deployed and Current" in result.stdout
+    [revision] = sb.revisions("hello")
+    assert (revision["status"], revision["current"]) == ("deployed", True)
+    assert revision["annotations"] == {"ticket": "OPS-1"}
+    assert sb.served_version("hello") == "v1"
+
+
+def test_list_rev_shows_each_revision_with_status_current_marker_and_settings(sb):
+    sb.deploy("listed", "v1")
+    sb.deploy("listed", "v2")
+
+    table = sb("apps", "list-rev", "listed").stdout
+    newest, older = sb.revisions("listed")
+
+    header, first, second = table.splitlines()
+    for column in ("ID", "STATUS", "CURRENT", "CREATED", "MESSAGE", "DEPLOYED BY", "MACHINE"):
+        assert column in header
+    for column in ("KEEP_ALIVE", "MIN/MAX", "BUFFER", "DELAY", "REQ_TIMEOUT", "MUX", "STARTUP"):
+        assert column in header
+    assert first.startswith(newest["id"][:8]) and "Current" in first and "v2" in first
+    assert second.startswith(older["id"][:8]) and "Current" not in second
+    assert "UTC" in first and "ada" in first and "XS" in first
+    assert newest["current"] and not older["current"]
+    for key in ("id", "status", "current", "created_at", "message", "machine_type"):
+        assert key in newest
+    assert len(newest["id"]) == 36
+
+
+def test_set_rev_moves_the_alias_with_each_strategy_and_the_gateway_follows(sb):
+    sb.deploy("switch", "v1")
+    sb.deploy("switch", "v2")
+    v2, v1 = sb.revisions("switch")
+
+    rolling = sb("apps", "set-rev", "switch", v1["id"][:8], "--reason", "bad release")
+    assert PROGRESS_LINE.search(rolling.stdout)
+    assert sb.served_version("switch") == "v1"
+
+    sb("apps", "set-rev", "switch", v2["id"], "--strategy", "recreate")
+    assert sb.served_version("switch") == "v2"
+    assert [r["current"] for r in sb.revisions("switch")] == [True, False]
+
+
+def test_rollout_restarts_the_runners_gracefully_or_by_force(sb):
+    sb.deploy("restart", "v1")
+
+    graceful = sb("apps", "rollout", "restart")
+    forced = sb("apps", "rollout", "restart", "--force")
+
+    assert "rolled out restart (graceful)" in graceful.stdout
+    assert "rolled out restart (force)" in forced.stdout
+    assert sb.served_version("restart") == "v1"
+    history = json.loads(sb("apps", "history", "restart", "--json").stdout)["operations"]
+    assert [op["kind"] for op in history[:2]] == ["rollout", "rollout"]
+    assert all(op["source"] == "cli" for op in history)
+
+
+def test_delete_rev_removes_an_old_revision(sb):
+    sb.deploy("tidy", "v1")
+    sb.deploy("tidy", "v2")
+    _, old = sb.revisions("tidy")
+
+    sb("apps", "delete-rev", "tidy", old["id"][:8])
+
+    assert [r["message"] for r in sb.revisions("tidy")] == ["v2"]
+
+
+def test_delete_rev_of_the_current_revision_is_refused_with_one_line_and_changes_nothing(sb):
+    sb.deploy("keep", "v1")
+    [current] = sb.revisions("keep")
+
+    result = sb("apps", "delete-rev", "keep", current["id"], ok=False)
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "current" in lines[0].lower()
+    assert sb.revisions("keep") == [current]
+
+
+def test_a_failed_deploy_exits_non_zero_with_the_reason_and_leaves_the_alias(sb):
+    sb.deploy("fragile", "v1")
+    broken = sb.source("x", example="broken_setup")
+
+    result = sb("deploy", broken, "--app-name", "fragile", ok=False)
+
+    assert result.returncode == 1
+    assert "deploy failed:" in result.stderr
+    assert "weights.bin is missing" in result.stderr
+    statuses = [(r["status"], r["current"]) for r in sb.revisions("fragile")]
+    assert statuses == [("failed", False), ("deployed", True)]
+
+
+def test_no_wait_returns_once_the_deploy_is_accepted(sb):
+    result = sb("deploy", sb.source("v1"), "--app-name", "later", "--no-wait", "--json")
+
+    operation = json.loads(result.stdout)["operation"]
+    assert operation["kind"] == "deploy"
+    wait_until(
+        lambda: sb.revisions("later")[0]["status"] == "deployed",
+        timeout=120,
+        what="the accepted deploy to finish",
+    )
+
+
+def test_scale_of_a_code_specific_value_says_the_next_deploy_resets_it(sb):
+    sb.deploy("tuned", "v1")
+
+    result = sb("apps", "scale", "tuned", "--max-multiplexing", "3", "--keep-alive", "30")
+
+    assert "note:" in result.stdout
+    assert "max_multiplexing" in result.stdout
+    assert "scaled tuned: keep_alive=30, max_multiplexing=3" in result.stdout
+
+
+def test_scale_out_of_range_is_refused_with_the_allowed_range(sb):
+    sb.deploy("bounded", "v1")
+
+    result = sb("apps", "scale", "bounded", "--keep-alive", "999999", ok=False)
+
+    assert result.returncode == 1
+    assert "0–86400" in result.stderr
+
+
+def test_runners_logs_and_apps_list_show_the_live_system(sb):
+    sb.deploy("watched", "v1")
+    sb.served_version("watched")
+
+    runners = json.loads(sb("apps", "runners", "watched", "--json").stdout)["runners"]
+    table = sb("apps", "runners", "watched").stdout
+    apps = sb("apps", "list").stdout
+    logs = sb("logs", "watched", "--runner", runners[0]["id"]).stdout
+
+    assert runners and runners[0]["id"] in table
+    assert "watched" in apps and "serving" in apps
+    assert logs.strip()

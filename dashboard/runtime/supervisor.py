@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,11 +252,12 @@ class Supervisor:
                 "http://runner/_health", timeout=aiohttp.ClientTimeout(total=10)
             ) as response:
                 healthy = response.status == 200
+            problem = f"answered HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            healthy, message = False, f"health check failed: {exc}"
+            healthy, problem = False, f"{type(exc).__name__}: {exc}"
         if not healthy:
             await self._close_session(runner)
-            return await self._fail(runner, "setup() finished but /_health did not answer 200")
+            return await self._fail(runner, f"setup() finished but /_health failed: {problem}")
         runner.ready_at = utcnow()
         runner.error = ""
         self.failed_at.pop(runner.revision, None)
@@ -523,12 +523,3 @@ class Supervisor:
             if runner.app == name and runner.revision != current and runner.state in ACTIVE:
                 runner.note("sync: not of the Current revision; draining")
                 self.stop(runner)
-
-    def idle_deadline(self, runner: Runner) -> datetime | None:
-        if runner.idle_since is None:
-            return None
-        return runner.idle_since + timedelta(seconds=self._tunable(runner, "keep_alive"))
-
-    @staticmethod
-    def ceil_div(a: int, b: int) -> int:
-        return math.ceil(a / max(b, 1))

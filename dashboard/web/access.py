@@ -54,9 +54,7 @@ def find_revision(app: App, ref: str) -> Revision:
     # uses the primary key index, unlike a string match on a cast UUID.
     low = uuid.UUID(normal.ljust(32, "0"))
     high = uuid.UUID(normal.ljust(32, "f"))
-    matches = list(
-        Revision.objects.filter(id__gte=low, id__lte=high).select_related("app")[:3]
-    )
+    matches = list(Revision.objects.filter(id__gte=low, id__lte=high).select_related("app")[:3])
     own = [r for r in matches if r.app_id == app.pk]
     if len(own) == 1:
         return own[0]

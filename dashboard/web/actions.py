@@ -67,7 +67,9 @@ def revision_refusal(action: str, app: App, rev: Revision) -> str | None:
             return "This revision is still deploying: wait for it to finish."
     elif action == "suspend":
         if status != RevisionStatus.DEPLOYED:
-            return f"Only Deployed revisions can be suspended; this one is {rev.get_status_display()}."
+            return (
+                f"Only Deployed revisions can be suspended; this one is {rev.get_status_display()}."
+            )
     elif action == "resume" and status != RevisionStatus.SUSPENDED:
         return f"Only Suspended revisions can be resumed; this one is {rev.get_status_display()}."
     return None
@@ -117,10 +119,16 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
     try:
         if action == "rollback":
             result = api.set_rev(
-                app, params["revision"], strategy=params["strategy"], reason=reason, idempotency_key=key
+                app,
+                params["revision"],
+                strategy=params["strategy"],
+                reason=reason,
+                idempotency_key=key,
             )
         elif action == "delete":
-            result = api.delete_revision(app, params["revision"], reason=reason, idempotency_key=key)
+            result = api.delete_revision(
+                app, params["revision"], reason=reason, idempotency_key=key
+            )
         elif action == "suspend":
             result = api.suspend(app, params["revision"], reason=reason, idempotency_key=key)
         elif action == "resume":

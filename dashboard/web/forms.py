@@ -48,9 +48,7 @@ class RolloutForm(ActionForm):
 
 
 class RunnerStopForm(ActionForm):
-    replace = forms.BooleanField(
-        required=False, label="Start a replacement first", initial=False
-    )
+    replace = forms.BooleanField(required=False, label="Start a replacement first", initial=False)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "replace": self.cleaned_data["replace"]}

@@ -35,7 +35,7 @@ class AppsTable(tables.Table):
         attrs = {"class": "table", "data-testid": "apps-table"}
         row_attrs = {
             "data-app": lambda record: record.name,
-            "class": lambda record: "suspended" if record.is_suspended else "",
+            "data-suspended": lambda record: str(record.is_suspended).lower(),
         }
 
 
@@ -58,7 +58,9 @@ class VersionsTable(tables.Table):
         template_name=CELLS + "rev_message.html", verbose_name="Message", empty_values=()
     )
     deployed_by = tables.Column(accessor="deployed_by__username", verbose_name="Deployed by")
-    created_at = tables.TemplateColumn("{% load switchboard %}{% when value %}", verbose_name="Created")
+    created_at = tables.TemplateColumn(
+        "{% load switchboard %}{% when value %}", verbose_name="Created"
+    )
     settings = tables.TemplateColumn(
         template_name=CELLS + "rev_settings.html", verbose_name="Machine & scaling", empty_values=()
     )
@@ -98,14 +100,18 @@ class HistoryTable(tables.Table):
     kind = tables.Column(verbose_name="Operation")
     requester_name = tables.Column(verbose_name="Who", default="—")
     source = tables.Column(verbose_name="Source")
-    created_at = tables.TemplateColumn("{% load switchboard %}{% when value %}", verbose_name="When")
+    created_at = tables.TemplateColumn(
+        "{% load switchboard %}{% when value %}", verbose_name="When"
+    )
     reason = tables.Column(verbose_name="Reason", default="—")
     params = tables.TemplateColumn(
         template_name=CELLS + "op_params.html", verbose_name="Parameters", empty_values=()
     )
     state = tables.TemplateColumn(template_name=CELLS + "op_outcome.html", verbose_name="Outcome")
     duration = tables.TemplateColumn(
-        "{% load switchboard %}{{ record.duration|seconds }}", verbose_name="Duration", empty_values=()
+        "{% load switchboard %}{{ record.duration|seconds }}",
+        verbose_name="Duration",
+        empty_values=(),
     )
 
     class Meta:

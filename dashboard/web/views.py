@@ -52,7 +52,7 @@ from dashboard.web.tasks import submit_action
 
 VERSIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = 50
-QUEUE_DOWN = "The task queue is unavailable — nothing was changed. Try again in a moment."
+QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a moment."
 
 
 def _app_or_404(name: str) -> App:
@@ -129,7 +129,13 @@ def versions_stamp(app: App) -> str:
         .first()
     )
     newest = Revision.objects.filter(app=app).aggregate(m=Max("created_at"))["m"]
-    parts = [app.updated_at, app.current_revision_id, op, newest, int(timezone.now().timestamp() // 60)]
+    parts = [
+        app.updated_at,
+        app.current_revision_id,
+        op,
+        newest,
+        int(timezone.now().timestamp() // 60),
+    ]
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -226,7 +232,9 @@ def history(request: HttpRequest, app: str) -> HttpResponse:
 
 def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
     """The validated object of an action, as template context and task parameters."""
-    data = request.POST if request.method == "POST" else request.GET
+    # The dialog's form posts back to the URL it was opened with, so the target is in
+    # the query string for GET and POST alike.
+    data = request.GET
     if spec.target == "revision":
         revision = find_revision(app, data.get("rev", ""))
         refusal = revision_refusal(spec.name, app, revision)
@@ -321,7 +329,9 @@ def _submitted(request: HttpRequest, app: App, key: str) -> HttpResponse:
 def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any]:
     """What is known about the action submitted with `key`: its operation once the API
     created it, before that the Celery task's state (and its failure message)."""
-    ops = Operation.objects.filter(app__name=app).select_related("revision").prefetch_related("steps")
+    ops = (
+        Operation.objects.filter(app__name=app).select_related("revision").prefetch_related("steps")
+    )
     op = ops.filter(requester=request.user, idempotency_key=key).first()
     task_state, task_error = "", ""
     if op is None:

@@ -123,7 +123,9 @@ def make_history(app: App, revisions: int, user: User | None = None) -> list[Rev
             app=app,
             kind=OperationKind.DEPLOY,
             revision=rev,
-            state=OperationState.RUNNING if rev.status == RevisionStatus.DEPLOYING else OperationState.SUCCEEDED,
+            state=OperationState.RUNNING
+            if rev.status == RevisionStatus.DEPLOYING
+            else OperationState.SUCCEEDED,
             finished_at=None if rev.status == RevisionStatus.DEPLOYING else timezone.now(),
         )
         OperationStep.objects.create(operation=op, message="bundle received")

@@ -1,0 +1,88 @@
+"""Fixtures for the dashboard's view tests: a signed-in client per role, a demo app with
+revisions, and a look into the real Redis queue the dashboard's tasks go to.
+
+The runtime is pointed at a closed port unless a test starts the real system, so
+"runtime unavailable" is what really happens there, not a mock of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from celery.result import AsyncResult
+from django.test import Client
+
+from dashboard.celery import app as celery_app
+from dashboard.controlplane.models import Role
+from tests.conftest import free_port
+from tests.web.factories import make_app, make_revision, make_user
+
+
+@pytest.fixture(autouse=True)
+def _runtime_unreachable(request, settings, tmp_path):
+    # Real hashing costs seconds per user on a small machine and proves nothing here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if "system" in request.fixturenames:
+        return
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    settings.RUNTIME_URL = f"http://127.0.0.1:{free_port()}"
+    settings.HTTP_RETRIES = 0
+
+
+def _client_for(role: Role) -> Client:
+    client = Client()
+    client.force_login(make_user(role))
+    return client
+
+
+@pytest.fixture
+def viewer(db) -> Client:
+    return _client_for(Role.VIEWER)
+
+
+@pytest.fixture
+def deployer(db) -> Client:
+    return _client_for(Role.DEPLOYER)
+
+
+@pytest.fixture
+def admin(db) -> Client:
+    return _client_for(Role.ADMIN)
+
+
+@pytest.fixture
+def demo(db):
+    """An app with an old Deployed revision, the Current one, and a Failed newer one."""
+    app = make_app("demo")
+    old = make_revision(app, message="old but good", code_settings={"machine_type": "S"})
+    current = make_revision(app, message="the current one", current=True)
+    failed = make_revision(app, "failed", message="broken import", error="ImportError: nope")
+    return app, old, current, failed
+
+
+def queued_task_ids(redis_client) -> dict[str, dict]:
+    """Task id -> {name, args} of every message waiting in the default Celery queue."""
+    found = {}
+    for raw in redis_client.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        found[message["headers"]["id"]] = {"name": message["headers"]["task"], "args": body[0]}
+    return found
+
+
+def task_reached_redis(redis_client, key: str) -> bool:
+    """True once the task is in the queue, or (if a worker of the live system already
+    took it) once the result backend knows it: either way Redis really received it."""
+    return (
+        key in queued_task_ids(redis_client) or AsyncResult(key, app=celery_app).state != "PENDING"
+    )
+
+
+@pytest.fixture
+def empty_queue(redis_client):
+    redis_client.delete("celery")
+    yield redis_client
+    redis_client.delete("celery")

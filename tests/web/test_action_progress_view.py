@@ -1,0 +1,128 @@
+"""The progress panel of one submitted action, polled by htmx every second."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import Client
+
+from dashboard.celery import app as celery_app
+from dashboard.controlplane.models import OperationKind, OperationState, Source
+from dashboard.web.actions import ActionFailed
+from tests.web.factories import make_operation, make_user
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def deployer_user(db):
+    return make_user("deployer")
+
+
+@pytest.fixture
+def client_of(deployer_user) -> Client:
+    client = Client()
+    client.force_login(deployer_user)
+    return client
+
+
+def test_a_running_operation_shows_its_timestamped_steps_and_keeps_polling(
+    client_of, deployer_user, demo
+):
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.RUNNING,
+        requester=deployer_user,
+        source=Source.DASHBOARD,
+        idempotency_key=key,
+        steps=("starting a runner on the target", "waiting for health"),
+    )
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'hx-get="/apps/demo/actions/{key}"' in html and 'hx-trigger="every 1s"' in html
+    assert "starting a runner on the target" in html and "waiting for health" in html
+    assert html.count("<time datetime=") == 2
+
+
+def test_a_finished_operation_answers_286_to_stop_polling(client_of, deployer_user, demo):
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.FAILED,
+        requester=deployer_user,
+        idempotency_key=key,
+        error="the target failed its health check",
+    )
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    assert response.status_code == 286
+    html = response.content.decode()
+    assert "hx-get" not in html
+    assert "the target failed its health check" in html
+
+
+def test_before_the_operation_exists_it_shows_the_tasks_failure_message(client_of, demo):
+    key = str(uuid.uuid4())
+    # What a worker stores when the control API refused: written to the real Redis backend.
+    celery_app.backend.store_result(key, ActionFailed("Revision 1234abcd is Failed"), "FAILURE")
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    assert response.status_code == 286
+    assert "Revision 1234abcd is Failed" in response.content.decode()
+
+
+def test_a_queued_task_keeps_polling(client_of, demo):
+    key = str(uuid.uuid4())
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    assert response.status_code == 200
+    assert "Queued" in response.content.decode()
+
+
+def test_another_users_operation_is_not_shown(client_of, demo):
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.ROLLOUT,
+        requester=make_user("admin"),
+        idempotency_key=key,
+        steps=("secret step",),
+    )
+    assert "secret step" not in client_of.get(f"/apps/demo/actions/{key}", **HTMX).content.decode()
+
+
+def test_a_malformed_key_is_a_400(client_of, demo):
+    response = client_of.get("/apps/demo/actions/not-a-key", **HTMX)
+    assert response.status_code == 400
+    assert "is not an action key" in response.content.decode()
+
+
+def test_anonymous_visitors_are_sent_to_login(demo):
+    assert Client().get(f"/apps/demo/actions/{uuid.uuid4()}").status_code == 302
+
+
+def test_the_poll_costs_a_handful_of_queries(
+    client_of, deployer_user, demo, django_assert_num_queries
+):
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.RUNNING,
+        requester=deployer_user,
+        idempotency_key=key,
+        steps=("a", "b", "c"),
+    )
+    # Session, user, the operation with its revision, its steps.
+    with django_assert_num_queries(4):
+        client_of.get(f"/apps/demo/actions/{key}", **HTMX)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.web.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_login_page_renders_a_form_with_csrf():
+    response = Client().get("/login/")
+    assert response.status_code == 200
+    assert b'name="csrfmiddlewaretoken"' in response.content
+    assert b'name="username"' in response.content
+
+
+def test_a_user_signs_in_and_lands_on_the_apps_page():
+    make_user("viewer", "alice")
+    response = Client().post("/login/", {"username": "alice", "password": "pw-secret-1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_a_wrong_password_is_refused_with_a_message():
+    make_user("viewer", "alice")
+    response = Client().post("/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert b"did not match" in response.content
+
+
+def test_signing_out_needs_a_post_and_ends_the_session(viewer):
+    assert viewer.get("/").status_code == 200
+    response = viewer.post("/logout/")
+    assert response.status_code == 302
+    assert viewer.get("/").status_code == 302
+
+
+def test_a_csrf_less_sign_out_is_refused(db):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("viewer"))
+    assert client.post("/logout/").status_code == 403

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from dashboard.controlplane.models import OperationKind, OperationState
+from tests.web.factories import make_app, make_history, make_operation, make_revision, make_user
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def rows(html: str) -> int:
+    return html.count('data-testid="revision-row"')
+
+
+def test_it_shows_every_revision_newest_first_with_badges(viewer, demo):
+    app, old, current, failed = demo
+    html = viewer.get("/apps/demo/versions").content.decode()
+    assert rows(html) == 3
+    order = [html.index(f'data-revision="{r.short_id}"') for r in (failed, current, old)]
+    assert order == sorted(order)
+    assert 'data-testid="current-badge"' in html
+    assert html.count('data-testid="current-badge"') == 1
+    for label in ("Deployed", "Failed"):
+        assert f"</span> {label}</span>" in html
+    assert "ImportError: nope" in html
+
+
+def test_status_badges_carry_text_and_an_icon_not_only_colour(viewer):
+    app = make_app("demo")
+    for status in ("deployed", "failed", "deploying", "suspended"):
+        make_revision(app, status)
+    html = viewer.get("/apps/demo/versions").content.decode()
+    for status, label in [
+        ("deployed", "Deployed"),
+        ("failed", "Failed"),
+        ("deploying", "Deploying"),
+        ("suspended", "Suspended"),
+    ]:
+        assert f'class="badge status-{status}"' in html
+        assert label in html
+
+
+def test_it_filters_by_status(viewer, demo):
+    _app, _old, _current, failed = demo
+    html = viewer.get("/apps/demo/versions?status=failed").content.decode()
+    assert rows(html) == 1
+    assert failed.short_id in html
+
+
+def test_an_unknown_status_filter_says_so_and_shows_all(viewer, demo):
+    html = viewer.get("/apps/demo/versions?status=bogus").content.decode()
+    assert "Unknown status" in html
+    assert rows(html) == 3
+
+
+def test_it_paginates_by_twenty_five(viewer):
+    make_history(make_app("demo"), 60)
+    first = viewer.get("/apps/demo/versions").content.decode()
+    third = viewer.get("/apps/demo/versions?page=3").content.decode()
+    assert rows(first) == 25
+    assert rows(third) == 10
+    assert "change number 60" in first and "change number 1<" in third
+
+
+def test_the_query_count_does_not_grow_with_revisions(viewer, django_assert_num_queries):
+    make_history(make_app("small"), 10)
+    make_history(make_app("large"), 1000)
+    viewer.get("/apps/small/versions")  # Warm caches (content types, session) first.
+    with CaptureQueriesContext(connection) as small:
+        assert viewer.get("/apps/small/versions").status_code == 200
+    with django_assert_num_queries(len(small.captured_queries)):
+        assert viewer.get("/apps/large/versions").status_code == 200
+
+
+def test_the_htmx_fragment_renders_the_table_alone(viewer, demo):
+    response = viewer.get("/apps/demo/versions", **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith("{#") is False
+    assert 'id="versions-region"' in html
+    assert "<html" not in html
+    assert rows(html) == 3
+
+
+def test_an_unchanged_table_answers_204_to_its_poll(viewer, demo):
+    html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert viewer.get(poll_url, **HTMX).status_code == 204
+
+
+def test_a_new_deploy_changes_the_stamp_and_the_poll_returns_the_table(viewer, demo):
+    app = demo[0]
+    html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    new = make_revision(app, "deploying", message="from the cli")
+    make_operation(
+        app,
+        OperationKind.DEPLOY,
+        revision=new,
+        state=OperationState.RUNNING,
+        steps=("bundle received",),
+    )
+    response = viewer.get(poll_url, **HTMX)
+    assert response.status_code == 200
+    assert "from the cli" in response.content.decode()
+    assert "bundle received" in response.content.decode()
+
+
+def test_times_are_relative_with_the_absolute_time_in_the_viewers_zone(viewer):
+    app = make_app("demo")
+    with time_machine.travel(datetime(2026, 1, 15, 12, 0, tzinfo=UTC), tick=False):
+        make_revision(app, current=True)
+    viewer.cookies["tz"] = "Asia/Tokyo"
+    with time_machine.travel(datetime(2026, 1, 15, 15, 0, tzinfo=UTC), tick=False):
+        html = viewer.get("/apps/demo/versions").content.decode()
+    assert '<time datetime="2026-01-15T12:00:00+00:00" title="2026-01-15 21:00:00 JST">3' in html
+    assert "hours ago</time>" in html
+
+
+def test_viewers_see_no_action_buttons(viewer, demo):
+    html = viewer.get("/apps/demo/versions").content.decode()
+    for action in ("rollback", "delete", "suspend", "rollout", "scale"):
+        assert f'data-testid="{action}-button"' not in html
+
+
+def test_deployers_may_roll_back_only_deployed_non_current_rows(deployer, demo):
+    _app, old, current, failed = demo
+    html = deployer.get("/apps/demo/versions").content.decode()
+    assert f"/apps/demo/confirm/rollback?rev={old.short_id}" in html
+    assert f"/apps/demo/confirm/rollback?rev={current.short_id}" not in html
+    assert f"/apps/demo/confirm/rollback?rev={failed.short_id}" not in html
+    assert "This is already the Current revision." in html
+    assert "A Failed revision can never become Current." in html
+    assert 'data-testid="delete-button"' not in html
+
+
+def test_admins_may_delete_any_row_but_the_current_one(admin, demo):
+    _app, old, current, failed = demo
+    html = admin.get("/apps/demo/versions").content.decode()
+    assert f"/apps/demo/confirm/delete?rev={old.short_id}" in html
+    assert f"/apps/demo/confirm/delete?rev={failed.short_id}" in html
+    assert f"/apps/demo/confirm/delete?rev={current.short_id}" not in html
+    assert "The Current revision cannot be deleted" in html
+
+
+def test_messages_and_annotations_are_escaped(viewer):
+    app = make_app("demo")
+    make_revision(app, message="<b>bold</b>", annotations={"<i>k</i>": "<script>v</script>"})
+    html = viewer.get("/apps/demo/versions").content.decode()
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<script>v</script>" not in html and "&lt;i&gt;k&lt;/i&gt;" in html
+
+
+def test_an_unknown_app_is_a_404(viewer):
+    assert viewer.get("/apps/nope/versions").status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_login(db):
+    make_app("demo")
+    response = Client().get("/apps/demo/versions")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_an_inactive_user_is_sent_to_login(db, demo):
+    client = Client()
+    user = make_user("admin")
+    client.force_login(user)
+    user.is_active = False
+    user.save()
+    assert client.get("/apps/demo/versions").status_code == 302

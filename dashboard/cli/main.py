@@ -378,7 +378,9 @@ def apps_runners(state: State, app: str) -> None:
                 str(r.get("state", "-")).upper(),
                 output.short_id(r.get("revision")),
                 r.get("in_flight"),
-                output.duration((now - started).total_seconds()) if started else "-",
+                output.duration((now - started).total_seconds())
+                if started and r.get("state") != "TERMINATED"
+                else "-",
                 output.duration(max(0.0, (stop_at - now).total_seconds())) if stop_at else "-",
                 r.get("restarts"),
                 r.get("pid"),

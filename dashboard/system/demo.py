@@ -79,13 +79,15 @@ def prepare_source(examples: Path, step: Step, work_dir: Path) -> str:
     return f"{path}::{class_name}"
 
 
-def already_seeded(api: ControlApi) -> bool:
+def deployed_versions(api: ControlApi) -> set[str]:
+    """The plan's versions the demo app already has (its revisions carry a `demo` annotation)."""
     try:
-        return bool(api.list_revisions(APP_NAME, page_size=1).get("revisions"))
+        revisions = api.list_revisions(APP_NAME, page_size=200).get("revisions", [])
     except ApiError as exc:
         if exc.status == 404:
-            return False
+            return set()
         raise
+    return {(r.get("annotations") or {}).get("demo") for r in revisions} - {None}
 
 
 def wait_for_operation(api: ControlApi, payload: dict, timeout: float = 300.0) -> dict:
@@ -101,12 +103,22 @@ def wait_for_operation(api: ControlApi, payload: dict, timeout: float = 300.0) -
 
 
 def seed(api: ControlApi, examples: Path, work_dir: Path, say: Callable[[str], None]) -> bool:
-    """Deploy the plan unless the demo app already has revisions; True if it deployed."""
-    if already_seeded(api):
-        say(f"app {APP_NAME!r} already has revisions: leaving it as it is")
+    """Deploy the plan's missing steps, once per installation; True if it deployed any.
+
+    A marker file makes a finished seeding final (revisions the user deleted later stay
+    deleted); without it, a seeding interrupted half-way resumes where it stopped.
+    """
+    marker = work_dir / "seeded"
+    if marker.exists():
+        say(f"the {APP_NAME!r} app was seeded before: leaving it as it is")
         return False
     work_dir.mkdir(parents=True, exist_ok=True)
+    present = deployed_versions(api)
+    deployed_any = False
     for step in PLAN:
+        if step.version in present:
+            say(f"{APP_NAME} {step.version} is already there")
+            continue
         target = prepare_source(examples, step, work_dir)
         data, entrypoint = bundle.build(target)
         say(f"deploying {APP_NAME} {step.version}: {step.message}")
@@ -125,4 +137,6 @@ def seed(api: ControlApi, examples: Path, work_dir: Path, say: Callable[[str], N
         if not failed and step.should_fail:
             raise DemoError(f"{step.version} was meant to fail but deployed")
         say(f"  -> {'Failed, as intended' if failed else 'Deployed'}")
-    return True
+        deployed_any = True
+    marker.write_text("The demo app was seeded; delete this file to seed missing steps again.\n")
+    return deployed_any

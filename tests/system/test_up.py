@@ -214,7 +214,7 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
     second = Run()
     home.run_up(second, count_revisions)
 
-    assert "already has revisions" in second.output
+    assert "was seeded before: leaving it as it is" in second.output
     assert [r["id"] for r in second.revisions] == [r["id"] for r in first_run.revisions]
     assert second.exit_code == 0
     assert second.left_behind == set()

@@ -88,7 +88,7 @@ class Home:
             [str(CLI), *args], env=env, capture_output=True, text=True, timeout=60
         )
 
-    def run_up(self, run: Run, while_running) -> None:
+    def run_up(self, run: Run, while_running, *, stop: bool = True) -> None:
         log_path = self.var_dir.parent / f"up-{time.monotonic_ns()}.out"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -109,7 +109,8 @@ class Home:
             assert proc.poll() is None, log_path.read_text()
             while_running(run)
             run.children_while_running = processes_with(str(self.var_dir))
-            proc.send_signal(signal.SIGTERM)
+            if stop:
+                proc.send_signal(signal.SIGTERM)
             run.exit_code = proc.wait(90)
             run.left_behind = processes_with(str(self.var_dir))
         finally:
@@ -218,3 +219,20 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
     assert [r["id"] for r in second.revisions] == [r["id"] for r in first_run.revisions]
     assert second.exit_code == 0
     assert second.left_behind == set()
+
+
+def test_when_a_child_dies_up_names_it_and_stops_the_rest(first_run, home):
+    def kill_the_runtime(run: Run) -> None:
+        [runtime] = [
+            pid
+            for pid in processes_with(str(home.var_dir))
+            if b"manage.py\x00runtime" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        os.kill(runtime, signal.SIGKILL)
+
+    crashed = Run()
+    home.run_up(crashed, kill_the_runtime, stop=False)
+
+    assert crashed.exit_code == 1
+    assert "runtime exited unexpectedly" in crashed.output
+    assert crashed.left_behind == set()

@@ -49,6 +49,7 @@ class State:
 
     def __init__(self) -> None:
         self.json = False
+        self.emitted = False
         self._api: ControlApi | None = None
         self.url = ""
 
@@ -110,14 +111,22 @@ def wait_for(state: State, payload: dict, *, wait: bool = True) -> dict:
         op = unwrap_operation(state.api.get_operation(op["id"]))
 
 
+def summarise(error: str) -> str:
+    """One line for a possibly multi-line error: its first line and, for a traceback, the last."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if not lines:
+        return "no reason given"
+    return lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+
+
 def finish(state: State, op: dict, done: str, extra: dict | None = None) -> None:
     """Report an operation's outcome; a failed one ends the process with status 1."""
     if state.json:
         output.emit_json({"operation": op, **(extra or {})})
+        state.emitted = True  # The operation, error included, is the JSON answer.
     if op.get("state") == "failed":
-        raise Failure(
-            f"{op.get('kind', 'operation')} failed: {op.get('error') or 'no reason given'}"
-        )
+        kind = str(op.get("kind", "operation")).replace("_", "-")
+        raise Failure(f"{kind} failed: {summarise(op.get('error') or '')}")
     if not state.json:
         if is_finished(op):
             click.echo(done)
@@ -611,7 +620,7 @@ def logs(state: State, app: str, rev: str | None, runner: str | None, tail: int)
 
 def _fail(state: State, code: str, message: str, status: int) -> int:
     line = " ".join(message.split())
-    if state.json:
+    if state.json and not state.emitted:
         output.emit_json({"error": {"code": code, "message": line}})
     click.echo(f"error: {line}", err=True)
     return status

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard.cli import output
+from dashboard.cli.main import summarise
 
 NOW = datetime(2025, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -73,3 +74,18 @@ def test_durations_pick_a_readable_unit():
     assert output.duration(12.34) == "12.3 s"
     assert output.duration(125) == "2m05s"
     assert output.duration(7260) == "2h01m"
+
+
+def test_a_failed_operations_traceback_is_summarised_by_its_first_and_last_lines():
+    error = (
+        "runner r-1 failed: setup failed: Traceback (most recent call last):\n"
+        '  File "app.py", line 11, in setup\n'
+        "RuntimeError: model file weights.bin is missing\n"
+    )
+
+    assert summarise(error) == (
+        "runner r-1 failed: setup failed: Traceback (most recent call last): … "
+        "RuntimeError: model file weights.bin is missing"
+    )
+    assert summarise("import failed") == "import failed"
+    assert summarise("") == "no reason given"

@@ -397,6 +397,10 @@ class Supervisor:
         runner.stopping = True
         runner.note("killed (SIGKILL)")
         runner.stop_requested.set()
+        if runner.state in READY or runner.state == "DRAINING":
+            # Out of routing at once: a request sent in the moment before the lifecycle
+            # task sees the process end would fail for nothing.
+            self._set_state(runner, "TERMINATING")
         if runner.process:
             runner.process.kill()
 

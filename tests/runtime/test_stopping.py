@@ -61,7 +61,7 @@ def test_a_kill_drops_the_in_flight_request_with_a_502(runtime):
     response = result["response"]
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "runner_lost"
-    assert runtime.runner(runner["id"])["state"] == "TERMINATED"
+    assert runtime.runner(runner["id"], wait_for="gone", timeout=10)["state"] == "TERMINATED"
 
 
 def test_sync_drains_runners_that_are_not_of_the_current_revision(runtime):

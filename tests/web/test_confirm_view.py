@@ -254,8 +254,10 @@ def test_when_redis_is_down_the_user_is_told_and_nothing_is_enqueued(
 ):
     _app, old, _current, _failed = demo
     closed = f"redis://127.0.0.1:{free_port()}/0"
-    settings.CELERY_BROKER_URL = closed
+    # Read the live value first: Celery loads its configuration lazily from Django
+    # settings, so reading it after the override would "restore" the closed port.
     previous = celery_app.conf.broker_url
+    settings.CELERY_BROKER_URL = closed
     celery_app.conf.broker_url = closed
     try:
         response = post(

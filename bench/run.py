@@ -1,0 +1,463 @@
+#!/usr/bin/env python
+"""Switchboard's benchmarks: `make bench` (or `.venv/bin/python bench/run.py`).
+
+Starts a private copy of the whole system (`manage.py up` on its own PostgreSQL
+database, Redis db, ports and var dir), measures, prints the figures and stops it.
+Figures are compared as ratios inside one run because these machines are noisy; the
+goals come from issues 2 and 3 and are printed beside each figure, never asserted.
+
+    --only platform|dashboard|browser   run one group
+    --quick                             fewer samples (a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS: list[tuple[str, str, str]] = []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(name: str, figure: str, goal: str = "") -> None:
+    RESULTS.append((name, figure, goal))
+    print(f"  {name:<58} {figure:<36} {goal}", flush=True)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception:  # noqa: BLE001 - not there yet.
+            pass
+        time.sleep(0.01)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+# -- the private system ------------------------------------------------------------------
+
+
+def prepare_environment(var_dir: Path) -> dict[str, str]:
+    db_url = os.environ.get(
+        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/switchboard_bench"
+    )
+    import psycopg
+
+    base, _, name = db_url.rpartition("/")
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    ports = {k: free_port() for k in ("web", "gateway", "runtime")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "SWITCHBOARD_VAR_DIR": str(var_dir),
+        "SWITCHBOARD_WEB_PORT": str(ports["web"]),
+        "SWITCHBOARD_API_URL": f"http://127.0.0.1:{ports['web']}",
+        "SWITCHBOARD_GATEWAY_PORT": str(ports["gateway"]),
+        "SWITCHBOARD_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "SWITCHBOARD_RUNTIME_PORT": str(ports["runtime"]),
+        "SWITCHBOARD_RUNTIME_URL": f"http://127.0.0.1:{ports['runtime']}",
+        "XDG_CONFIG_HOME": str(var_dir / "config"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    return env
+
+
+def start_system(env: dict[str, str], var_dir: Path) -> subprocess.Popen:
+    log = open(var_dir / "up.log", "wb")  # noqa: SIM115 - lives as long as the system.
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_until(
+        lambda: (
+            b"Switchboard is running" in (var_dir / "up.log").read_bytes()
+            or proc.poll() is not None
+        ),
+        180,
+        "manage.py up",
+    )
+    if proc.poll() is not None:
+        raise SystemExit("bench: manage.py up failed:\n" + (var_dir / "up.log").read_text())
+    return proc
+
+
+def stop_system(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def echo_source(var_dir: Path, version: str) -> Path:
+    folder = var_dir / "bench-src" / version
+    shutil.copytree(ROOT / "bench" / "apps" / "echo", folder, dirs_exist_ok=True)
+    app = folder / "app.py"
+    app.write_text(re.sub(r"^VERSION = .*$", f"VERSION = {version!r}", app.read_text(), flags=re.M))
+    return app
+
+
+def deploy_echo(api, var_dir: Path, app: str, version: str, strategy: str = "recreate") -> str:
+    from dashboard.cli import bundle
+
+    data, entrypoint = bundle.build(f"{echo_source(var_dir, version)}::Echo")
+    answer = api.deploy(
+        app, data, entrypoint, strategy=strategy, message=version, auth_mode="public"
+    )
+    operation = finish(api, answer["operation"]["id"])
+    if operation["state"] != "succeeded":
+        raise SystemExit(f"bench: deploy of {app} {version} failed: {operation['error']}")
+    return answer["revision"]["id"]
+
+
+def finish(api, operation_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        operation = api.get_operation(operation_id)
+        if operation["finished_at"]:
+            return operation
+        time.sleep(0.02)
+    raise SystemExit(f"bench: operation {operation_id} did not finish in {timeout}s")
+
+
+# -- platform (issue 2) ------------------------------------------------------------------
+
+
+def bench_platform(api, var_dir: Path, samples: int) -> None:
+    import httpx
+
+    from dashboard.controlplane import runtime_client
+
+    print("\nPlatform (issue 2)")
+    gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
+    revisions = [deploy_echo(api, var_dir, "bench", f"v{i}") for i in (1, 2)]
+
+    # Runner cold start: process start to healthy, empty setup().
+    cold = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        (runner,) = runtime_client.start_runners(revisions[1], 1, key=str(uuid.uuid4()))
+        ready = runtime_client.wait_runner(runner["id"], until="ready", timeout=30)
+        cold.append((time.perf_counter() - started) * 1000)
+        assert ready["state"] in runtime_client.READY_STATES, ready
+        runtime_client.kill_runner(runner["id"])
+    report(
+        "runner cold start, empty setup() (ms)",
+        f"p50 {pct(cold, 0.5):.0f}  p90 {pct(cold, 0.9):.0f}",
+        "goal p50 < 500",
+    )
+
+    # set-rev recreate: API call until the gateway routes to the target (target kept warm,
+    # so its cold start is excluded, as the goal says).
+    client = httpx.Client(timeout=10)
+    switch = []
+    current = revisions[1]  # The last deploy.
+    for _ in range(samples):
+        target = current = revisions[0] if current == revisions[1] else revisions[1]
+        (warm,) = runtime_client.start_runners(target, 1, key=str(uuid.uuid4()))
+        runtime_client.wait_runner(warm["id"], until="ready", timeout=30)
+        started = time.perf_counter()
+        api.set_rev("bench", target, strategy="recreate")
+        while client.get(f"{gateway}/bench/").headers.get("X-Switchboard-Revision") != target:
+            pass
+        switch.append((time.perf_counter() - started) * 1000)
+    report(
+        "set-rev recreate: API call → gateway routes (ms)",
+        f"p50 {pct(switch, 0.5):.1f}  p90 {pct(switch, 0.9):.1f}",
+        "goal p50 < 50",
+    )
+
+    # Rolling set-rev: whole operation, minus setup() (empty here, so nothing to subtract).
+    rolling = []
+    for _ in range(max(5, samples // 2)):
+        target = current = revisions[0] if current == revisions[1] else revisions[1]
+        started = time.perf_counter()
+        answer = api.set_rev("bench", target, strategy="rolling")
+        operation = finish(api, answer["operation"]["id"])
+        assert operation["state"] == "succeeded", operation["error"]
+        rolling.append((time.perf_counter() - started) * 1000)
+    report(
+        "rolling set-rev total − setup() (ms, setup() is empty)",
+        f"p50 {pct(rolling, 0.5):.0f}  p90 {pct(rolling, 0.9):.0f}",
+        "goal p50 < 500",
+    )
+
+    asyncio.run(gateway_overhead(api, gateway, samples))
+
+
+async def gateway_overhead(api, gateway: str, samples: int) -> None:
+    import aiohttp
+    from django.conf import settings
+
+    from dashboard.controlplane import runtime_client
+
+    current = api.get_app("bench")["current_revision"]
+    current = current["id"] if isinstance(current, dict) else current
+    async with aiohttp.ClientSession() as warmup, warmup.get(f"{gateway}/bench/") as r:
+        runner_id = r.headers["X-Switchboard-Runner"]
+    socket_path = Path(settings.VAR_DIR) / "run" / f"{runner_id}.sock"
+    direct = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path), limit=0))
+    via = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    targets = {"direct": (direct, "http://runner/"), "gateway": (via, f"{gateway}/bench/")}
+
+    async def one(name: str) -> float:
+        session, url = targets[name]
+        started = time.perf_counter()
+        async with session.get(url) as response:
+            await response.read()
+            assert response.status == 200, response.status
+        return (time.perf_counter() - started) * 1000
+
+    latency: dict[str, list[float]] = {"direct": [], "gateway": []}
+    for _ in range(samples * 40):  # Interleaved, so drift in machine load hits both alike.
+        for name in latency:
+            latency[name].append(await one(name))
+
+    async def throughput(name: str, seconds: float = 3.0, concurrency: int = 16) -> float:
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await one(name)
+                done += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return done / seconds
+
+    rates: dict[str, list[float]] = {"direct": [], "gateway": []}
+    for _ in range(2):
+        for name in rates:
+            rates[name].append(await throughput(name))
+    await direct.close()
+    await via.close()
+    d50, g50 = pct(latency["direct"], 0.5), pct(latency["gateway"], 0.5)
+    report("latency direct to runner (ms)", f"p50 {d50:.2f}  p90 {pct(latency['direct'], 0.9):.2f}")
+    report(
+        "latency through the gateway (ms)", f"p50 {g50:.2f}  p90 {pct(latency['gateway'], 0.9):.2f}"
+    )
+    report("gateway overhead at p50 (ms)", f"{g50 - d50:.2f}", "goal < 2")
+    d_rate, g_rate = max(rates["direct"]), max(rates["gateway"])
+    report("throughput direct / gateway (req/s, 16 clients)", f"{d_rate:.0f} / {g_rate:.0f}")
+    report("gateway throughput ÷ direct", f"{g_rate / d_rate:.2f}", "goal ≥ 0.5")
+    del runtime_client, current
+
+
+# -- dashboard (issue 3) -----------------------------------------------------------------
+
+
+def bench_dashboard(samples: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from dashboard.controlplane.models import (
+        App,
+        Operation,
+        OperationStep,
+        Revision,
+        RevisionStatus,
+    )
+
+    print("\nDashboard (issue 3)")
+    admin = get_user_model().objects.get(username="admin")
+    client = Client()
+    client.force_login(admin)
+    timings: dict[int, float] = {}
+    for n in (10, 1_000, 10_000):
+        app = App.objects.create(name=f"versions-{n}", owner=admin, settings={"machine_type": "XS"})
+        now = timezone.now()
+        statuses = [RevisionStatus.DEPLOYED, RevisionStatus.FAILED, RevisionStatus.SUSPENDED]
+        Revision.objects.bulk_create(
+            [
+                Revision(
+                    app=app,
+                    status=statuses[i % 3],
+                    entrypoint="app.py::Echo",
+                    bundle_sha256="0" * 64,
+                    bundle_size=1,
+                    message=f"revision {i}",
+                    annotations={"build": str(i)},
+                    settings={"machine_type": "XS", "keep_alive": 10, "max_concurrency": 2},
+                    deployed_by=admin,
+                    created_at=now - timezone.timedelta(seconds=n - i),
+                )
+                for i in range(n)
+            ],
+            batch_size=2000,
+        )
+        app.current_revision = Revision.objects.filter(
+            app=app, status=RevisionStatus.DEPLOYED
+        ).first()
+        app.save()
+        url = f"/apps/{app.name}/versions"
+        client.get(url)  # Warm caches and connections.
+        times = []
+        for _ in range(samples * 2):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get(url)
+                times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.status_code
+        timings[n] = pct(times, 0.5)
+        report(
+            f"Versions page, {n:>6,} revisions (ms, queries)",
+            f"p50 {timings[n]:.1f}  queries {len(queries)}",
+        )
+    report(
+        "Versions page time ratio 10,000 ÷ 10", f"{timings[10_000] / timings[10]:.2f}", "goal ≤ 1.5"
+    )
+
+    app = App.objects.get(name="versions-10")
+    key = str(uuid.uuid4())
+    operation = Operation.objects.create(
+        app=app,
+        kind="set_rev",
+        state="running",
+        requester=admin,
+        requester_name="admin",
+        source="dashboard",
+        idempotency_key=key,
+        started_at=timezone.now(),
+    )
+    OperationStep.objects.bulk_create(
+        [OperationStep(operation=operation, message=f"step {i}") for i in range(8)]
+    )
+    url = f"/apps/{app.name}/actions/{key}"
+    times = []
+    for _ in range(samples * 10):
+        started = time.perf_counter()
+        response = client.get(url, headers={"HX-Request": "true"})
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.status_code
+    report(
+        "progress poll (ms)",
+        f"p50 {pct(times, 0.5):.2f}  p90 {pct(times, 0.9):.2f}",
+        "goal p50 < 5",
+    )
+
+
+def bench_browser(api, var_dir: Path, samples: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    print("\nBrowser (issue 3)")
+    web = os.environ["SWITCHBOARD_API_URL"]
+    revisions = [deploy_echo(api, var_dir, "clicks", f"v{i}") for i in (1, 2)]
+    password = (var_dir / "admin-password").read_text().strip()
+    clicks = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(web + "/login/")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        for i in range(samples):
+            target = revisions[i % 2][:8]
+            page.goto(f"{web}/apps/clicks/versions")
+            row = page.locator(f"tr:has-text('{target}')")
+            row.get_by_role("button", name="Rollback").click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_label(re.compile("Recreate")).check()
+            started = time.perf_counter()
+            dialog.get_by_role("button", name=re.compile("Roll back")).click()
+            row.get_by_text("Current", exact=True).wait_for(timeout=15_000)
+            clicks.append((time.perf_counter() - started) * 1000)
+        browser.close()
+    report(
+        "click Confirm (recreate) → Current badge moved (ms)",
+        f"p50 {pct(clicks, 0.5):.0f}  p90 {pct(clicks, 0.9):.0f}",
+        "goal < 1500",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", choices=["platform", "dashboard", "browser"])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    samples = 5 if args.quick else 25
+    var_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    env = prepare_environment(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault(
+        "DJANGO_ALLOW_ASYNC_UNSAFE", "true"
+    )  # Playwright's loop shares the thread.
+    import django
+
+    django.setup()
+    from dashboard.api_client import ControlApi
+
+    print(f"Switchboard benchmarks on {os.cpu_count()} cores; private system in {var_dir}")
+    proc = start_system(env, var_dir)
+    try:
+        token = json.loads((var_dir / "config" / "switchboard" / "config.json").read_text())[
+            "token"
+        ]
+        api = ControlApi(env["SWITCHBOARD_API_URL"], token, source="api", timeout=60)
+        if args.only in (None, "platform"):
+            bench_platform(api, var_dir, samples)
+        if args.only in (None, "dashboard"):
+            bench_dashboard(samples)
+        if args.only in (None, "browser"):
+            bench_browser(api, var_dir, max(3, samples // 3))
+    finally:
+        stop_system(proc)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(RESULTS, indent=1))
+    print(f"\nFigures saved to {out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

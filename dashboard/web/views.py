@@ -369,5 +369,7 @@ def action_progress(request: HttpRequest, app: str, key: str) -> HttpResponse:
     html = render_to_string("web/action_panel.html", {"panel": panel}, request=request)
     if request.htmx and panel["finished"]:
         # 286 tells htmx to stop polling: nothing about this action can change any more.
-        return HttpResponseStopPolling(html)
+        # sb-refresh makes the page's polled regions (static/js/poll.js) refresh now, so the
+        # Current badge moves when the panel says "succeeded", not up to one poll later.
+        return trigger_client_event(HttpResponseStopPolling(html), "sb-refresh")
     return HttpResponse(html)

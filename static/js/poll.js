@@ -39,4 +39,7 @@
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) poll(true);
   });
+  // A finished action (its panel's last answer carries HX-Trigger: sb-refresh) changes
+  // what the page shows, so refresh at once instead of at the next tick.
+  document.body.addEventListener("sb-refresh", function () { poll(true); });
 })();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -68,6 +69,8 @@ def test_a_finished_operation_answers_286_to_stop_polling(client_of, deployer_us
     html = response.content.decode()
     assert "hx-get" not in html
     assert "the target failed its health check" in html
+    # The page's tables refresh at once rather than at their next poll.
+    assert "sb-refresh" in json.loads(response.headers["HX-Trigger"])
 
 
 def test_before_the_operation_exists_it_shows_the_tasks_failure_message(client_of, demo):

@@ -11,18 +11,49 @@ import asyncio
 import json
 import time
 
-import aiohttp
 from aiohttp import web
 from django.conf import settings as conf
 
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.routing import RoutingTable
 from dashboard.runtime.supervisor import ACTIVE, StartFailed, Supervisor
+from dashboard.runtime.upstream import UpstreamError
 
-# Hop-by-hop and gateway-only headers are not passed on to the runner.
+# Hop-by-hop and gateway-only headers are not passed on to the runner. The gateway has
+# read the whole body already, so it sends its own Content-Length and no Expect.
 DROP_HEADERS = frozenset(
-    {"authorization", "host", "connection", "keep-alive", "transfer-encoding", "content-length"}
+    {
+        b"authorization",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"content-length",
+        b"expect",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
 )
+
+
+def upstream_target(request: web.Request) -> str:
+    """The request's path after `/<app>`, and its query, still URL-encoded as received."""
+    url = request.rel_url
+    parts = url.raw_path.split("/", 2)
+    target = "/" + parts[2] if len(parts) > 2 else "/"
+    query = url.raw_query_string
+    return target + "?" + query if query else target
+
+
+def upstream_headers(request: web.Request) -> bytes:
+    """The caller's headers as raw `Name: value` lines, without the ones in DROP_HEADERS."""
+    return b"".join(
+        b"%s: %s\r\n" % (name, value)
+        for name, value in request.raw_headers
+        if name.lower() not in DROP_HEADERS
+    )
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -65,29 +96,24 @@ class Gateway:
             )
 
         timeout = float(route.settings["request_timeout"])
-        path = "/" + request.match_info.get("path", "")
-        if request.query_string:
-            path += "?" + request.query_string
+        target = upstream_target(request)
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_HEADERS}
+        headers = upstream_headers(request)
         runner, served = None, False
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 runner = await self.supervisor.acquire(name, route.revision)
-                session = runner.session
-                if session is None or session.closed:
-                    raise aiohttp.ClientConnectionError("the runner is not serving")
-                async with session.request(
-                    request.method, "http://runner" + path, data=body or None, headers=headers
-                ) as upstream:
-                    payload = await upstream.read()
-            served = upstream.status < 500
+                upstream = runner.upstream
+                if upstream is None:
+                    raise UpstreamError("the runner is not serving")
+                answer = await upstream.request(request.method, target, headers, body)
+            served = answer.status < 500
             return web.Response(
-                status=upstream.status,
-                body=payload,
+                status=answer.status,
+                body=answer.body,
                 headers={
-                    "Content-Type": upstream.headers.get("Content-Type", "application/json"),
+                    "Content-Type": answer.content_type or "application/json",
                     "X-Switchboard-Runner": runner.id,
                     "X-Switchboard-Revision": runner.revision,
                 },
@@ -104,7 +130,7 @@ class Gateway:
             return error(
                 503, "runner_start_failed", f"no runner of app {name!r} could start: {exc}"
             )
-        except (aiohttp.ClientError, RuntimeError) as exc:
+        except (UpstreamError, OSError) as exc:
             where = f"runner {runner.id}" if runner else "the runner"
             return error(
                 502,

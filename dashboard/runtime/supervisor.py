@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from django.conf import settings as conf
 
 from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
 from dashboard.runtime.routing import AppRoute, RevisionInfo
+from dashboard.runtime.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
 
@@ -74,7 +74,7 @@ class Runner:
     stopping: bool = False
     ended_at: float | None = None
     process: RunnerProcess | None = None
-    session: aiohttp.ClientSession | None = None
+    upstream: UpstreamPool | None = None  # The gateway's connections to it, once ready.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -173,7 +173,7 @@ class Supervisor:
         try:
             while await self._boot(runner):
                 code = await runner.process.wait()
-                await self._close_session(runner)
+                self._close_upstream(runner)
                 if runner.stopping:
                     runner.note(f"process ended (exit code {code})")
                     self._end(runner, "TERMINATED")
@@ -241,22 +241,17 @@ class Supervisor:
             if not message:
                 message = f"the runner exited during setup (exit code {await process.wait()})"
             return await self._fail(runner, message)
-        runner.session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=str(runner.socket_path), limit=0),
-            timeout=aiohttp.ClientTimeout(total=None),
-            auto_decompress=False,
-        )
+        runner.upstream = UpstreamPool(runner.socket_path, runner.max_multiplexing)
         # Invariant 3: the pipe said ready; one health call confirms it serves.
         try:
-            async with runner.session.get(
-                "http://runner/_health", timeout=aiohttp.ClientTimeout(total=10)
-            ) as response:
-                healthy = response.status == 200
+            async with asyncio.timeout(10):
+                response = await runner.upstream.request("GET", "/_health")
+            healthy = response.status == 200
             problem = f"answered HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, OSError) as exc:  # TimeoutError is an OSError.
             healthy, problem = False, f"{type(exc).__name__}: {exc}"
         if not healthy:
-            await self._close_session(runner)
+            self._close_upstream(runner)
             return await self._fail(runner, f"setup() finished but /_health failed: {problem}")
         runner.ready_at = utcnow()
         runner.error = ""
@@ -275,10 +270,10 @@ class Supervisor:
         self._end(runner, "FAILED")
         return False
 
-    async def _close_session(self, runner: Runner) -> None:
-        if runner.session is not None:
-            session, runner.session = runner.session, None
-            await session.close()
+    def _close_upstream(self, runner: Runner) -> None:
+        if runner.upstream is not None:
+            upstream, runner.upstream = runner.upstream, None
+            upstream.close()
 
     # -- states -----------------------------------------------------------------------
 

@@ -1,0 +1,319 @@
+"""The gateway → runner hop (upstream.py) against real servers on Unix sockets.
+
+An aiohttp server (what a runner is) answers the ordinary cases; small raw servers send
+the unusual answers byte for byte, so framing and connection handling are seen exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from dashboard.runtime.upstream import UpstreamError, UpstreamPool
+
+
+def socket_path() -> str:
+    return str(Path(tempfile.mkdtemp(prefix="sbup-")) / "s.sock")
+
+
+async def aiohttp_server(path: str, routes: list[web.RouteDef]) -> web.AppRunner:
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
+
+
+class RawServer:
+    """A server that reads each request head, then lets `answer` write whatever it likes.
+
+    It counts the connections it was given, and the most it had open at once.
+    """
+
+    def __init__(
+        self, answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+    ) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self, path: str) -> RawServer:
+        self.server = await asyncio.start_unix_server(self._handle, path)
+        return self
+
+    def close(self) -> None:
+        self.server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await self.answer(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+def test_it_sends_method_target_headers_and_body_and_reads_the_answer():
+    seen = {}
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.update(
+            method=request.method,
+            path_qs=request.raw_path,
+            header=request.headers.get("X-Trace"),
+            body=await request.read(),
+        )
+        return web.json_response({"ok": True}, status=201)
+
+    async def main():
+        path = socket_path()
+        server = await aiohttp_server(path, [web.route("*", "/{tail:.*}", echo)])
+        pool = UpstreamPool(path, limit=4)
+        try:
+            answer = await pool.request(
+                "POST", "/a%20b/c?x=1&y=%C3%A9", b"X-Trace: t-1\r\n", b'{"n": 1}'
+            )
+        finally:
+            pool.close()
+            await server.cleanup()
+        return answer
+
+    answer = asyncio.run(main())
+    assert answer.status == 201
+    assert answer.content_type == "application/json; charset=utf-8"
+    assert answer.body == b'{"ok": true}'
+    assert seen == {
+        "method": "POST",
+        "path_qs": "/a%20b/c?x=1&y=%C3%A9",
+        "header": "t-1",
+        "body": b'{"n": 1}',
+    }
+
+
+def test_one_connection_serves_one_request_after_another():
+    peers = []
+
+    async def hello(request: web.Request) -> web.Response:
+        peers.append(id(request.transport))
+        return web.Response(text="hi")
+
+    async def main():
+        path = socket_path()
+        server = await aiohttp_server(path, [web.get("/", hello)])
+        pool = UpstreamPool(path, limit=4)
+        try:
+            return [(await pool.request("GET", "/")).body for _ in range(5)]
+        finally:
+            pool.close()
+            await server.cleanup()
+
+    assert asyncio.run(main()) == [b"hi"] * 5
+    assert len(set(peers)) == 1
+
+
+def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait():
+    async def slow(reader, writer):
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(slow).start(path)
+        pool = UpstreamPool(path, limit=2)
+        try:
+            answers = await asyncio.gather(*(pool.request("GET", "/") for _ in range(7)))
+        finally:
+            pool.close()
+            server.close()
+        return [a.body for a in answers], server
+
+    bodies, server = asyncio.run(main())
+    assert bodies == [b"ok"] * 7
+    assert server.most_open == 2
+
+
+def exchange_twice(wire: bytes, *, byte_by_byte: bool = False, method: str = "GET"):
+    """Two requests on a pool of one, against a server that always answers `wire`."""
+
+    async def answer(reader, writer):
+        if byte_by_byte:  # Every partial state of the parser gets exercised.
+            for i in range(len(wire)):
+                writer.write(wire[i : i + 1])
+                await writer.drain()
+        else:
+            writer.write(wire)
+        if b"Connection: close" in wire:
+            writer.close()
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(answer).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            return [await pool.request(method, "/") for _ in range(2)], server
+        finally:
+            pool.close()
+            server.close()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "wire, body",
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n", b"abcde"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX-T: 1\r\n\r\n", b"z"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes", b"yes"),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", b""),
+    ],
+    ids=["content-length", "chunked", "chunked-with-trailer", "after-100-continue", "204"],
+)  # fmt: skip
+def test_answers_framed_each_way_are_read_whole_and_the_connection_is_kept(wire, body):
+    answers, server = exchange_twice(wire, byte_by_byte=True)
+    assert [(a.status, a.body) for a in answers] == [(answers[0].status, body)] * 2
+    assert server.connections == 1
+
+
+def test_a_head_answer_has_no_body_whatever_its_content_length_says():
+    answers, server = exchange_twice(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", method="HEAD"
+    )
+    assert [a.body for a in answers] == [b"", b""]
+    assert server.connections == 1
+
+
+def test_an_answer_that_says_connection_close_is_not_reused():
+    answers, server = exchange_twice(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    )
+    assert [a.body for a in answers] == [b"ok", b"ok"]
+    assert server.connections == 2
+
+
+def test_a_body_without_length_runs_to_the_close():
+    answers, server = exchange_twice(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+    assert [a.body for a in answers] == [b"all of it", b"all of it"]
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\ntoo long",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    ],
+    ids=["cut-short", "longer-than-said", "not-http", "negative-length"],
+)
+def test_a_broken_answer_is_an_upstream_error_and_the_connection_is_dropped(wire):
+    async def answer(reader, writer):
+        writer.write(wire)
+        await writer.drain()
+        if b"close" in wire:
+            writer.close()
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(answer).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            with pytest.raises(UpstreamError):
+                await pool.request("GET", "/")
+            await asyncio.sleep(0.01)  # Let the dropped connection's close land.
+            return pool._open  # noqa: SLF001 - the count the limit is kept with.
+        finally:
+            pool.close()
+            server.close()
+
+    assert asyncio.run(main()) == 0
+
+
+def test_a_runner_that_dies_mid_request_is_an_upstream_error():
+    async def vanish(reader, writer):
+        writer.transport.abort()
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(vanish).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            with pytest.raises(UpstreamError, match="closed the connection"):
+                await pool.request("POST", "/", body=b"{}")
+        finally:
+            pool.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_a_missing_socket_is_an_os_error():
+    async def main():
+        pool = UpstreamPool(socket_path(), limit=1)
+        with pytest.raises(OSError):
+            await pool.request("GET", "/")
+        return pool._open  # noqa: SLF001
+
+    assert asyncio.run(main()) == 0
+
+
+def test_a_request_cancelled_by_its_timeout_drops_its_connection_and_frees_its_place():
+    async def never(reader, writer):
+        await asyncio.sleep(3600)
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(never).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await pool.request("GET", "/")
+            # The one place is free again: a second request gets a connection of its own.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pool.request("GET", "/")
+            return server.connections
+        finally:
+            pool.close()
+            server.close()
+
+    assert asyncio.run(main()) == 2
+
+
+def test_a_closed_pool_refuses_requests_and_wakes_those_waiting_for_a_connection():
+    async def never(reader, writer):
+        await asyncio.sleep(3600)
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(never).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            first = asyncio.ensure_future(pool.request("GET", "/"))
+            second = asyncio.ensure_future(pool.request("GET", "/"))
+            await asyncio.sleep(0.05)
+            pool.close()
+            with pytest.raises(UpstreamError, match="not serving"):
+                await second
+            with pytest.raises(UpstreamError, match="not serving"):
+                await pool.request("GET", "/")
+            first.cancel()
+        finally:
+            server.close()
+
+    asyncio.run(main())

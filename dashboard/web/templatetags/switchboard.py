@@ -5,46 +5,43 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django import template
-from django.utils import timezone
-from django.utils.dateformat import format as date_format
-from django.utils.html import format_html
-from django.utils.timesince import timesince
+from django.urls import reverse
+
+from dashboard.web import markup
 
 register = template.Library()
 
 
 @register.simple_tag
 def when(value: datetime | None) -> str:
-    """Relative time, with the absolute time in the viewer's zone on hover.
-
-    The middleware activated the viewer's zone, so localtime() here is theirs.
-    """
-    if value is None:
-        return "—"
-    local = timezone.localtime(value)
-    absolute = date_format(local, "Y-m-d H:i:s T")
-    now = timezone.now()
-    if abs((now - value).total_seconds()) < 60:
-        relative = "just now"
-    elif value <= now:
-        relative = f"{timesince(value, now, depth=1)} ago"
-    else:
-        relative = f"in {timesince(now, value, depth=1)}"
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, relative
-    )
+    """Relative time, with the absolute time in the viewer's zone on hover."""
+    return markup.when(value)
 
 
 @register.simple_tag
 def clock(value: datetime) -> str:
     """A step's time of day in the viewer's zone, to the second."""
-    local = timezone.localtime(value)
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
-        value.isoformat(),
-        date_format(local, "Y-m-d H:i:s T"),
-        date_format(local, "H:i:s"),
-    )
+    return markup.clock(value)
+
+
+@register.simple_tag
+def status_badge(status: str, label: str) -> str:
+    return markup.status_badge(status, label)
+
+
+@register.simple_tag
+def action_button(
+    action: str,
+    label: str,
+    why: str,
+    app_name: str,
+    query: str = "",
+    ref: str = "",
+    style: str = "",
+) -> str:
+    """{% action_button "rollout" "Rollout…" why app.name ref="app" %}: see markup.action_button."""
+    url = reverse("confirm", args=[app_name, action]) + "?" + query
+    return markup.action_button(action, label, why, url, ref, style)
 
 
 @register.filter

@@ -1,0 +1,100 @@
+"""Small pieces of markup built in Python: badges, action buttons and times.
+
+They appear in every row of the Versions table, where a template include or a template
+tag per piece costs far more than the markup itself (the Django template engine spends
+~0.1 ms resolving variables and copying contexts for each include). Here each is one
+`format_html` call, which escapes every argument: user-written text is never marked
+safe without escaping. The template tags in templatetags/switchboard.py call these same
+functions, so a badge or a button looks the same on every page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
+
+# "2026-01-15 21:00:00 JST": strftime is 5x faster than django.utils.dateformat for
+# the same text (%Z is the zone's tzname, as dateformat's "T"), and it runs per row.
+ABSOLUTE = "%Y-%m-%d %H:%M:%S %Z"
+
+# A status is told by its text and icon as well as its colour.
+_STATUS_ICONS = {
+    "deployed": mark_safe('<span aria-hidden="true">✓</span>'),
+    "failed": mark_safe('<span aria-hidden="true">✕</span>'),
+    "deploying": mark_safe('<span aria-hidden="true" class="spin">◌</span>'),
+    "suspended": mark_safe('<span aria-hidden="true" class="pause">❙❙</span>'),
+}
+
+CURRENT_BADGE = mark_safe(
+    '<span class="badge current" data-testid="current-badge">'
+    '<span aria-hidden="true">★</span> Current</span>'
+)
+
+
+def status_badge(status: str, label: str) -> SafeString:
+    return format_html(
+        '<span class="badge status-{}" data-testid="status-badge">{} {}</span>',
+        status,
+        _STATUS_ICONS.get(status, ""),
+        label,
+    )
+
+
+def action_button(action: str, label: str, why: str, url: str, ref: str, style: str = "") -> str:
+    """A button opening `action`'s confirmation dialog from `url`, or, when `why` says
+    it is unavailable, a button that stays visible and focusable (aria-disabled, not
+    disabled) so that it can say why."""
+    if why:
+        return format_html(
+            '<button type="button" class="btn small" aria-disabled="true"'
+            ' aria-describedby="why-{0}-{1}" title="{2}" data-testid="{0}-button">{3}</button>'
+            '<span id="why-{0}-{1}" class="visually-hidden">{2}</span>',
+            action,
+            ref,
+            why,
+            label,
+        )
+    return format_html(
+        '<button type="button" class="btn small {}" hx-get="{}" hx-target="#dialog-content"'
+        ' hx-swap="innerHTML" data-testid="{}-button">{}</button>',
+        style,
+        url,
+        action,
+        label,
+    )
+
+
+def when(value: datetime | None, now: datetime | None = None) -> str:
+    """Relative time, with the absolute time in the viewer's zone on hover.
+
+    The middleware activated the viewer's zone, so localtime() here is theirs. A table
+    passes one `now` for all its rows.
+    """
+    if value is None:
+        return "—"
+    now = now or timezone.now()
+    absolute = timezone.localtime(value).strftime(ABSOLUTE)
+    if abs((now - value).total_seconds()) < 60:
+        relative = "just now"
+    elif value <= now:
+        relative = f"{timesince(value, now, depth=1)} ago"
+    else:
+        relative = f"in {timesince(now, value, depth=1)}"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, relative
+    )
+
+
+def clock(value: datetime) -> str:
+    """A step's time of day in the viewer's zone, to the second."""
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.strftime(ABSOLUTE),
+        local.strftime("%H:%M:%S"),
+    )

@@ -50,9 +50,11 @@ def upstream_target(request: web.Request) -> str:
 def upstream_headers(request: web.Request) -> bytes:
     """The caller's headers as raw `Name: value` lines, without the ones in DROP_HEADERS."""
     return b"".join(
-        b"%s: %s\r\n" % (name, value)
-        for name, value in request.raw_headers
-        if name.lower() not in DROP_HEADERS
+        [
+            b"%s: %s\r\n" % (name, value)
+            for name, value in request.raw_headers
+            if name.lower() not in DROP_HEADERS
+        ]
     )
 
 

@@ -7,8 +7,10 @@ or "setup failed: <traceback>" through the inherited pipe so that readiness is a
 not something polled. On SIGTERM it stops accepting, lets in-flight requests finish,
 runs teardown() and exits 0.
 
-Only aiohttp and the SDK are imported here (no Django): a runner's cold start is on the
-path of the first request after a deploy or an idle shutdown.
+Only aiohttp, uvloop and the SDK are imported here (no Django): a runner's cold start is
+on the path of the first request after a deploy or an idle shutdown. It runs on uvloop,
+as the runtime does: about a fifth less CPU per request than asyncio's own loop, and
+uvloop adds only a few milliseconds to the import.
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from dashboard.sdk.loader import endpoints, load_app_class
 
 JSON = "application/json"
+
+# The gateway is a runner's only client; it keeps at most max_multiplexing connections
+# and reuses them. aiohttp's default would close one after 75 s idle, and a request sent
+# in the instant of that close fails for nothing, so idle connections stay open.
+KEEPALIVE_SECONDS = 24 * 3600
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -108,7 +116,9 @@ async def serve(args: argparse.Namespace) -> int:
     web_app.router.add_get("/_health", runner.health)
     for path, (method_name, methods) in routes.items():
         web_app.router.add_route("*", path, runner.handler(method_name, methods))
-    app_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+    app_runner = web.AppRunner(
+        web_app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS
+    )
     await app_runner.setup()
     if os.path.exists(args.socket):
         os.unlink(args.socket)
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-multiplexing", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        code = asyncio.run(serve(args))
+        code = asyncio.run(serve(args), loop_factory=uvloop.new_event_loop)
     except Exception:  # noqa: BLE001 - teardown() failing still ends the runner, loudly.
         traceback.print_exc()
         code = 1

@@ -167,27 +167,28 @@ class _Connection(asyncio.Protocol):
             raise UpstreamError(f"the runner sent a malformed status line {status_line!r}")
         if 100 <= status < 200:
             return  # An interim answer (e.g. 100 Continue): the real one follows.
-        keep_alive = version == b"HTTP/1.1"
+        # Only four headers matter here; finding them in the lower-cased head is far
+        # cheaper than splitting every line (this runs once per proxied request).
+        lower = rest.lower()
         length: int | None = None
-        chunked = False
-        content_type: str | None = None
-        for line in rest.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise UpstreamError(f"bad Content-Length {value!r}") from None
-                if length < 0:
-                    raise UpstreamError(f"bad Content-Length {value!r}")
-            elif name == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif name == b"connection":
-                tokens = {t.strip() for t in value.lower().split(b",")}
-                keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
-            elif name == b"content-type":
-                content_type = value.strip().decode("latin-1")
+        value = _header(rest, lower, b"content-length")
+        if value is not None:
+            try:
+                length = int(value)
+            except ValueError:
+                raise UpstreamError(f"bad Content-Length {value!r}") from None
+            if length < 0:
+                raise UpstreamError(f"bad Content-Length {value!r}")
+        encoding = _header(lower, lower, b"transfer-encoding")
+        chunked = encoding is not None and encoding.endswith(b"chunked")
+        keep_alive = version == b"HTTP/1.1"
+        connection = _header(lower, lower, b"connection")
+        if connection is not None:
+            tokens = {t.strip() for t in connection.split(b",")}
+            keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
+        content_type = _header(rest, lower, b"content-type")
+        if content_type is not None:
+            content_type = content_type.decode("latin-1")
         if self._head_request or status in (204, 304):
             length, chunked = 0, False
         elif chunked:
@@ -224,6 +225,22 @@ class _Connection(asyncio.Protocol):
                 return None
             parts.append(bytes(buffer[pos : pos + size]))
             pos += size + 2
+
+
+def _header(head: bytes, lower: bytes, name: bytes) -> bytes | None:
+    """The value of header `name` (lower-case) in a response head that has no status line.
+
+    `lower` is `head` lower-cased, for finding; the value is cut from `head`, keeping its case.
+    """
+    if lower.startswith(name + b":"):
+        start = len(name) + 1
+    else:
+        start = lower.find(b"\r\n" + name + b":")
+        if start < 0:
+            return None
+        start += len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
 
 
 class UpstreamPool:

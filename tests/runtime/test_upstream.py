@@ -317,3 +317,12 @@ def test_a_closed_pool_refuses_requests_and_wakes_those_waiting_for_a_connection
             server.close()
 
     asyncio.run(main())
+
+
+def test_header_names_are_matched_in_any_case_and_values_keep_theirs():
+    answers, server = exchange_twice(
+        b"HTTP/1.1 200 OK\r\ncontent-type: Text/Plain\r\nX-Other: 1\r\n"
+        b"CONTENT-LENGTH:  2 \r\n\r\nok"
+    )
+    assert [(a.content_type, a.body) for a in answers] == [("Text/Plain", b"ok")] * 2
+    assert server.connections == 1

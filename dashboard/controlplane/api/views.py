@@ -413,6 +413,10 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
                     )
             except IntegrityError:
                 app = App.objects.get(name=name)  # A concurrent first deploy created it.
+            # Lock the alias first, as every other mutation does: the inserts below take a
+            # key-share lock on it, and mixing those with another request's FOR UPDATE while
+            # both wait on the one-active-operation index deadlocks (a 500).
+            app = App.objects.select_for_update().get(pk=app.pk)
             if auth_mode and app.auth_mode != auth_mode:
                 app.auth_mode = auth_mode
                 app.save(update_fields=["auth_mode", "updated_at"])

@@ -10,12 +10,17 @@ functions, so a badge or a button looks the same on every page.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
+
+if TYPE_CHECKING:
+    from dashboard.controlplane.models import Operation, OperationStep
 
 # "2026-01-15 21:00:00 JST": strftime is 5x faster than django.utils.dateformat for
 # the same text (%Z is the zone's tzname, as dateformat's "T"), and it runs per row.
@@ -66,6 +71,26 @@ def action_button(action: str, label: str, why: str, url: str, ref: str, style: 
         action,
         label,
     )
+
+
+_OP_ICONS = {
+    "succeeded": _STATUS_ICONS["deployed"],
+    "failed": _STATUS_ICONS["failed"],
+}
+
+
+def op_state(op: Operation) -> SafeString:
+    return format_html(
+        '<span class="badge op-{}" data-testid="op-state">{} {}</span>',
+        op.state,
+        _OP_ICONS.get(op.state, _STATUS_ICONS["deploying"]),
+        op.get_state_display(),
+    )
+
+
+def steps(steps: Iterable[OperationStep]) -> SafeString:
+    """An operation's steps as <li>s, each with its time of day."""
+    return format_html_join("", "<li>{} {}</li>", ((clock(s.at), s.message) for s in steps))
 
 
 def when(value: datetime | None, now: datetime | None = None) -> str:

@@ -181,7 +181,10 @@ class VersionsTable(tables.Table):
         op = record.deploy_ops[0] if record.deploy_ops else None
         if record.status == RevisionStatus.DEPLOYING and op:
             parts.append(
-                format_html('<ol class="steps" data-testid="deploy-steps">{}</ol>', _steps(op))
+                format_html(
+                    '<ol class="steps" data-testid="deploy-steps">{}</ol>',
+                    markup.steps(op.steps.all()),
+                )
             )
         elif record.status == RevisionStatus.FAILED:
             parts.append(_failure(record, op))
@@ -231,12 +234,6 @@ class VersionsTable(tables.Table):
         return markup.action_button(action, label, why, url, ref, style)
 
 
-def _steps(op: Operation) -> str:
-    return format_html_join(
-        "", "<li>{} {}</li>", ((markup.clock(step.at), step.message) for step in op.steps.all())
-    )
-
-
 def _failure(record: Revision, op: Operation | None) -> str:
     """The folded "Why it failed" of a Failed revision: its error, steps and log tail."""
     parts = ["<summary>Why it failed</summary>"]
@@ -247,7 +244,7 @@ def _failure(record: Revision, op: Operation | None) -> str:
             )
         )
     if op:
-        parts.append(format_html('<ol class="steps">{}</ol>', _steps(op)))
+        parts.append(format_html('<ol class="steps">{}</ol>', markup.steps(op.steps.all())))
     if record.log_tail:
         parts.append(
             format_html(

@@ -5,10 +5,20 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.db import connection
+from django.db.models import Prefetch
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils.html import conditional_escape
 
-from dashboard.controlplane.models import OperationKind, OperationState
+from dashboard.controlplane.models import (
+    Operation,
+    OperationKind,
+    OperationState,
+    OperationStep,
+    Revision,
+    Role,
+)
+from dashboard.web.tables import VersionsTable
 from tests.web.factories import make_app, make_history, make_operation, make_revision, make_user
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +185,105 @@ def test_an_inactive_user_is_sent_to_login(db, demo):
     user.is_active = False
     user.save()
     assert client.get("/apps/demo/versions").status_code == 302
+
+
+def test_a_failed_revision_explains_itself_with_everything_escaped(viewer):
+    app = make_app("demo")
+    failed = make_revision(
+        app, "failed", error="ImportError: <no module>", log_tail="Traceback <script>x</script>"
+    )
+    make_operation(app, revision=failed, state=OperationState.FAILED, steps=("import <check>",))
+    html = viewer.get("/apps/demo/versions").content.decode()
+    assert 'data-testid="failure-detail"' in html
+    assert "ImportError: &lt;no module&gt;" in html
+    assert "Traceback &lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
+    assert "import &lt;check&gt;</li>" in html
+
+
+def test_a_deploying_revision_shows_its_timestamped_steps(viewer):
+    app = make_app("demo")
+    deploying = make_revision(app, "deploying")
+    make_operation(
+        app, revision=deploying, state=OperationState.RUNNING, steps=("bundle received",)
+    )
+    html = viewer.get("/apps/demo/versions").content.decode()
+    steps = html.split('data-testid="deploy-steps">', 1)[1].split("</ol>", 1)[0]
+    assert "<time datetime=" in steps and "bundle received</li>" in steps
+
+
+def test_admins_may_resume_a_suspended_revision_but_not_suspend_it_again(admin):
+    app = make_app("demo")
+    make_revision(app, current=True)
+    suspended = make_revision(app, "suspended")
+    html = admin.get("/apps/demo/versions").content.decode()
+    assert f"/apps/demo/confirm/resume?rev={suspended.short_id}" in html
+    assert f"/apps/demo/confirm/suspend?rev={suspended.short_id}" not in html
+    assert "This revision is suspended: resume it before rolling back to it." in html
+
+
+def test_rows_carry_their_revision_status_and_whether_they_are_current(viewer, demo):
+    _app, old, current, _failed = demo
+    html = viewer.get("/apps/demo/versions").content.decode()
+    assert (
+        f'data-testid="revision-row" data-revision="{current.short_id}" data-status="deployed"'
+        ' data-current="true"'
+    ) in html
+    assert f'data-revision="{old.short_id}" data-status="deployed" data-current="false"' in html
+    assert '<td data-label="Machine &amp; scaling">' in html
+
+
+def test_the_rows_are_the_cells_django_tables2_itself_would_render(demo):
+    """VersionsTable renders its rows directly for speed; they must stay what the
+    declarative columns and their render_<column> methods give through django-tables2."""
+    app = demo[0]
+    table = VersionsTable(
+        Revision.objects.filter(app=app).prefetch_related(
+            Prefetch("operations", queryset=Operation.objects.all(), to_attr="deploy_ops")
+        ),
+        app=app,
+        role=Role.ADMIN,
+    )
+    rows = list(table.page_rows())
+    assert len(rows) == 3
+    for html, bound_row in zip(rows, table.rows, strict=True):
+        for column in table.columns:
+            cell = conditional_escape(bound_row.get_cell(column.name))
+            assert f"<td {column.attrs['td'].as_html()}>{cell}</td>" in html
+
+
+def test_an_unchanged_poll_costs_four_queries_however_many_operations(
+    viewer, django_assert_num_queries
+):
+    app = make_app("demo")
+    make_history(app, 30)
+    for _ in range(20):
+        make_operation(app, OperationKind.ROLLOUT, steps=("a", "b"))
+    html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    # Session, user, app, and the stamp.
+    with django_assert_num_queries(4):
+        assert viewer.get(poll_url, **HTMX).status_code == 204
+
+
+def test_a_new_step_of_the_running_operation_refreshes_the_table(viewer):
+    app = make_app("demo")
+    make_revision(app, current=True)
+    deploying = make_revision(app, "deploying")
+    running = make_operation(
+        app, revision=deploying, state=OperationState.RUNNING, steps=("bundle received",)
+    )
+    html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    OperationStep.objects.create(operation=running, message="runner healthy")
+    response = viewer.get(poll_url, **HTMX)
+    assert response.status_code == 200 and "runner healthy" in response.content.decode()
+
+
+def test_a_revision_made_without_an_operation_refreshes_the_table_too(viewer):
+    app = make_app("demo")
+    make_revision(app, current=True)
+    html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    make_revision(app, message="made by hand")
+    response = viewer.get(poll_url, **HTMX)
+    assert response.status_code == 200 and "made by hand" in response.content.decode()

@@ -30,6 +30,11 @@ def status_badge(status: str, label: str) -> str:
 
 
 @register.simple_tag
+def op_state(op) -> str:
+    return markup.op_state(op)
+
+
+@register.simple_tag
 def action_button(
     action: str,
     label: str,

@@ -88,6 +88,17 @@ def test_a_target_that_is_not_deployed_is_refused_with_why(deployer, demo_app, s
     assert not Operation.objects.exists()
 
 
+def test_a_failed_targets_refusal_is_one_line_with_the_whole_error_in_details(deployer, demo_app):
+    target = add_revision(demo_app, status="failed")
+    target.error = "runner r-1 failed: setup() raised\nTraceback (most recent call last):\n  ..."
+    target.save()
+    response = deployer.post("apps/demo/set-rev", {"revision": target.short_id})
+    error = response.json()["error"]
+    assert "\n" not in error["message"]
+    assert "setup() raised" in error["message"]
+    assert error["details"]["error"] == target.error
+
+
 def test_the_current_revision_is_refused_as_a_target(deployer, demo_app):
     response = deployer.post("apps/demo/set-rev", {"revision": demo_app.current_revision.short_id})
     assert response.status_code == 409

@@ -162,12 +162,18 @@ def _runtime_unavailable(exc: Exception) -> Unavailable:
     return Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable")
 
 
+def _summary(error: str, limit: int = 160) -> str:
+    """The first line of a recorded error: a one-line answer, the whole text in details."""
+    line = (error.strip().splitlines() or ["no error recorded"])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _check_can_become_current(app: App, target: Revision) -> None:
     if target.status == RevisionStatus.FAILED:
         raise Conflict(
-            f"revision {target.short_id} is Failed ({target.error or 'no error recorded'}); "
+            f"revision {target.short_id} is Failed ({_summary(target.error)}); "
             "a Failed revision can never become Current",
-            details={"revision": str(target.id), "status": target.status},
+            details={"revision": str(target.id), "status": target.status, "error": target.error},
         )
     if target.status == RevisionStatus.SUSPENDED:
         raise Conflict(
@@ -503,6 +509,7 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
                 new_settings = parameters.for_set_rev(target.code_settings, found.settings)
                 executors.move_alias(op, target, new_settings, deploy=False)
                 operations.step(op, "recreate: no runner started; the next request cold-starts it")
+                operations.step(op, f"done: {found.name} serves {target.short_id}")
                 operations.succeed(op, {"revision": str(target.id), "settings": new_settings})
             else:
                 operations.submit(op)

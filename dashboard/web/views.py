@@ -176,7 +176,11 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         .prefetch_related(
             Prefetch(
                 "operations",
-                queryset=Operation.objects.filter(kind=OperationKind.DEPLOY)
+                # Only Deploying and Failed rows show their deploy's steps: load no others.
+                queryset=Operation.objects.filter(
+                    kind=OperationKind.DEPLOY,
+                    revision__status__in=(RevisionStatus.DEPLOYING, RevisionStatus.FAILED),
+                )
                 .order_by("-created_at")
                 .prefetch_related("steps"),
                 to_attr="deploy_ops",

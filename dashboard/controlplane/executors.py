@@ -92,9 +92,16 @@ def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) ->
 
 def start_and_wait(op: Operation, revision: Revision, run_settings: dict) -> dict:
     """Start one runner of `revision` and wait until it passed its health check."""
+    # The key makes a redelivered attempt find the runner the first attempt started. That
+    # runner may be gone by then (an idle non-Current runner is retired, a finished one is
+    # forgotten), so an attempt that finds none alive starts its own.
     runners = runtime_client.start_runners(
         str(revision.id), 1, key=f"{op.id}:start", settings=run_settings
     )
+    if not runners or runners[0].get("state") in runtime_client.GONE_STATES:
+        runners = runtime_client.start_runners(
+            str(revision.id), 1, key=f"{op.id}:start:{op.attempts}", settings=run_settings
+        )
     runner = runners[0]
     operations.step(op, f"started runner {runner['id']} of {revision.short_id}")
     timeout = float(run_settings.get("startup_timeout", 600)) + STARTUP_SLACK

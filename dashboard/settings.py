@@ -129,6 +129,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "apps"
 LOGOUT_REDIRECT_URL = "login"
+# Sessions are read from the cache first: saves the session query on every poll (the
+# Versions region polls each second). The default per-process LocMem cache keeps pages
+# working when Redis is down; rows stay in the database, so a restart keeps sign-ins.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

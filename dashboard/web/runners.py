@@ -68,19 +68,35 @@ def _parse(value: str | None) -> datetime | None:
 
 
 def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each runner plus uptime and time left before idle shutdown, in whole seconds."""
+    """Each runner plus its times in whole seconds, for the table.
+
+    A live runner has an `uptime` (since it started) and, while idle, `idle_left` before
+    its idle shutdown. A stopped one (TERMINATED, FAILED) has neither: its uptime would
+    count on from its start for ever. It has a `lifetime` instead when the runtime says
+    when it ended (`ended_at`), else nothing to show.
+    """
     now = timezone.now()
     shown = []
     for runner in sorted(runners, key=lambda r: (_state_rank(r.get("state", "")), r.get("id", ""))):
         started = _parse(runner.get("started_at"))
         shutdown = _parse(runner.get("idle_shutdown_at"))
+        gone = runner.get("state") in runtime_client.GONE_STATES
+        uptime = idle_left = lifetime = None
+        if gone:
+            ended = _parse(runner.get("ended_at"))
+            if started and ended:
+                lifetime = max(0, int((ended - started).total_seconds()))
+        else:
+            uptime = int((now - started).total_seconds()) if started else None
+            idle_left = max(0, int((shutdown - now).total_seconds())) if shutdown else None
         shown.append(
             {
                 **runner,
                 "short_revision": (runner.get("revision") or "").replace("-", "")[:8],
-                "uptime": int((now - started).total_seconds()) if started else None,
-                "idle_left": max(0, int((shutdown - now).total_seconds())) if shutdown else None,
-                "active": runner.get("state") not in runtime_client.GONE_STATES,
+                "uptime": uptime,
+                "lifetime": lifetime,
+                "idle_left": idle_left,
+                "active": not gone,
             }
         )
     return shown

@@ -24,6 +24,7 @@ from dashboard.controlplane.models import (
 from dashboard.web import markup
 from dashboard.web.actions import revision_refusal
 from dashboard.web.markup import CURRENT_BADGE
+from dashboard.web.templatetags.switchboard import seconds
 
 CELLS = "web/cells/"
 COPY_ICON = mark_safe(
@@ -66,7 +67,8 @@ def _labelled(table_cls: type[tables.Table]) -> type[tables.Table]:
     can show each row as a card of "label: value" lines instead of a wide table."""
     for name, column in table_cls.base_columns.items():
         label = str(column.verbose_name or name.replace("_", " ").capitalize())
-        column.attrs = {**(column.attrs or {}), "td": {"data-label": label}}
+        attrs = column.attrs or {}
+        column.attrs = {**attrs, "td": {**attrs.get("td", {}), "data-label": label}}
     return table_cls
 
 
@@ -110,7 +112,7 @@ class VersionsTable(tables.Table):
         )
         orderable = False
         template_name = "web/versions_table.html"
-        attrs = {"class": "table versions", "data-testid": "versions-table"}
+        attrs = {"class": "table cards versions", "data-testid": "versions-table"}
 
     def __init__(self, *args, app: App, role, **kwargs):
         super().__init__(*args, **kwargs)
@@ -260,6 +262,7 @@ def _failure(record: Revision, op: Operation | None) -> str:
     )
 
 
+@_labelled
 class HistoryTable(tables.Table):
     kind = tables.Column(verbose_name="Operation")
     requester_name = tables.Column(verbose_name="Who", default="—")
@@ -292,21 +295,21 @@ class HistoryTable(tables.Table):
             "duration",
         )
         orderable = False
-        attrs = {"class": "table", "data-testid": "history-table"}
+        attrs = {"class": "table cards", "data-testid": "history-table"}
         row_attrs = {"data-testid": "operation-row", "data-state": lambda record: record.state}
 
     def render_kind(self, record: Operation) -> str:
         return record.get_kind_display()
 
 
+@_labelled
 class RunnersTable(tables.Table):
-    id = tables.Column(verbose_name="Runner")
+    # An id such as "r-e4cd0a20" must not break at its hyphen.
+    id = tables.Column(verbose_name="Runner", attrs={"td": {"class": "ident"}})
     state = tables.TemplateColumn(template_name=CELLS + "runner_state.html", verbose_name="State")
-    short_revision = tables.Column(verbose_name="Revision")
+    short_revision = tables.Column(verbose_name="Revision", attrs={"td": {"class": "ident"}})
     in_flight = tables.Column(verbose_name="In flight", default=0)
-    uptime = tables.TemplateColumn(
-        "{% load switchboard %}{{ value|seconds }}", verbose_name="Uptime", empty_values=()
-    )
+    uptime = tables.Column(verbose_name="Uptime", empty_values=())
     idle_left = tables.TemplateColumn(
         "{% load switchboard %}{% if value is None %}—{% else %}{{ value|seconds }}{% endif %}",
         verbose_name="Idle shutdown in",
@@ -318,7 +321,7 @@ class RunnersTable(tables.Table):
 
     class Meta:
         orderable = False
-        attrs = {"class": "table", "data-testid": "runners-table"}
+        attrs = {"class": "table cards", "data-testid": "runners-table"}
         row_attrs = {
             "data-testid": "runner-row",
             "data-runner": lambda record: record["id"],
@@ -330,3 +333,11 @@ class RunnersTable(tables.Table):
         super().__init__(*args, **kwargs)
         self.app = app
         self.role = role
+
+    def render_uptime(self, record: dict) -> str:
+        """How long a live runner has been up; how long a stopped one lived, if known."""
+        if record.get("uptime") is not None:
+            return seconds(record["uptime"])
+        if record.get("lifetime") is not None:
+            return format_html('<span class="muted">ran {}</span>', seconds(record["lifetime"]))
+        return "—"

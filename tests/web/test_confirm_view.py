@@ -52,7 +52,16 @@ def test_the_rollback_dialog_keeps_runtime_tunable_values_from_the_alias(deploye
         f"/apps/demo/confirm/rollback?rev={target.short_id}", **HTMX
     ).content.decode()
     assert 'data-testid="changed-setting"' not in html
-    assert "<td>300</td>" in html and "<td>7</td>" in html
+    assert '<td data-label="After">300</td>' in html and '<td data-label="After">7</td>' in html
+
+
+def test_the_rollback_settings_label_their_values_so_a_phone_can_stack_them(deployer, demo):
+    _app, old, _current, _failed = demo
+    html = deployer.get(f"/apps/demo/confirm/rollback?rev={old.short_id}", **HTMX).content.decode()
+    table = html.split('data-testid="settings-diff"', 1)[1].split("</table>", 1)[0]
+    rows = table.count("<tr") - 1  # Less the header row.
+    assert rows == table.count('<td class="kind">')
+    assert rows == table.count('data-label="Now"') == table.count('data-label="After"')
 
 
 def test_the_delete_dialog_names_the_revision_and_says_it_cannot_be_undone(admin, demo):

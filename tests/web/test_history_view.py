@@ -48,3 +48,13 @@ def test_anonymous_visitors_are_sent_to_login(demo):
 
 def test_an_unknown_app_is_a_404(viewer):
     assert viewer.get("/apps/nope/history").status_code == 404
+
+
+def test_every_cell_carries_its_column_label_for_the_phone_card_layout(viewer, demo):
+    app, old, _current, _failed = demo
+    make_operation(app, OperationKind.SET_REV, revision=old, reason="why not")
+    html = viewer.get("/apps/demo/history").content.decode()
+    assert 'class="table cards"' in html
+    labels = ("Operation", "Who", "Source", "When", "Reason", "Parameters", "Outcome", "Duration")
+    for label in labels:
+        assert f'data-label="{label}"' in html

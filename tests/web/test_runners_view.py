@@ -4,9 +4,13 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from django.test import Client
+from django.test import Client, RequestFactory
+from django_tables2 import RequestConfig
 
+from dashboard.controlplane.models import Role
 from dashboard.web.runners import counts_by_app, for_display
+from dashboard.web.tables import RunnersTable
+from tests.web.factories import make_app
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +57,81 @@ def test_runner_counts_are_grouped_by_app_and_leave_out_terminated_runners():
         {"app": "b", "state": "SETUP"},
     ]
     assert counts_by_app(runners) == {"a": [("RUNNING", 1), ("IDLE", 2)], "b": [("SETUP", 1)]}
+
+
+def runner(state: str, **times: str) -> dict:
+    return {
+        "id": "r-e4cd0a20",
+        "app": "demo",
+        "revision": "0123456789abcdef0123456789abcdef",
+        "state": state,
+        "in_flight": 0,
+        "started_at": "2026-01-01T12:00:00+00:00",
+        **times,
+    }
+
+
+LATER = datetime(2026, 1, 1, 12, 0, 27, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("state", ["TERMINATED", "FAILED"])
+def test_a_stopped_runner_has_no_uptime_and_no_time_left_before_idle_shutdown(state):
+    # It lived 2 s and was killed long ago: an uptime counted from its start would grow for ever.
+    gone = runner(state, idle_shutdown_at="2026-01-01T12:01:00+00:00")
+    with time_machine.travel(LATER, tick=False):
+        [shown] = for_display([gone])
+    assert shown["uptime"] is None
+    assert shown["idle_left"] is None
+    assert shown["lifetime"] is None
+    assert shown["active"] is False
+
+
+def test_a_stopped_runner_shows_how_long_it_lived_when_the_runtime_says_when_it_ended():
+    gone = runner("TERMINATED", ended_at="2026-01-01T12:00:02+00:00")
+    with time_machine.travel(LATER, tick=False):
+        [shown] = for_display([gone])
+    assert shown["uptime"] is None
+    assert shown["lifetime"] == 2
+
+
+def render_table(records: list[dict], role: str = Role.ADMIN) -> str:
+    request = RequestFactory().get("/apps/demo/runners")
+    table = RunnersTable(records, app=make_app("demo"), role=role)
+    RequestConfig(request, paginate=False).configure(table)
+    return table.as_html(request)
+
+
+def cell(html: str, label: str) -> str:
+    return html.split(f'data-label="{label}"', 1)[1].split(">", 1)[1].split("</td>", 1)[0]
+
+
+def test_the_table_shows_a_dash_for_a_stopped_runners_uptime_and_idle_shutdown():
+    with time_machine.travel(LATER, tick=False):
+        html = render_table(for_display([runner("TERMINATED")]))
+    assert cell(html, "Uptime").strip() == "—"
+    assert cell(html, "Idle shutdown in").strip() == "—"
+
+
+def test_the_table_shows_a_stopped_runners_lifetime_when_it_is_known():
+    with time_machine.travel(LATER, tick=False):
+        html = render_table(for_display([runner("FAILED", ended_at="2026-01-01T12:00:02+00:00")]))
+    assert "ran 2s" in cell(html, "Uptime")
+
+
+def test_a_running_runners_uptime_still_counts_from_its_start():
+    with time_machine.travel(LATER, tick=False):
+        html = render_table(for_display([runner("RUNNING")]))
+    assert cell(html, "Uptime").strip() == "27s"
+
+
+def test_runner_and_revision_ids_are_marked_as_identifiers_that_never_wrap():
+    html = render_table(for_display([runner("IDLE")]))
+    assert '<td class="ident" data-label="Runner">r-e4cd0a20</td>' in html
+    assert '<td class="ident" data-label="Revision">01234567</td>' in html
+
+
+def test_every_cell_carries_its_column_label_for_the_phone_card_layout():
+    html = render_table(for_display([runner("IDLE")]))
+    assert 'class="table cards"' in html
+    for label in ("Runner", "State", "Revision", "In flight", "Uptime", "Idle shutdown in"):
+        assert f'data-label="{label}"' in html

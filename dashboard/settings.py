@@ -129,10 +129,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "apps"
 LOGOUT_REDIRECT_URL = "login"
-# Sessions are read from the cache first: saves the session query on every poll (the
-# Versions region polls each second). The default per-process LocMem cache keeps pages
-# working when Redis is down; rows stay in the database, so a restart keeps sign-ins.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions stay in the database (Django's default) rather than a per-process cache: a
+# sign-out must end the session in every web worker at once. It costs one small query
+# per poll.
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -142,6 +141,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "collected-static"
+# WhiteNoise serves it; it exists even before the first collectstatic (no start-up warning).
+STATIC_ROOT.mkdir(exist_ok=True)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 

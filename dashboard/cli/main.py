@@ -380,16 +380,23 @@ def apps_runners(state: State, app: str) -> None:
     rows = []
     for r in items:
         started = output.parse_time(r.get("started_at"))
-        stop_at = output.parse_time(r.get("idle_shutdown_at"))
+        # A runner that is gone (TERMINATED, FAILED) stopped ageing when it ended.
+        ended = output.parse_time(r.get("ended_at"))
+        gone = ended is not None or r.get("state") in ("TERMINATED", "FAILED")
+        stop_at = None if gone else output.parse_time(r.get("idle_shutdown_at"))
+        if started and not gone:
+            uptime = output.duration((now - started).total_seconds())
+        elif started and ended:
+            uptime = "ran " + output.duration((ended - started).total_seconds())
+        else:
+            uptime = "-"
         rows.append(
             (
                 r.get("id"),
                 str(r.get("state", "-")).upper(),
                 output.short_id(r.get("revision")),
                 r.get("in_flight"),
-                output.duration((now - started).total_seconds())
-                if started and r.get("state") != "TERMINATED"
-                else "-",
+                uptime,
                 output.duration(max(0.0, (stop_at - now).total_seconds())) if stop_at else "-",
                 r.get("restarts"),
                 r.get("pid"),

@@ -5,7 +5,8 @@ A runner as returned by the runtime is a dict:
 
     {"id": "r-1a2b3c4d", "app": "demo", "revision": "<uuid>", "state": "IDLE",
      "in_flight": 0, "pid": 1234, "started_at": iso, "ready_at": iso | null,
-     "idle_since": iso | null, "idle_shutdown_at": iso | null, "restarts": 0,
+     "idle_since": iso | null, "idle_shutdown_at": iso | null,
+     "ended_at": iso | null (set once TERMINATED or FAILED), "restarts": 0,
      "error": "" , "machine_type": "XS"}
 
 States are DESIGN.md section 5's: PENDING SETUP IDLE RUNNING DRAINING TERMINATING

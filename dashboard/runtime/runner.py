@@ -3,7 +3,7 @@
 
 It imports the app, serves HTTP on a Unix socket at once (`/_health` answers 503 until
 setup() finished, then 200), runs setup() in a thread, and tells the supervisor "ready"
-or "setup failed: <traceback>" through the inherited pipe so that readiness is an event,
+or "setup failed: <one line>" through the inherited pipe so that readiness is an event,
 not something polled. On SIGTERM it stops accepting, lets in-flight requests finish,
 runs teardown() and exits 0.
 
@@ -95,6 +95,13 @@ class Runner:
         return handle
 
 
+def _failure(what: str, exc: BaseException) -> str:
+    """One line for the revision's error; the whole traceback goes to the runner's log."""
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+    sys.stderr.flush()
+    return f"{what} raised {type(exc).__name__}: {exc}"
+
+
 def _tell(fd: int, message: str) -> None:
     with os.fdopen(fd, "wb") as pipe:
         pipe.write(message.encode())
@@ -105,10 +112,8 @@ async def serve(args: argparse.Namespace) -> int:
         cls = load_app_class(Path(args.bundle_dir), args.entrypoint)
         instance = cls()
         routes = endpoints(cls)
-    except BaseException:  # noqa: BLE001 - user code may raise anything at import.
-        message = traceback.format_exc()
-        sys.stderr.write(message)
-        _tell(args.ready_fd, "setup failed: " + message)
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything at import.
+        _tell(args.ready_fd, "setup failed: " + _failure(f"importing {args.entrypoint}", exc))
         return 1
 
     runner = Runner(instance, args.max_multiplexing)
@@ -116,6 +121,15 @@ async def serve(args: argparse.Namespace) -> int:
     web_app.router.add_get("/_health", runner.health)
     for path, (method_name, methods) in routes.items():
         web_app.router.add_route("*", path, runner.handler(method_name, methods))
+    known = ", ".join(sorted(routes)) or "no endpoints"
+
+    async def not_found(request: web.Request) -> web.Response:
+        # Matched last: the caller learns, in the gateway's JSON shape, what does exist.
+        return _error(
+            404, "endpoint_not_found", f"no endpoint {request.path}; this app serves {known}"
+        )
+
+    web_app.router.add_route("*", "/{tail:.*}", not_found)
     app_runner = web.AppRunner(
         web_app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS
     )
@@ -137,9 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
         _tell(args.ready_fd, "setup failed: stopped before setup() finished")
         os._exit(0)
     if setup.exception() is not None:
-        message = "".join(traceback.format_exception(setup.exception()))
-        sys.stderr.write(message)
-        _tell(args.ready_fd, "setup failed: " + message)
+        _tell(args.ready_fd, "setup failed: " + _failure("setup()", setup.exception()))
         os._exit(1)
     runner.ready = True
     print(f"setup() finished; serving {', '.join(sorted(routes)) or 'no endpoints'}", flush=True)

@@ -72,7 +72,8 @@ class Runner:
     crashes: int = 0
     error: str = ""
     stopping: bool = False
-    ended_at: float | None = None
+    ended_at: float | None = None  # Monotonic: when to forget a gone runner.
+    stopped_at: datetime | None = None  # Wall clock: shown as its lifetime's end.
     process: RunnerProcess | None = None
     upstream: UpstreamPool | None = None  # The gateway's connections to it, once ready.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -107,6 +108,7 @@ class Runner:
             "ready_at": iso(self.ready_at),
             "idle_since": iso(self.idle_since),
             "idle_shutdown_at": iso(self.idle_shutdown_at),
+            "ended_at": iso(self.stopped_at),
             "restarts": self.restarts,
             "error": self.error,
             "machine_type": self.settings["machine_type"],
@@ -238,6 +240,7 @@ class Supervisor:
             )
         message = ready.result()
         if message != "ready":
+            message = message.removeprefix("setup failed: ")
             if not message:
                 message = f"the runner exited during setup (exit code {await process.wait()})"
             return await self._fail(runner, message)
@@ -294,6 +297,7 @@ class Supervisor:
 
     def _end(self, runner: Runner, state: str) -> None:
         runner.ended_at = time.monotonic()
+        runner.stopped_at = utcnow()
         runner.socket_path.unlink(missing_ok=True)
         self._set_state(runner, state)
         if state == "FAILED":

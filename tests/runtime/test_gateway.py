@@ -70,6 +70,15 @@ def test_an_unknown_app_is_404(runtime):
     }
 
 
+def test_an_unknown_endpoint_of_a_known_app_is_a_json_404_naming_the_endpoints(runtime):
+    deploy_example("paths", "fast")
+    response = runtime.gateway("GET", "/paths/nope")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "endpoint_not_found"
+    assert error["message"] == "no endpoint /nope; this app serves /, /pid"
+
+
 def test_an_app_without_a_current_revision_is_503(runtime):
     App.objects.create(name="empty", auth_mode="public")
     response = runtime.gateway("GET", "/empty/")

@@ -30,6 +30,7 @@ def test_a_runner_starts_serves_stops_gracefully_and_keeps_its_log(runtime):
     assert stopping.status_code == 200
     gone = runtime.runner(started["id"], wait_for="gone", timeout=30)
     assert gone["state"] == "TERMINATED"
+    assert gone["ended_at"] >= gone["ready_at"]  # Its lifetime is known, and over.
 
     log = runtime.admin("GET", "/logs", params={"runner": started["id"]})
     assert log.headers["content-type"].startswith("text/plain")
@@ -54,8 +55,10 @@ def test_setup_that_raises_fails_the_runner_and_its_log_says_why(runtime):
     started = runtime.start_runner(revision)
     failed = runtime.runner(started["id"], wait_for="ready", timeout=30)
     assert failed["state"] == "FAILED"
-    assert "model file weights.bin is missing" in failed["error"]
+    # One line for the revision's error; the traceback is in the runner's log.
+    assert failed["error"] == "setup() raised RuntimeError: model file weights.bin is missing"
     log = runtime.admin("GET", "/logs", params={"runner": started["id"]}).text
+    assert "Traceback (most recent call last)" in log
     assert "loading the model..." in log
     assert "RuntimeError: model file weights.bin is missing" in log
 

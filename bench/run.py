@@ -23,10 +23,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,19 +174,32 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
     gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
     revisions = [deploy_echo(api, var_dir, "bench", f"v{i}") for i in (1, 2)]
 
-    # Runner cold start: process start to healthy, empty setup().
-    cold = []
-    for _ in range(samples):
+    # Runner cold start: start request to healthy, empty setup(). The runtime keeps one
+    # warm spare interpreter; after any pause it is ready, but starts less than ~0.5 s
+    # apart find it still importing and spawn directly, so both cases are measured.
+    def cold_start() -> float:
         started = time.perf_counter()
         (runner,) = runtime_client.start_runners(revisions[1], 1, key=str(uuid.uuid4()))
         ready = runtime_client.wait_runner(runner["id"], until="ready", timeout=30)
-        cold.append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
         assert ready["state"] in runtime_client.READY_STATES, ready
         runtime_client.kill_runner(runner["id"])
+        return elapsed
+
+    spaced, back_to_back = [], []
+    for _ in range(samples):
+        time.sleep(1.0)
+        spaced.append(cold_start())
+    for _ in range(samples):
+        back_to_back.append(cold_start())
     report(
-        "runner cold start, empty setup() (ms)",
-        f"p50 {pct(cold, 0.5):.0f}  p90 {pct(cold, 0.9):.0f}",
+        "runner cold start, empty setup(), spare ready (ms)",
+        f"p50 {pct(spaced, 0.5):.0f}  p90 {pct(spaced, 0.9):.0f}",
         "goal p50 < 500",
+    )
+    report(
+        "runner cold start, back to back (ms)",
+        f"p50 {pct(back_to_back, 0.5):.0f}  p90 {pct(back_to_back, 0.9):.0f}",
     )
 
     # set-rev recreate: from sending the API call until the gateway routes to the target.
@@ -195,19 +208,24 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
     client = httpx.Client(timeout=10)
     switch, answered = [], []
     current = revisions[1]  # The last deploy.
+    # One long-lived thread sends the API calls: httpclient keeps one pooled client per
+    # thread, and building a new one (an SSL context) would be counted as switch time.
+    caller = ThreadPoolExecutor(max_workers=1)
+    caller.submit(api.list_apps).result()
     for _ in range(samples):
         target = current = revisions[0] if current == revisions[1] else revisions[1]
         (warm,) = runtime_client.start_runners(target, 1, key=str(uuid.uuid4()))
         runtime_client.wait_runner(warm["id"], until="ready", timeout=30)
+        # Taking the warm spare makes the runtime spawn the next one, which imports for
+        # a few hundred ms of CPU: let it finish, it belongs to the cold start excluded here.
+        time.sleep(1.0)
         started = time.perf_counter()
-        call = threading.Thread(
-            target=api.set_rev, args=("bench", target), kwargs={"strategy": "recreate"}
-        )
-        call.start()
+        call = caller.submit(api.set_rev, "bench", target, strategy="recreate")
         while client.get(f"{gateway}/bench/").headers.get("X-Switchboard-Revision") != target:
-            pass
+            # A pause between polls: a tight loop would take the CPU the API needs (2 cores).
+            time.sleep(0.002)
         switch.append((time.perf_counter() - started) * 1000)
-        call.join()
+        call.result()
         answered.append((time.perf_counter() - started) * 1000)
     report(
         "set-rev recreate: API call → gateway routes (ms)",

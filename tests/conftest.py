@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
+
+from dashboard.system.supervisor import runtime_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,26 +128,8 @@ def system(
         "SECRET_KEY": settings.SECRET_KEY,
         "PYTHONUNBUFFERED": "1",
     }
-    runtime = _start([sys.executable, "manage.py", "runtime"], env, var_dir / "runtime.log")
-    worker = _start(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "dashboard",
-            "worker",
-            "--beat",
-            "--concurrency",
-            "4",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(var_dir / "beat-schedule"),
-        ],
-        env,
-        var_dir / "worker.log",
-    )
+    runtime = _start(runtime_command(), env, var_dir / "runtime.log")
+    worker = _start(worker_command(var_dir / "beat-schedule"), env, var_dir / "worker.log")
     sys_ = System(
         live_server.url, settings.GATEWAY_URL, settings.RUNTIME_URL, var_dir, env, runtime, worker
     )

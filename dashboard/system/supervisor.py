@@ -11,10 +11,23 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def runtime_command() -> list[str]:
+    """The runtime: gateway, admin API and runner supervisor in one process."""
+    return [sys.executable, "manage.py", "runtime"]
+
+
+def worker_command(schedule: Path, name: str | None = None) -> list[str]:
+    """A Celery worker with beat embedded, which schedules the operations sweeper."""
+    command = [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--beat"]
+    command += ["--concurrency", "4", "--loglevel", "INFO", "--schedule", str(schedule)]
+    return command + (["-n", name] if name else [])
 
 
 class ChildFailed(Exception):

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from dashboard.controlplane.events import publish_app_changed
 from dashboard.controlplane.models import App, Revision, RevisionStatus
 from dashboard.controlplane.runtime_client import admin_secret
 from dashboard.runtime.routing import effective_settings
+from dashboard.system.supervisor import runtime_command
 from tests.conftest import _db_url, _start, _stop, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -102,7 +102,7 @@ def runtime_factory(django_db_setup, tmp_path_factory):
             "PYTHONUNBUFFERED": "1",
             **extra_env,
         }
-        proc = _start([sys.executable, "manage.py", "runtime"], env, var_dir / "runtime.log")
+        proc = _start(runtime_command(), env, var_dir / "runtime.log")
         rt = Runtime(
             f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}", var_dir, proc
         )

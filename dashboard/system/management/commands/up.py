@@ -24,7 +24,13 @@ from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
 from dashboard.system import accounts, demo
-from dashboard.system.supervisor import Child, ChildFailed, Supervisor
+from dashboard.system.supervisor import (
+    Child,
+    ChildFailed,
+    Supervisor,
+    runtime_command,
+    worker_command,
+)
 
 STARTUP_TIMEOUT = 90.0
 
@@ -142,29 +148,13 @@ class Command(BaseCommand):
             ),
             Child(
                 "runtime",
-                [python, "manage.py", "runtime"],
+                runtime_command(),
                 logs / "runtime.log",
                 lambda: _answers(settings.RUNTIME_URL.rstrip("/") + "/health"),
             ),
             Child(
                 "worker",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "dashboard",
-                    "worker",
-                    "--beat",
-                    "--concurrency",
-                    "4",
-                    "--loglevel",
-                    "INFO",
-                    "-n",
-                    worker_name,
-                    "--schedule",
-                    str(var_dir / "celerybeat-schedule"),
-                ],
+                worker_command(var_dir / "celerybeat-schedule", worker_name),
                 logs / "worker.log",
                 lambda: _worker_answers(worker_name),
             ),

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dashboard.web.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files from gunicorn, so `manage.py up` needs no web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -145,6 +146,18 @@ STATIC_ROOT = VAR_DIR / "collected-static"
 STATIC_ROOT.mkdir(exist_ok=True)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Redis is the cache every web worker shares; sessions are read through it (see
+# dashboard/web/sessions.py for why and what happens when Redis is down).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "switchboard",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+SESSION_ENGINE = "dashboard.web.sessions"
 
 # Celery reads only the CELERY_-prefixed names below (see dashboard/celery.py);
 # tests/test_celery_settings.py proves the ones we rely on are in effect.

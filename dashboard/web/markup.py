@@ -88,9 +88,11 @@ def op_state(op: Operation) -> SafeString:
     )
 
 
-def steps(steps: Iterable[OperationStep]) -> SafeString:
-    """An operation's steps as <li>s, each with its time of day."""
-    return format_html_join("", "<li>{} {}</li>", ((clock(s.at), s.message) for s in steps))
+def steps(steps: Iterable[OperationStep | tuple[datetime, str]]) -> SafeString:
+    """An operation's steps (models or (at, message) pairs) as <li>s, each with its time
+    of day."""
+    pairs = (s if isinstance(s, tuple) else (s.at, s.message) for s in steps)
+    return format_html_join("", "<li>{} {}</li>", ((clock(at), message) for at, message in pairs))
 
 
 def when(value: datetime | None, now: datetime | None = None) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import zoneinfo
 
 from django.utils import timezone
@@ -21,3 +22,20 @@ class ViewerTimezoneMiddleware:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             timezone.deactivate()
         return self.get_response(request)
+
+
+class ServerTimingMiddleware:
+    """Every answer says how long the server spent on it (`Server-Timing: app;dur=<ms>`).
+
+    Browsers show it in their network panel, and bench/run.py reads it to measure the
+    progress poll as gunicorn serves it. Outermost, so every other middleware counts.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return response

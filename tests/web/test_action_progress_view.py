@@ -126,7 +126,7 @@ def test_the_poll_costs_a_handful_of_queries(
         idempotency_key=key,
         steps=("a", "b", "c"),
     )
-    # The user, and the steps with their operation in one query: the session comes from
-    # the cache (SESSION_ENGINE cached_db), not from a query.
+    # The user, the operation and its steps: the session comes from Redis
+    # (dashboard/web/sessions.py), not from a query.
     with django_assert_num_queries(3):
         client_of.get(f"/apps/demo/actions/{key}", **HTMX)

@@ -260,8 +260,8 @@ def test_an_unchanged_poll_costs_three_queries_however_many_operations(
         make_operation(app, OperationKind.ROLLOUT, steps=("a", "b"))
     html = viewer.get("/apps/demo/versions", **HTMX).content.decode()
     poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-    # User, app, and the stamp: the session comes from the cache (cached_db sessions).
-    with django_assert_num_queries(4):
+    # User, app, and the stamp: the session comes from Redis (dashboard/web/sessions.py).
+    with django_assert_num_queries(3):
         assert viewer.get(poll_url, **HTMX).status_code == 204
 
 

@@ -1,0 +1,69 @@
+"""Sessions are read through the shared Redis cache (dashboard/web/sessions.py): a
+sign-out ends the session for every web worker, and with Redis down the dashboard keeps
+working from the database alone."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings as conf
+from django.core.cache import cache
+from django.test import Client
+
+from dashboard.web.sessions import KEY_PREFIX
+from tests.conftest import free_port
+from tests.web.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in() -> tuple[Client, str]:
+    client = Client()
+    response = client.post("/login/", {"username": "alice", "password": "pw-secret-1"})
+    assert response.status_code == 302
+    return client, client.cookies[conf.SESSION_COOKIE_NAME].value
+
+
+def same_browser(session_key: str) -> Client:
+    """Another client with the same cookie: what another web worker would be asked."""
+    other = Client()
+    other.cookies[conf.SESSION_COOKIE_NAME] = session_key
+    return other
+
+
+@pytest.fixture
+def alice():
+    return make_user("viewer", "alice")
+
+
+def test_a_signed_in_session_is_cached_in_redis(alice):
+    _client, key = signed_in()
+    assert cache.get(KEY_PREFIX + key)["_auth_user_id"] == str(alice.pk)
+    assert same_browser(key).get("/").status_code == 200
+
+
+def test_signing_out_ends_the_session_everywhere(alice):
+    client, key = signed_in()
+    assert client.post("/logout/").status_code == 302
+    assert cache.get(KEY_PREFIX + key) is None
+    assert same_browser(key).get("/").status_code == 302
+
+
+def test_a_session_missing_from_the_cache_is_read_from_the_database(alice):
+    _client, key = signed_in()
+    cache.delete(KEY_PREFIX + key)  # Redis restarted empty, say.
+    assert same_browser(key).get("/").status_code == 200
+    assert cache.get(KEY_PREFIX + key) is not None
+
+
+def test_with_redis_down_sign_in_pages_and_sign_out_still_work(alice, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    client, key = signed_in()
+    assert client.get("/").status_code == 200
+    assert same_browser(key).get("/").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert same_browser(key).get("/").status_code == 302

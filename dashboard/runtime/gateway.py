@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import unquote
 
-from aiohttp import web
 from django.conf import settings as conf
 
 from dashboard.runtime.auth import Authenticator, Denied
+from dashboard.runtime.httpserver import HttpServer, Reply, Request
 from dashboard.runtime.routing import RoutingTable
 from dashboard.runtime.supervisor import ACTIVE, StartFailed, Supervisor
 from dashboard.runtime.upstream import UpstreamError
@@ -38,29 +39,31 @@ DROP_HEADERS = frozenset(
 )
 
 
-def upstream_target(request: web.Request) -> str:
-    """The request's path after `/<app>`, and its query, still URL-encoded as received."""
-    url = request.rel_url
-    parts = url.raw_path.split("/", 2)
-    target = "/" + parts[2] if len(parts) > 2 else "/"
-    query = url.raw_query_string
-    return target + "?" + query if query else target
+def split_path(request: Request) -> tuple[str, str]:
+    """`/<app>/<rest>?<query>` → the app's name and the runner's request target: the path
+    after `/<app>` and the query, still URL-encoded as received."""
+    _, _, rest = request.path.partition(b"/")
+    name, slash, rest = rest.partition(b"/")
+    target = b"/" + rest
+    if request.query:
+        target += b"?" + request.query
+    return unquote(name.decode("latin-1")), target.decode("utf-8", "surrogateescape")
 
 
-def upstream_headers(request: web.Request) -> bytes:
+def upstream_headers(request: Request) -> bytes:
     """The caller's headers as raw `Name: value` lines, without the ones in DROP_HEADERS."""
     return b"".join(
         [
             b"%s: %s\r\n" % (name, value)
-            for name, value in request.raw_headers
+            for name, value in request.headers
             if name.lower() not in DROP_HEADERS
         ]
     )
 
 
-def error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+def error(status: int, code: str, message: str, **headers: str) -> Reply:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return Reply(status, body, headers=headers)
 
 
 class Gateway:
@@ -69,19 +72,19 @@ class Gateway:
         self.supervisor = supervisor
         self.auth = auth
 
-    def web_app(self) -> web.Application:
-        app = web.Application(client_max_size=conf.MAX_BUNDLE_BYTES)
-        app.router.add_route("*", "/{app}", self.handle)
-        app.router.add_route("*", "/{app}/{path:.*}", self.handle)
-        return app
+    def server(self) -> HttpServer:
+        return HttpServer(self.handle, max_body=conf.MAX_BUNDLE_BYTES)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["app"]
+    async def handle(self, request: Request) -> Reply:
+        name, target = split_path(request)
+        if not name:
+            return error(404, "app_not_found", "no app in the path: call /<app>/<endpoint path>")
         route = await self.routing.get(name)
         if route is None:
             return error(404, "app_not_found", f"app {name!r} not found")
         try:
-            await self.auth.check(request.headers.get("Authorization", ""), route)
+            authorization = request.header(b"authorization") or b""
+            await self.auth.check(authorization.decode("latin-1"), route)
         except Denied as denied:
             extra = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else {}
             return error(denied.status, denied.code, denied.message, **extra)
@@ -98,8 +101,6 @@ class Gateway:
             )
 
         timeout = float(route.settings["request_timeout"])
-        target = upstream_target(request)
-        body = await request.read()
         headers = upstream_headers(request)
         runner, served = None, False
         started = time.monotonic()
@@ -109,13 +110,13 @@ class Gateway:
                 upstream = runner.upstream
                 if upstream is None:
                     raise UpstreamError("the runner is not serving")
-                answer = await upstream.request(request.method, target, headers, body)
+                answer = await upstream.request(request.method, target, headers, request.body)
             served = answer.status < 500
-            return web.Response(
-                status=answer.status,
-                body=answer.body,
-                headers={
-                    "Content-Type": answer.content_type or "application/json",
+            return Reply(
+                answer.status,
+                answer.body,
+                answer.content_type or "application/json",
+                {
                     "X-Switchboard-Runner": runner.id,
                     "X-Switchboard-Revision": runner.revision,
                 },

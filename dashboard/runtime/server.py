@@ -45,11 +45,9 @@ async def serve(
     supervisor = Supervisor(backend or LocalProcessBackend(), routing.apps)
     await routing.reload_all()
 
-    gateway = Gateway(routing, supervisor, Authenticator())
-    web_runners = [
-        await _site(gateway.web_app(), gateway_host, gateway_port),
-        await _site(AdminApi(routing, supervisor).web_app(), "127.0.0.1", admin_port),
-    ]
+    gateway = Gateway(routing, supervisor, Authenticator()).server()
+    await gateway.start(gateway_host, gateway_port)
+    admin = await _site(AdminApi(routing, supervisor).web_app(), "127.0.0.1", admin_port)
     background = [
         asyncio.ensure_future(routing.follow_changes()),
         asyncio.ensure_future(Autoscaler(supervisor, routing.apps).run()),
@@ -75,6 +73,6 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await supervisor.shutdown()
-    for web_runner in web_runners:
-        await web_runner.cleanup()
+    await gateway.close()
+    await admin.cleanup()
     log.info("runtime stopped")

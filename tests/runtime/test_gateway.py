@@ -68,6 +68,9 @@ def test_an_unknown_app_is_404(runtime):
     assert response.json() == {
         "error": {"code": "app_not_found", "message": "app 'nope' not found"}
     }
+    response = runtime.gateway("GET", "/")
+    assert response.status_code == 404
+    assert "no app in the path" in response.json()["error"]["message"]
 
 
 def test_an_unknown_endpoint_of_a_known_app_is_a_json_404_naming_the_endpoints(runtime):

@@ -7,6 +7,7 @@ and exactly what it wrote back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -39,27 +40,35 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]
     return int(status_line.split()[1]), headers, await reader.readexactly(length)
 
 
+@contextlib.asynccontextmanager
+async def connected(max_body: int = 1024):
+    """A server on a free port and one client connection to it: (server, port, r, w)."""
+    server = HttpServer(echo, max_body=max_body)
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield server, port, reader, writer
+    finally:
+        writer.close()
+        await server.close()
+
+
 def talk(*chunks: bytes, answers: int = 1, max_body: int = 1024, pause: float = 0.0):
     """Send `chunks` on one connection; read `answers` answers, then whether it closed."""
 
     async def main():
-        server = HttpServer(echo, max_body=max_body)
-        port = free_port()
-        await server.start("127.0.0.1", port)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
+        async with connected(max_body) as (_server, _port, reader, writer):
             for chunk in chunks:
                 writer.write(chunk)
                 await writer.drain()
                 if pause:
                     await asyncio.sleep(pause)
             got = [await read_answer(reader) for _ in range(answers)]
-            closed = await asyncio.wait_for(reader.read(1), 0.5) == b""
-        except TimeoutError:
-            closed = False
-        finally:
-            writer.close()
-            await server.close()
+            try:
+                closed = await asyncio.wait_for(reader.read(1), 0.5) == b""
+            except TimeoutError:
+                closed = False
         return got, closed
 
     return asyncio.run(main())
@@ -114,19 +123,13 @@ def test_a_chunked_body_arrives_whole():
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent():
     async def main():
-        server = HttpServer(echo, max_body=1024)
-        port = free_port()
-        await server.start("127.0.0.1", port)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            b"POST /e HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
-        )
-        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
-        writer.write(b"ok")
-        answer = await read_answer(reader)
-        writer.close()
-        await server.close()
-        return interim, answer
+        async with connected() as (_server, _port, reader, writer):
+            writer.write(
+                b"POST /e HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+            )
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            writer.write(b"ok")
+            return interim, await read_answer(reader)
 
     interim, answer = asyncio.run(main())
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -135,16 +138,13 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent():
 
 def test_a_head_request_gets_the_headers_and_no_body():
     async def main():
-        server = HttpServer(echo, max_body=1024)
-        port = free_port()
-        await server.start("127.0.0.1", port)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"HEAD /h HTTP/1.1\r\nHost: gw\r\n\r\nGET /after HTTP/1.1\r\nHost: gw\r\n\r\n")
-        head = await reader.readuntil(b"\r\n\r\n")
-        after = await read_answer(reader)  # Starts right after the head: no body between.
-        writer.close()
-        await server.close()
-        return head, after
+        async with connected() as (_server, _port, reader, writer):
+            writer.write(
+                b"HEAD /h HTTP/1.1\r\nHost: gw\r\n\r\nGET /after HTTP/1.1\r\nHost: gw\r\n\r\n"
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            # The next answer starts right after the head: no body between them.
+            return head, await read_answer(reader)
 
     head, after = asyncio.run(main())
     assert b"Content-Length: " in head
@@ -194,17 +194,14 @@ def test_a_failing_handler_is_a_500_and_the_connection_stays_usable():
 
 def test_closing_lets_an_answer_in_progress_finish_then_closes_its_connection():
     async def main():
-        server = HttpServer(echo, max_body=1024)
-        port = free_port()
-        await server.start("127.0.0.1", port)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /slow HTTP/1.1\r\nHost: gw\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        closing = asyncio.ensure_future(server.close(grace=2))
-        answer = await read_answer(reader)
-        eof = await reader.read(1)
-        await closing
+        async with connected() as (server, port, reader, writer):
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            closing = asyncio.ensure_future(server.close(grace=2))
+            answer = await read_answer(reader)
+            eof = await reader.read(1)
+            await closing
         refused = False
         try:
             await asyncio.open_connection("127.0.0.1", port)

@@ -38,7 +38,7 @@ from dashboard.controlplane.models import (
     role_allows,
     role_of,
 )
-from dashboard.web import markup
+from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import BadInput, find_revision, get_app, require_role
 from dashboard.web.actions import (
@@ -339,25 +339,10 @@ def _submitted(request: HttpRequest, app: App, key: str) -> HttpResponse:
 # -- Progress of one submitted action ----------------------------------------------------
 
 
-def _find_operation(requester: Any, **lookup: Any) -> tuple[Operation | None, list]:
-    """The operation `requester` asked for that matches `lookup` (a unique key), and its
-    steps as (at, message) pairs: two single-index queries, no join. The progress poll
-    runs every second for each open panel; joining the app and building a model per step
-    cost it more than both queries together.
-
-    The app in the poll's URL is only the page the panel lives on: an action is found by
-    its requester's own unguessable key, so it is not matched against the app again."""
-    op = Operation.objects.filter(requester=requester, **lookup).order_by().first()
-    if op is None:
-        return None, []
-    steps = list(OperationStep.objects.filter(operation=op).values_list("at", "message"))
-    return op, steps
-
-
 def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any]:
     """What is known about the action submitted with `key`: its operation once the API
     created it, before that the Celery task's state (and its failure message)."""
-    op, steps = _find_operation(request.user, idempotency_key=key)
+    op, steps = progress.find_operation(request.user.pk, key=key)
     task_state, task_error = "", ""
     if op is None:
         try:
@@ -366,7 +351,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
             if task_state == "FAILURE":
                 task_error = str(result.result)
             elif task_state == "SUCCESS":
-                op, steps = _find_operation(request.user, pk=result.result)
+                op, steps = progress.find_operation(request.user.pk, pk=result.result)
         except (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError):
             task_state, task_error = "UNKNOWN", "task queue unavailable: progress is unknown"
     finished = bool(

@@ -82,6 +82,28 @@ def test_before_the_operation_exists_it_shows_the_tasks_failure_message(client_o
     assert "Revision 1234abcd is Failed" in response.content.decode()
 
 
+def test_once_the_task_reports_its_operation_the_panel_follows_that_operation(
+    client_of, deployer_user, demo
+):
+    # The API answered with an operation under another key (e.g. one it already had).
+    app, old, _current, _failed = demo
+    op = make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.SUCCEEDED,
+        requester=deployer_user,
+        idempotency_key=str(uuid.uuid4()),
+        steps=("alias moved",),
+    )
+    key = str(uuid.uuid4())
+    celery_app.backend.store_result(key, str(op.id), "SUCCESS")
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    assert response.status_code == 286
+    html = response.content.decode()
+    assert "alias moved" in html and old.id.hex[:8] in html
+
+
 def test_a_queued_task_keeps_polling(client_of, demo):
     key = str(uuid.uuid4())
     response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
@@ -126,7 +148,7 @@ def test_the_poll_costs_a_handful_of_queries(
         idempotency_key=key,
         steps=("a", "b", "c"),
     )
-    # The user, the operation and its steps: the session comes from Redis
-    # (dashboard/web/sessions.py), not from a query.
-    with django_assert_num_queries(3):
+    # The user, then the operation with its steps in one (dashboard/web/progress.py); the
+    # session comes from Redis (dashboard/web/sessions.py), not from a query.
+    with django_assert_num_queries(2):
         client_of.get(f"/apps/demo/actions/{key}", **HTMX)

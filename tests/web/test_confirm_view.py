@@ -81,6 +81,8 @@ def test_the_scale_dialog_shows_current_values_and_allowed_ranges(deployer, demo
     html = deployer.get("/apps/demo/confirm/scale", **HTMX).content.decode()
     assert "now 2; most runners at once; allowed 1–1000" in html
     assert "allowed one of XS, S, M, L" in html
+    # DESIGN.md §3: scaling a code-specific value lasts until the next deploy or set-rev.
+    assert "A code-specific value changed here is reset by the next deploy or rollback." in html
 
 
 def test_a_dialog_opened_without_htmx_is_a_full_page(deployer, demo):

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import django_tables2 as tables
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from dashboard.controlplane.models import (
@@ -23,7 +22,7 @@ from dashboard.controlplane.models import (
 )
 from dashboard.web import markup
 from dashboard.web.actions import revision_refusal
-from dashboard.web.markup import CURRENT_BADGE
+from dashboard.web.markup import CURRENT_BADGE, escape, format_html, format_html_join
 from dashboard.web.templatetags.switchboard import seconds
 
 CELLS = "web/cells/"
@@ -137,9 +136,7 @@ class VersionsTable(tables.Table):
         ]
         for counter, row in enumerate(self.paginated_rows):
             record = row.record
-            tds = "".join(
-                f"<td {td}>{conditional_escape(render(record))}</td>" for td, render in cells
-            )
+            tds = "".join(f"<td {td}>{escape(render(record))}</td>" for td, render in cells)
             yield format_html(
                 '<tr data-testid="revision-row" data-revision="{}" data-status="{}"'
                 ' data-current="{}" class="{}">{}</tr>',

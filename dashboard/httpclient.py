@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
+from functools import cache
 from typing import Any
 
 import httpx
@@ -35,11 +37,20 @@ class Unavailable(Exception):
         super().__init__(f"{service} is unavailable: {detail}")
 
 
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    # Building one loads the CA bundle, some 40 ms of CPU: a thread's first call (such as a
+    # gunicorn thread's first runtime sync) would pay that each time, so all share one.
+    return httpx.create_ssl_context()
+
+
 def _client() -> httpx.Client:
     # One pooled client per thread: Celery and gunicorn threads never share sockets.
     client = getattr(_local, "client", None)
     if client is None:
-        client = _local.client = httpx.Client(http2=False, follow_redirects=False)
+        client = _local.client = httpx.Client(
+            http2=False, follow_redirects=False, verify=_ssl_context()
+        )
     return client
 
 

@@ -46,10 +46,14 @@ class Failed(Exception):
 # -- shared steps -------------------------------------------------------------------
 
 
-def sync_runtime(op: Operation, app_name: str) -> None:
-    """Tell the runtime now (best effort): the pub/sub message already told the gateway."""
+def sync_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = None) -> None:
+    """Tell the runtime now (best effort): the pub/sub message already told the gateway.
+
+    `state` is what move_alias returned; with it the runtime reads nothing from the
+    database (see runtime_client.sync_app).
+    """
     try:
-        runtime_client.sync_app(app_name)
+        runtime_client.sync_app(app_name, state)
     except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
         operations.step(
             op,
@@ -119,14 +123,28 @@ def _kill_quietly(runner_id: str) -> None:
         log.warning("could not kill runner %s: %s", runner_id, exc)
 
 
-def move_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> None:
+def move_alias(
+    op: Operation,
+    revision: Revision,
+    new_settings: dict,
+    *,
+    deploy: bool,
+    locked_app: App | None = None,
+) -> dict[str, Any]:
     """Move the alias atomically, re-checking under lock that the target may become Current.
 
-    The caller tells the runtime (sync_runtime) only after the transaction committed,
-    since the runtime reloads the app from the database.
+    `locked_app` is the app row when the caller already locked it in its own transaction
+    (the set-rev view does), which spares locking it a second time. Returns the app's new
+    routing state (events.app_state). The caller tells the runtime (sync_runtime, with
+    that state) only after the transaction committed.
     """
-    with transaction.atomic():
-        app = App.objects.select_for_update().get(pk=op.app_id)
+    # No savepoint inside a caller's transaction: a failure here must undo all of it.
+    with transaction.atomic(savepoint=False):
+        app = (
+            locked_app
+            if locked_app is not None
+            else App.objects.select_for_update().get(pk=op.app_id)
+        )
         target = Revision.objects.select_for_update().get(pk=revision.pk)
         if target.app_id != app.pk:
             raise Failed(f"revision {target.short_id} does not belong to {app.name}")
@@ -142,19 +160,31 @@ def move_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy:
                 f"revision {target.short_id} is {target.status}; only a Deployed revision "
                 "can become Current"
             )
-        previous = app.current_revision
+        # Only the previous revision's id is needed (its short form), not the row.
+        previous = app.current_revision_id
         app.current_revision = target
         app.settings = new_settings
         app.scale_overrides = []
-        app.save(update_fields=["current_revision", "settings", "scale_overrides", "updated_at"])
-        was = f" (was {previous.short_id})" if previous else ""
+        app.generation += 1
+        app.save(
+            update_fields=[
+                "current_revision",
+                "settings",
+                "scale_overrides",
+                "generation",
+                "updated_at",
+            ]
+        )
+        was = f" (was {previous.hex[:8]})" if previous else ""
         operations.step(op, f"alias {app.name} now points to {target.short_id}{was}")
-        events.publish_app_changed(app.name)
+        state = events.app_state(app)
+        events.publish_app_changed(app.name, state)
+    return state
 
 
 def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> None:
-    move_alias(op, revision, new_settings, deploy=deploy)
-    sync_runtime(op, op.app.name)
+    state = move_alias(op, revision, new_settings, deploy=deploy)
+    sync_runtime(op, op.app.name, state)
 
 
 # -- deploy -------------------------------------------------------------------------

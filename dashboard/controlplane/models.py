@@ -123,6 +123,11 @@ class App(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Counts alias switches (executors.move_alias, under this row's lock). A switch is
+    # announced to the runtime with the app's new state and this number, which lets the
+    # runtime route by the message without reading the database and tell a message that
+    # arrived late (after a later switch) from a new one.
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -184,7 +189,11 @@ class Revision(models.Model):
 
     @property
     def bundle_dir(self):
-        return conf.VAR_DIR / "bundles" / str(self.id)
+        return self.bundle_dir_of(self.id)
+
+    @staticmethod
+    def bundle_dir_of(revision_id: uuid.UUID | str):
+        return conf.VAR_DIR / "bundles" / str(revision_id)
 
 
 class OperationKind(models.TextChoices):

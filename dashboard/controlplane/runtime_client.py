@@ -123,10 +123,15 @@ def stop_revision(revision: str, *, force: bool = False) -> list[dict]:
     return _call("POST", f"/revisions/{revision}/stop", json={"force": force})["runners"]
 
 
-def sync_app(app: str) -> dict:
-    """Make the gateway reload the app's routing from the database now, then drain every
-    runner that does not belong to its Current revision. Returns {"current_revision": id|None}."""
-    return _call("POST", f"/apps/{app}/sync", json={})
+def sync_app(app: str, state: dict[str, Any] | None = None) -> dict:
+    """Make the gateway route by the app's committed state now, then drain every runner
+    that does not belong to its Current revision. Returns {"current_revision": id|None}.
+
+    `state` is events.app_state of the alias switch just committed: the runtime routes by
+    it without reading the database, or keeps what it has when that is this switch or a
+    later one (the switch's Redis message usually got there first). Without it the runtime
+    reloads the app from the database."""
+    return _call("POST", f"/apps/{app}/sync", json={"state": state} if state else {})
 
 
 def logs(

@@ -184,7 +184,15 @@ class AdminApi:
 
     async def sync_app(self, request: web.Request) -> web.Response:
         name = request.match_info["app"]
-        route = await self.routing.reload(name)
+        state = (await _body(request)).get("state")
+        if state is not None and not isinstance(state, dict):
+            raise ApiError(400, "state must be an object, as events.app_state makes it")
+        # With the switch's state this needs no database read, and nothing at all when the
+        # switch's Redis message got here first, as it usually does.
+        if state is not None:
+            route = await self.routing.apply(name, state)
+        else:
+            route = await self.routing.reload(name)
         self.supervisor.drain_not_current(name)
         return _json({"current_revision": route.revision if route else None})
 

@@ -1,9 +1,13 @@
 """The gateway's routing table: for each app, its Current revision and live settings.
 
 Loaded from the database at start, then kept fresh without a timer: the control plane
-publishes {"app": name} on Redis (events.APPS_CHANNEL) after every change, and this
-table reloads that one app. Every (re)subscription reloads everything, since changes
-may have been missed while Redis was away, and a gateway cache miss reloads that app.
+publishes {"app": name} on Redis (events.apps_channel) after every change, and this
+table reloads that one app. An alias switch's message also carries the app's new state
+(events.app_state) and version: the table routes by it at once, with no database
+round trip on the way from the commit to the gateway. Messages from different processes
+may arrive in another order than their commits, so a switch older than the one the table
+has changes nothing. Every (re)subscription reloads everything, since changes may have
+been missed while Redis was away, and a gateway cache miss reloads that app.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from dashboard.controlplane import parameters
-from dashboard.controlplane.events import APPS_CHANNEL
+from dashboard.controlplane import events, parameters
 from dashboard.controlplane.models import App, Revision
 
 log = logging.getLogger("switchboard.runtime")
@@ -39,6 +42,10 @@ class AppRoute:
     revision_status: str | None = None
     entrypoint: str = ""
     bundle_dir: Path | None = None
+    # Which alias switch this reflects: (App id, App.generation) when it was read or
+    # announced; an app deleted and created again under the same name has a higher id.
+    # Not part of the route itself, so a reload that finds the same route changes nothing.
+    version: tuple[int, int] = field(default=(0, 0), compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,18 +67,25 @@ def effective_settings(*layers: dict[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-def _route(app: App) -> AppRoute:
-    rev = app.current_revision
+def route_from_state(name: str, state: dict[str, Any]) -> AppRoute:
+    """The route of an app in the shape events.app_state gives it."""
+    rev = state["revision"]
     return AppRoute(
-        name=app.name,
-        auth_mode=app.auth_mode,
-        owner_id=app.owner_id,
-        settings=effective_settings(rev.settings if rev else None, app.settings),
-        revision=str(rev.id) if rev else None,
-        revision_status=rev.status if rev else None,
-        entrypoint=rev.entrypoint if rev else "",
-        bundle_dir=rev.bundle_dir if rev else None,
+        name=name,
+        auth_mode=state["auth_mode"],
+        owner_id=state["owner_id"],
+        settings=effective_settings(rev["settings"] if rev else None, state["settings"]),
+        revision=rev["id"] if rev else None,
+        revision_status=rev["status"] if rev else None,
+        entrypoint=rev["entrypoint"] if rev else "",
+        # Derived here, from this process's VAR_DIR, as the runtime's own reads always did.
+        bundle_dir=Revision.bundle_dir_of(rev["id"]) if rev else None,
+        version=(int(state["app_id"]), int(state["generation"])),
     )
+
+
+def _route(app: App) -> AppRoute:
+    return route_from_state(app.name, events.app_state(app))
 
 
 def db_call(func: Callable) -> Callable:
@@ -139,12 +153,44 @@ class RoutingTable:
         for name in set(self.apps) - set(routes):
             self._set(name, None)
         for name, route in routes.items():
-            self._set(name, route)
+            self._set_read(name, route)
 
     async def reload(self, name: str) -> AppRoute | None:
-        route = await load_route(name)
+        return self._set_read(name, await load_route(name))
+
+    def _set_read(self, name: str, route: AppRoute | None) -> AppRoute | None:
+        """Take a route read from the database, unless a later switch overtook the read."""
+        known = self.apps.get(name)
+        if route is not None and known is not None and route.version < known.version:
+            # The read began before a switch that was applied from its message meanwhile.
+            return known
         self._set(name, route)
         return route
+
+    async def apply(self, name: str, state: dict[str, Any]) -> AppRoute | None:
+        """Route by an alias switch's announced state at once, with no database round trip.
+
+        A switch older than the one the table has (its message arrived late) changes
+        nothing; the table has the same one when the runtime is told twice (the message
+        and the executor's sync). An app the table does not know yet, or a malformed
+        state, is read from the database instead.
+        """
+        route = self._parse(name, state)
+        known = self.apps.get(name)
+        if route is None or known is None:
+            return await self.reload(name)
+        if route.version > known.version:
+            self._set(name, route)
+            return route
+        return known
+
+    @staticmethod
+    def _parse(name: str, state: dict[str, Any]) -> AppRoute | None:
+        try:
+            return route_from_state(name, state)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring the malformed state announced for app %s: %r", name, state)
+            return None
 
     async def get(self, name: str) -> AppRoute | None:
         route = self.apps.get(name)
@@ -156,9 +202,10 @@ class RoutingTable:
             client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(APPS_CHANNEL)
+                    channel = events.apps_channel()
+                    await pubsub.subscribe(channel)
                     await self.reload_all()
-                    log.info("following app changes on Redis channel %s", APPS_CHANNEL)
+                    log.info("following app changes on Redis channel %s", channel)
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
@@ -171,11 +218,15 @@ class RoutingTable:
 
     async def _reload_from(self, data: bytes) -> None:
         try:
-            name = json.loads(data)["app"]
+            message = json.loads(data)
+            name, state = message["app"], message.get("state")
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed app-change message %r", data)
             return
         try:
-            await self.reload(name)
+            if state is None:
+                await self.reload(name)
+            else:
+                await self.apply(name, state)
         except Exception:
             log.exception("could not reload app %s", name)

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from dashboard.controlplane import executors
+from dashboard.controlplane.events import apps_channel
 from dashboard.controlplane.models import App, Operation
 from tests.controlplane.conftest import add_revision
 
@@ -29,6 +37,43 @@ def test_recreate_moves_the_alias_in_the_request_and_records_the_operation(deplo
     assert App.objects.get().current_revision == older
     # The runtime is down here: the switch stands and the step says the runtime was not told.
     assert any("runtime could not be told" in s["message"] for s in op["steps"])
+
+
+def test_recreate_announces_the_apps_new_state_once_committed(
+    deployer, demo_app, older, django_capture_on_commit_callbacks
+):
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(apps_channel())
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            deployer.post("apps/demo/set-rev", {"revision": older.short_id, "strategy": "recreate"})
+        # get_message also answers None for the subscription's own notice, so loop.
+        deadline, message = time.monotonic() + 5, None
+        while message is None and time.monotonic() < deadline:
+            message = subscriber.get_message(timeout=0.1)
+    finally:
+        subscriber.close()
+
+    # The gateway routes by this state without reading the database; the generation
+    # orders it after every earlier switch of the app.
+    state = json.loads(message["data"])["state"]
+    assert state["revision"]["id"] == str(older.id)
+    assert state["revision"]["status"] == "deployed"
+    assert state["settings"] == App.objects.get().settings
+    assert (state["app_id"], state["generation"]) == (demo_app.pk, demo_app.generation + 1)
+
+
+def test_recreate_locks_the_app_row_once_and_does_not_reread_it(deployer, older):
+    with CaptureQueriesContext(connection) as queries:
+        response = deployer.post(
+            "apps/demo/set-rev", {"revision": older.short_id, "strategy": "recreate"}
+        )
+    assert response.status_code == 200
+    reads_of_the_app = [
+        q["sql"] for q in queries if q["sql"].startswith('SELECT "controlplane_app"')
+    ]
+    assert len(reads_of_the_app) == 1
+    assert reads_of_the_app[0].endswith("FOR UPDATE")
 
 
 def test_set_rev_keeps_runtime_tunables_and_takes_code_specific_values_from_the_target(

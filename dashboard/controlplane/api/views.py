@@ -193,8 +193,8 @@ def _check_can_become_current(app: App, target: Revision) -> None:
         )
 
 
-def _tell_runtime(op: Operation, app_name: str) -> None:
-    executors.sync_runtime(op, app_name)
+def _tell_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = None) -> None:
+    executors.sync_runtime(op, app_name, state)
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -507,16 +507,21 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
             if strategy == "recreate":
                 # Quick: switch in this request so the gateway routes to the target at once.
                 new_settings = parameters.for_set_rev(target.code_settings, found.settings)
-                executors.move_alias(op, target, new_settings, deploy=False)
-                operations.step(op, "recreate: no runner started; the next request cold-starts it")
-                operations.step(op, f"done: {found.name} serves {target.short_id}")
+                state = executors.move_alias(
+                    op, target, new_settings, deploy=False, locked_app=found
+                )
+                operations.steps(
+                    op,
+                    "recreate: no runner started; the next request cold-starts it",
+                    f"done: {found.name} serves {target.short_id}",
+                )
                 operations.succeed(op, {"revision": str(target.id), "settings": new_settings})
             else:
                 operations.submit(op)
     except operations.Replayed as exc:
         return _operation_answer(exc.operation, replayed=True)
     if strategy == "recreate":
-        _tell_runtime(op, found.name)
+        _tell_runtime(op, found.name, state)
         return _operation_answer(op)
     return _queued_or_unavailable(op)
 

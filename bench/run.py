@@ -269,53 +269,110 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
     asyncio.run(gateway_overhead(api, gateway, samples))
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending one prebuilt GET at a time.
+
+    The load generator shares the 2 cores with the gateway and the runner, so it must
+    cost as little as it can per request: aiohttp's client spent more CPU per request
+    than the gateway does, and the throughput ratio then measured the load generator as
+    much as the gateway. This writes fixed bytes and parses the answer with httptools.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        import httptools
+
+        self.request = request
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+        self.headers: dict[bytes, bytes] = {}
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_message_complete(self) -> None:
+        self.waiter.set_result(self.parser.get_status_code())
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+    async def get(self) -> int:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.headers = {}
+        self.transport.write(self.request)
+        return await self.waiter
+
+
 async def gateway_overhead(api, gateway: str, samples: int) -> None:
-    import aiohttp
+    from urllib.parse import urlsplit
+
     from django.conf import settings
 
-    from dashboard.controlplane import runtime_client
+    # One runner behind the gateway, the same one the direct path calls: otherwise the
+    # autoscaler answers the gateway's 16 clients with a second runner (and the runtime
+    # imports a new spare), which is scaling, not gateway overhead.
+    finish(api, api.scale("bench", {"max_concurrency": 1})["operation"]["id"])
+    loop = asyncio.get_running_loop()
+    host, port = urlsplit(gateway).hostname, urlsplit(gateway).port
 
-    current = api.get_app("bench")["current_revision"]
-    current = current["id"] if isinstance(current, dict) else current
-    async with aiohttp.ClientSession() as warmup, warmup.get(f"{gateway}/bench/") as r:
-        runner_id = r.headers["X-Switchboard-Runner"]
-    socket_path = Path(settings.VAR_DIR) / "run" / f"{runner_id}.sock"
-    direct = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path), limit=0))
-    via = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    targets = {"direct": (direct, "http://runner/"), "gateway": (via, f"{gateway}/bench/")}
+    async def connect(name: str) -> _Connection:
+        if name == "gateway":
+            request = b"GET /bench/ HTTP/1.1\r\nHost: gateway\r\n\r\n"
+            _, conn = await loop.create_connection(lambda: _Connection(request), host, port)
+        else:
+            request = b"GET / HTTP/1.1\r\nHost: runner\r\n\r\n"
+            _, conn = await loop.create_unix_connection(lambda: _Connection(request), socket_path)
+        return conn
 
-    async def one(name: str) -> float:
-        session, url = targets[name]
+    # The runner the gateway routes to; the direct path calls the same one on its socket.
+    socket_path = ""
+    probe = await connect("gateway")
+    assert await probe.get() == 200
+    runner_id = probe.headers[b"x-switchboard-runner"].decode()
+    probe.transport.close()
+    socket_path = str(Path(settings.VAR_DIR) / "run" / f"{runner_id}.sock")
+
+    async def timed(conn: _Connection) -> float:
         started = time.perf_counter()
-        async with session.get(url) as response:
-            await response.read()
-            assert response.status == 200, response.status
+        status = await conn.get()
+        assert status == 200, status
         return (time.perf_counter() - started) * 1000
 
+    conns = {name: await connect(name) for name in ("direct", "gateway")}
     latency: dict[str, list[float]] = {"direct": [], "gateway": []}
     for _ in range(samples * 40):  # Interleaved, so drift in machine load hits both alike.
         for name in latency:
-            latency[name].append(await one(name))
+            latency[name].append(await timed(conns[name]))
+    for conn in conns.values():
+        conn.transport.close()
 
     async def throughput(name: str, seconds: float = 3.0, concurrency: int = 16) -> float:
+        clients = [await connect(name) for _ in range(concurrency)]
         done = 0
         deadline = time.perf_counter() + seconds
 
-        async def client() -> None:
+        async def client(conn: _Connection) -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                await one(name)
+                assert await conn.get() == 200
                 done += 1
 
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(client(c) for c in clients))
+        for conn in clients:
+            conn.transport.close()
         return done / seconds
 
     rates: dict[str, list[float]] = {"direct": [], "gateway": []}
     for _ in range(2):
         for name in rates:
             rates[name].append(await throughput(name))
-    await direct.close()
-    await via.close()
     d50, g50 = pct(latency["direct"], 0.5), pct(latency["gateway"], 0.5)
     report("latency direct to runner (ms)", f"p50 {d50:.2f}  p90 {pct(latency['direct'], 0.9):.2f}")
     report(
@@ -325,7 +382,6 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
     d_rate, g_rate = max(rates["direct"]), max(rates["gateway"])
     report("throughput direct / gateway (req/s, 16 clients)", f"{d_rate:.0f} / {g_rate:.0f}")
     report("gateway throughput ÷ direct", f"{g_rate / d_rate:.2f}", "goal ≥ 0.5")
-    del runtime_client, current
 
 
 # -- dashboard (issue 3) -----------------------------------------------------------------

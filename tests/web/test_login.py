@@ -40,3 +40,15 @@ def test_a_csrf_less_sign_out_is_refused(db):
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_user("viewer"))
     assert client.post("/logout/").status_code == 403
+
+
+def test_a_user_deactivated_after_signing_in_is_signed_out_on_the_next_request(db):
+    user = make_user("viewer", "alice")
+    client = Client()
+    assert (
+        client.post("/login/", {"username": "alice", "password": "pw-secret-1"}).status_code == 302
+    )
+    assert client.get("/").status_code == 200
+    user.is_active = False
+    user.save()
+    assert client.get("/").status_code == 302

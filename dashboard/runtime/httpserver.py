@@ -125,6 +125,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self._refused:
                 self._refuse(plain_error(400, f"malformed HTTP request: {exc}"))
+            return
+        if not self.busy and not self.pending and not self.transport.is_closing():
+            # Part of a request, and nothing being answered: a caller that stalls here
+            # (or trickles bytes) gets the same idle timeout as a quiet keep-alive one.
+            self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

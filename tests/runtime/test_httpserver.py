@@ -212,3 +212,21 @@ def test_closing_lets_an_answer_in_progress_finish_then_closes_its_connection():
     answer, eof, refused = asyncio.run(main())
     assert answer[0] == 200 and answer[1]["connection"] == "close"
     assert eof == b"" and refused
+
+
+def test_an_idle_connection_and_a_stalled_request_are_closed_after_the_keep_alive_timeout(
+    monkeypatch,
+):
+    monkeypatch.setattr(httpserver, "KEEP_ALIVE_SECONDS", 0.2)
+
+    async def main():
+        async with connected() as (_server, _port, reader, writer):
+            writer.write(b"GET /a HTTP/1.1\r\nHost: gw\r\n\r\n")
+            await read_answer(reader)
+            idle = await asyncio.wait_for(reader.read(1), 2)
+        async with connected() as (_server, _port, reader, writer):
+            writer.write(b"GET /half-a-request HTTP/1.1\r\nHo")
+            stalled = await asyncio.wait_for(reader.read(1), 2)
+        return idle, stalled
+
+    assert asyncio.run(main()) == (b"", b"")

@@ -95,7 +95,6 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[tuple[Request, bool]] = deque()
         self.worker: asyncio.Task | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
-        self.closing = False
         self.reading = True
         # Of the request being parsed:
         self._url = b""
@@ -132,7 +131,6 @@ class _Connection(asyncio.Protocol):
             self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
         self.server.connections.discard(self)
         if self.idle_timer is not None:
             self.idle_timer.cancel()
@@ -155,13 +153,17 @@ class _Connection(asyncio.Protocol):
         self._count_head(len(name) + len(value))
 
     def on_headers_complete(self) -> None:
-        length = self.parser_content_length()
-        if length is not None and length > self.server.max_body:
-            self._refuse(self._too_large())
-            return
+        expects_continue = False
         for name, value in self._headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            name = name.lower()
+            # A malformed Content-Length is httptools' to refuse; a large one is ours.
+            if name == b"content-length" and value.isdigit() and int(value) > self.server.max_body:
+                self._refuse(self._too_large())
+                return
+            if name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+        if expects_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -248,15 +250,6 @@ class _Connection(asyncio.Protocol):
         self._head_bytes += size
         if self._head_bytes > MAX_HEAD_BYTES and not self._refused:
             self._refuse(plain_error(431, f"the request head is larger than {MAX_HEAD_BYTES}"))
-
-    def parser_content_length(self) -> int | None:
-        for name, value in self._headers:
-            if name.lower() == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return None  # httptools refuses it itself.
-        return None
 
     def _arm_idle_timer(self) -> None:
         loop = asyncio.get_running_loop()

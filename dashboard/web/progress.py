@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 
 from django.db import connection
 from django.utils import timezone
@@ -24,6 +25,7 @@ from dashboard.controlplane.models import Operation, OperationStep
 _COLUMNS = ("id", "kind", "state", "error", "revision_id", "finished_at")
 
 
+@cache  # Built once per lookup column, not on every poll.
 def _sql(lookup_column: str) -> str:
     q = connection.ops.quote_name
     return (

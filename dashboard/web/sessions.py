@@ -64,8 +64,7 @@ class SessionStore(cached_db.SessionStore):
             self._cache.delete(self.cache_key_prefix + session_key)
         except RedisError as exc:
             log.warning(
-                "session cache unavailable, %s stays cached for at most %ss: %s",
-                "the ended session",
+                "session cache unavailable, the ended session stays cached for at most %ss: %s",
                 CACHE_SECONDS,
                 exc,
             )

@@ -54,7 +54,7 @@ async def connected(max_body: int = 1024):
         await server.close()
 
 
-def talk(*chunks: bytes, answers: int = 1, max_body: int = 1024, pause: float = 0.0):
+def talk(*chunks: bytes, answers: int = 1, max_body: int = 1024):
     """Send `chunks` on one connection; read `answers` answers, then whether it closed."""
 
     async def main():
@@ -62,8 +62,6 @@ def talk(*chunks: bytes, answers: int = 1, max_body: int = 1024, pause: float = 
             for chunk in chunks:
                 writer.write(chunk)
                 await writer.drain()
-                if pause:
-                    await asyncio.sleep(pause)
             got = [await read_answer(reader) for _ in range(answers)]
             try:
                 closed = await asyncio.wait_for(reader.read(1), 0.5) == b""

@@ -10,14 +10,19 @@ from django.test import Client
 pytestmark = pytest.mark.django_db
 
 
+def error_page(response, status: int) -> str:
+    """The page's HTML, once it is the dashboard's own error page with a way back."""
+    html = response.content.decode()
+    assert response.status_code == status
+    assert 'data-testid="error-page"' in html
+    assert 'href="/" data-testid="back-to-apps"' in html
+    return html
+
+
 @pytest.mark.parametrize("tab", ["versions", "runners", "history"])
 def test_an_unknown_app_gets_a_styled_404_naming_it(viewer, tab):
-    response = viewer.get(f"/apps/nope/{tab}")
-    html = response.content.decode()
-    assert response.status_code == 404
-    assert 'data-testid="error-page"' in html
+    html = error_page(viewer.get(f"/apps/nope/{tab}"), 404)
     assert "no app named &#x27;nope&#x27;" in html
-    assert 'href="/" data-testid="back-to-apps"' in html
     assert "switchboard.css" in html  # The site's own page, not Django's bare one.
 
 
@@ -37,12 +42,8 @@ def test_the_404_page_works_for_visitors_who_are_not_signed_in():
 
 def test_a_403_page_says_which_role_is_needed(viewer, demo):
     _app, old, _current, _failed = demo
-    response = viewer.get(f"/apps/demo/confirm/rollback?rev={old.short_id}")
-    html = response.content.decode()
-    assert response.status_code == 403
-    assert 'data-testid="error-page"' in html
+    html = error_page(viewer.get(f"/apps/demo/confirm/rollback?rev={old.short_id}"), 403)
     assert "This needs the Deployer role; you have Viewer." in html
-    assert 'data-testid="back-to-apps"' in html
 
 
 def test_the_500_page_renders_without_any_context():

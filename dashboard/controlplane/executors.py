@@ -30,6 +30,7 @@ from dashboard.controlplane.models import (
     OperationKind,
     Revision,
     RevisionStatus,
+    short_id,
 )
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def move_alias(
                 "updated_at",
             ]
         )
-        was = f" (was {previous.hex[:8]})" if previous else ""
+        was = f" (was {short_id(previous)})" if previous else ""
         operations.step(op, f"alias {app.name} now points to {target.short_id}{was}")
         state = events.app_state(app)
         events.publish_app_changed(app.name, state)

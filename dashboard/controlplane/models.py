@@ -143,6 +143,12 @@ class RevisionStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
 
 
+def short_id(revision_id: uuid.UUID) -> str:
+    """A revision's short id (its id's first 8 hex digits), from the id alone: callers
+    holding only a foreign key need not load the row."""
+    return revision_id.hex[:8]
+
+
 class Revision(models.Model):
     """An immutable snapshot of an app's code and the settings it was deployed with."""
 
@@ -185,7 +191,7 @@ class Revision(models.Model):
 
     @property
     def short_id(self) -> str:
-        return self.id.hex[:8]
+        return short_id(self.id)
 
     @property
     def bundle_dir(self):

@@ -37,6 +37,7 @@ from dashboard.controlplane.models import (
     Role,
     role_allows,
     role_of,
+    short_id,
 )
 from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
@@ -361,8 +362,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "key": key,
         "app_name": app,
         "op": op,
-        # The revision's short id is its id's first 8 hex digits: no need to load the row.
-        "revision_short": op.revision_id.hex[:8] if op and op.revision_id else "",
+        "revision_short": short_id(op.revision_id) if op and op.revision_id else "",
         "steps": markup.steps(steps),
         "task_state": task_state,
         "task_error": task_error,

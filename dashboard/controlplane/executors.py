@@ -390,9 +390,9 @@ def run_delete_rev(op: Operation) -> dict:
         app = App.objects.select_for_update().get(pk=op.app_id)
         if app.current_revision_id == revision.id:
             raise Failed(f"revision {revision.short_id} became Current; not deleted")
-        short_id = revision.short_id  # delete() clears the primary key.
+        deleted_short = revision.short_id  # delete() clears the primary key.
         revision.delete()
-    operations.step(op, f"deleted revision {short_id}")
+    operations.step(op, f"deleted revision {deleted_short}")
     return {"deleted": revision_id}
 
 

@@ -152,7 +152,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # dashboard/web/sessions.py for why and what happens when Redis is down).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "dashboard.web.rediscache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "switchboard",
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "dashboard.web.middleware.HtmxSignInMiddleware",
     "dashboard.web.middleware.ViewerTimezoneMiddleware",
 ]
 

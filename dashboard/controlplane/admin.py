@@ -1,4 +1,10 @@
-"""Django admin: staff manage users, roles and API tokens here; operations are read-only."""
+"""Django admin: staff manage users, roles and API tokens here.
+
+Apps, revisions and operations are shown read-only. Their state changes only through the
+control API's operations (DESIGN.md §7), which check the rules (the Current revision is a
+Deployed revision of its app, Current is never deleted), tell the runtime and record
+History; a form that wrote the rows directly would skip all three.
+"""
 
 from __future__ import annotations
 
@@ -52,44 +58,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         messages.warning(request, f"The token is shown only this once; copy it now: {raw}")
 
 
-@admin.register(App)
-class AppAdmin(admin.ModelAdmin):
-    list_display = ["name", "current_revision", "auth_mode", "owner", "updated_at"]
-    search_fields = ["name"]
-    raw_id_fields = ["current_revision", "owner"]
-
-
-@admin.register(Revision)
-class RevisionAdmin(admin.ModelAdmin):
-    list_display = ["id", "app", "status", "created_at", "deployed_by", "message"]
-    list_filter = ["status"]
-    search_fields = ["app__name", "message"]
-    list_select_related = ["app", "deployed_by"]
-    readonly_fields = [f.name for f in Revision._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # Revisions come from deploys only.
-
-
-class StepInline(admin.TabularInline):
-    model = OperationStep
-    extra = 0
-    can_delete = False
-    readonly_fields = ["at", "message"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
-    # Read-only: the record of what happened must not be edited after the fact.
-    list_display = ["created_at", "app", "kind", "state", "requester_name", "source"]
-    list_filter = ["kind", "state", "source"]
-    search_fields = ["app__name", "requester_name", "reason"]
-    list_select_related = ["app"]
-    inlines = [StepInline]
-
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -98,3 +67,40 @@ class OperationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(App)
+class AppAdmin(ReadOnlyAdmin):
+    list_display = ["name", "current_revision", "auth_mode", "owner", "updated_at"]
+    search_fields = ["name"]
+    list_select_related = ["current_revision", "owner"]
+
+
+@admin.register(Revision)
+class RevisionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "app", "status", "created_at", "deployed_by", "message"]
+    list_filter = ["status"]
+    search_fields = ["app__name", "message"]
+    list_select_related = ["app", "deployed_by"]
+
+
+class StepInline(admin.TabularInline):
+    model = OperationStep
+    extra = 0
+    readonly_fields = ["at", "message"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Operation)
+class OperationAdmin(ReadOnlyAdmin):
+    # The record of what happened must not be edited after the fact either.
+    list_display = ["created_at", "app", "kind", "state", "requester_name", "source"]
+    list_filter = ["kind", "state", "source"]
+    search_fields = ["app__name", "requester_name", "reason"]
+    list_select_related = ["app"]
+    inlines = [StepInline]

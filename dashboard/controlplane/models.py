@@ -278,6 +278,15 @@ class Operation(models.Model):
         return f"{self.get_kind_display()} {self.app_id} ({self.state})"
 
     @property
+    def subject(self) -> str:
+        """What the operation acts on, as people name it: the runner's id for runner
+        operations, else the revision's short id (kept in params once it is deleted)."""
+        if self.kind in (OperationKind.RUNNER_STOP, OperationKind.RUNNER_KILL):
+            return self.params.get("runner", "")
+        revision_id = self.revision_id or self.params.get("revision")
+        return short_id(uuid.UUID(str(revision_id))) if revision_id else ""
+
+    @property
     def is_finished(self) -> bool:
         return self.finished_at is not None
 

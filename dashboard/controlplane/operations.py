@@ -130,13 +130,6 @@ def step(op: Operation, message: str) -> OperationStep:
     return OperationStep.objects.create(operation=op, message=message)
 
 
-def steps(op: Operation, *messages: str) -> None:
-    """Record steps that happen together in one INSERT; each keeps its own timestamp."""
-    for message in messages:
-        log.info("operation %s (%s %s): %s", op.id, op.kind, op.app_id, message)
-    OperationStep.objects.bulk_create([OperationStep(operation=op, message=m) for m in messages])
-
-
 def _finish(op: Operation, state: OperationState, *, error: str = "", result: dict | None = None):
     now = timezone.now()
     merged = {**op.result, **(result or {})}

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import time
 import zoneinfo
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
+from django.shortcuts import resolve_url
 from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
 
 
 class ViewerTimezoneMiddleware:
@@ -38,4 +42,30 @@ class ServerTimingMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return response
+
+
+class HtmxSignInMiddleware:
+    """A signed-out htmx request sends the whole page to the sign-in form.
+
+    When a session ends (signed out in another tab, expired) while a page polls, the
+    polled fragment's answer is login_required's redirect; htmx would follow it and swap
+    the sign-in page into the table or panel. HX-Redirect makes the browser navigate
+    instead, and `next` is the page the user was on, not the fragment's URL.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.htmx
+            and response.status_code == 302
+            and urlsplit(response["Location"]).path == resolve_url(settings.LOGIN_URL)
+        ):
+            page = request.htmx.current_url_abs_path or "/"
+            return HttpResponseClientRedirect(
+                f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': page})}"
+            )
         return response

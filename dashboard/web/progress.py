@@ -8,21 +8,27 @@ fraction of that (BENCHMARKS.md). It reads only what the panel shows.
 
 An action is found by its requester's own unguessable idempotency key (or, once the
 Celery task has reported it, by the operation id it returned), never by the app in the
-URL, which is only the page the panel lives on.
+URL, which is only the page the panel lives on. Until a worker picks the task up, Celery
+says PENDING for it and for a key nobody ever submitted alike, so each submission is
+also remembered (`remember`, `was_submitted`): a made-up or expired key ends its panel's
+polling instead of showing "Queued" for ever, and a refused one still says what it was.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from functools import cache
 
+from django.conf import settings
+from django.core.cache import cache as shared_cache
 from django.db import connection
 from django.utils import timezone
 
 from dashboard.controlplane.models import Operation, OperationStep
 
-_COLUMNS = ("id", "kind", "state", "error", "revision_id", "finished_at")
+_COLUMNS = ("id", "kind", "state", "error", "revision_id", "params", "finished_at")
 
 
 @cache  # Built once per lookup column, not on every poll.
@@ -49,6 +55,11 @@ def _uuid(value: object) -> uuid.UUID | None:
     return value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def _json(value: object) -> object:
+    # PostgreSQL's driver decodes jsonb; SQLite gives the text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def find_operation(
     requester_id: int, *, key: str | None = None, pk: object = None
 ) -> tuple[Operation | None, list[tuple[datetime, str]]]:
@@ -65,7 +76,24 @@ def find_operation(
         return None, []
     fields = dict(zip(_COLUMNS, rows[0][: len(_COLUMNS)], strict=True))
     fields["id"], fields["revision_id"] = _uuid(fields["id"]), _uuid(fields["revision_id"])
-    fields["finished_at"] = _aware(fields["finished_at"])
+    fields["finished_at"], fields["params"] = _aware(fields["finished_at"]), _json(fields["params"])
     op = Operation(**fields)
     steps = [(_aware(at), message) for *_, at, message in rows if at is not None]
     return op, steps
+
+
+def _submitted_key(key: str) -> str:
+    return f"action-submitted:{key}"
+
+
+def remember(key: str, user_id: int, title: str) -> None:
+    """Record that `user_id` submitted the action `key` (titled e.g. "Roll back 3f2a9c1e")
+    for as long as Celery keeps its result. Raises Redis's errors: with Redis down the
+    action cannot be queued either."""
+    shared_cache.set(_submitted_key(key), (user_id, title), settings.CELERY_RESULT_EXPIRES)
+
+
+def submitted_title(key: str, user_id: int) -> str | None:
+    """The title of the action `user_id` submitted with `key`, or None if they did not."""
+    submitted = shared_cache.get(_submitted_key(key))
+    return submitted[1] if submitted and submitted[0] == user_id else None

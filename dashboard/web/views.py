@@ -37,7 +37,6 @@ from dashboard.controlplane.models import (
     Role,
     role_allows,
     role_of,
-    short_id,
 )
 from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
@@ -56,6 +55,7 @@ from dashboard.web.tasks import submit_action
 VERSIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = 50
 QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a moment."
+NO_SUCH_ACTION = "You submitted no action with this key, or it is more than a day old."
 
 
 def _app_or_404(name: str) -> App:
@@ -279,7 +279,18 @@ def _form(spec: ActionSpec, app: App, request: HttpRequest):
     return spec.form(initial={"key": uuid.uuid4()}, **extra)
 
 
-def _enqueue(action: str, app: App, params: dict[str, Any], user, key: str) -> None:
+def _title(spec: ActionSpec, target: dict[str, Any]) -> str:
+    """What the dialog and its progress panel call the action: "Roll back 3f2a9c1e"."""
+    if "revision" in target:
+        return f"{spec.title} {target['revision'].short_id}"
+    if "runner" in target:
+        return f"{spec.title} {target['runner']['id']}"
+    return spec.title
+
+
+def _enqueue(
+    spec: ActionSpec, app: App, params: dict[str, Any], user, key: str, title: str
+) -> None:
     """Hand the action to Celery, or raise BadInput if the queue cannot take it.
 
     A fresh broker connection (not the pool) means a Redis outage is noticed now, and
@@ -288,9 +299,10 @@ def _enqueue(action: str, app: App, params: dict[str, Any], user, key: str) -> N
     from dashboard.celery import app as celery_app
 
     try:
+        progress.remember(key, user.pk, title)
         with celery_app.connection_for_write() as connection:
             submit_action.apply_async(
-                args=[action, app.name, params, tokens.issue_dashboard_token(user), key],
+                args=[spec.name, app.name, params, tokens.issue_dashboard_token(user), key],
                 task_id=key,
                 connection=connection,
                 retry=False,
@@ -312,7 +324,8 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
         form = _form(spec, app_obj, request)
         if request.method == "POST" and form.is_valid():
             key = str(form.cleaned_data["key"])
-            _enqueue(spec.name, app_obj, {**form.params(), **target["params"]}, request.user, key)
+            params = {**form.params(), **target["params"]}
+            _enqueue(spec, app_obj, params, request.user, key, _title(spec, target))
             return _submitted(request, app_obj, key)
     except BadInput as exc:
         return _error(request, exc.message, exc.status)
@@ -344,15 +357,18 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
     """What is known about the action submitted with `key`: its operation once the API
     created it, before that the Celery task's state (and its failure message)."""
     op, steps = progress.find_operation(request.user.pk, key=key)
-    task_state, task_error = "", ""
+    task_state, task_error, title = "", "", ""
     if op is None:
         try:
+            title = progress.submitted_title(key, request.user.pk)
             result = AsyncResult(key)
             task_state = result.state
             if task_state == "FAILURE":
                 task_error = str(result.result)
             elif task_state == "SUCCESS":
                 op, steps = progress.find_operation(request.user.pk, pk=result.result)
+            elif task_state == "PENDING" and title is None:
+                task_state, task_error = "UNKNOWN", NO_SUCH_ACTION
         except (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError):
             task_state, task_error = "UNKNOWN", "task queue unavailable: progress is unknown"
     finished = bool(
@@ -362,7 +378,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "key": key,
         "app_name": app,
         "op": op,
-        "revision_short": short_id(op.revision_id) if op and op.revision_id else "",
+        "title": title or "Your request",
         "steps": markup.steps(steps),
         "task_state": task_state,
         "task_error": task_error,
@@ -379,6 +395,8 @@ def action_progress(request: HttpRequest, app: str, key: str) -> HttpResponse:
     except ValueError:
         return _error(request, f"{key!r} is not an action key.", 400)
     panel = _progress_context(request, app, key)
+    if panel["task_error"] == NO_SUCH_ACTION and not request.htmx:
+        return _error(request, NO_SUCH_ACTION, 404)
     html = render_to_string("web/action_panel.html", {"panel": panel}, request=request)
     if request.htmx and panel["finished"]:
         # 286 tells htmx to stop polling: nothing about this action can change any more.

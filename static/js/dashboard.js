@@ -58,6 +58,15 @@
     document.body.addEventListener("htmx:afterSwap", function (e) {
       if (e.detail.target === content && content.children.length) openDialog();
     });
+    // A new action's panel clears away the panels of finished ones (History keeps
+    // their record), so panels never pile up above the table.
+    document.body.addEventListener("htmx:afterSwap", function (e) {
+      if (e.detail.target.id !== "action-panels") return;
+      var panels = e.detail.target.querySelectorAll(".action-panel");
+      for (var i = 1; i < panels.length; i++) {
+        if (!panels[i].hasAttribute("hx-get") || panels[i].id === panels[0].id) panels[i].remove();
+      }
+    });
     // The server sends HX-Trigger: sb-dialog-close once an action was accepted.
     document.body.addEventListener("sb-dialog-close", function () {
       if (dialog.open) dialog.close();

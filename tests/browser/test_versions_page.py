@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from dashboard.api_client import ControlApi
 from dashboard.cli import bundle
-from dashboard.controlplane.models import ApiToken, App, Profile, Revision
+from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision
 from tests.browser.conftest import SCREENSHOTS, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.django_db(transaction=True)]
@@ -222,3 +222,62 @@ def test_a_failed_deploy_shows_its_error(system, api, people, page, tmp_path):
     expect(newest.get_by_test_id("revision-log")).to_be_visible()
     page.screenshot(path=SCREENSHOTS / "versions-failed.png", full_page=True)
     expect(row(page, good).get_by_test_id("current-badge")).to_be_visible()
+
+
+# -- action panels, and a session that ends while a page is open -------------------------
+
+
+def test_a_double_clicked_confirm_applies_once_and_shows_one_panel(
+    system, api, people, page, tmp_path
+):
+    name = "dbl-" + uuid.uuid4().hex[:6]
+    first = deploy(api, tmp_path, name, "v1")
+    deploy(api, tmp_path, name, "v2")
+    sign_in(page, system.api_url, "deployer-user", PASSWORD)
+    page.goto(versions_url(system, name))
+    row(page, first).get_by_test_id("rollback-button").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    dialog.get_by_label(re.compile("Recreate")).check()
+    dialog.get_by_test_id("confirm-button").dblclick()
+    expect(row(page, first).get_by_test_id("current-badge")).to_be_visible()
+    panel = page.get_by_test_id("action-panel")
+    expect(panel).to_have_count(1)
+    expect(panel).to_have_attribute("data-state", "succeeded")
+    expect(panel).to_contain_text(f"set-rev {first.short_id}")
+    assert Operation.objects.filter(app__name=name, kind="set_rev").count() == 1
+
+
+def test_a_new_action_clears_the_panels_of_finished_ones(system, api, people, page, tmp_path):
+    name = "clr-" + uuid.uuid4().hex[:6]
+    revisions = [deploy(api, tmp_path, name, v) for v in ("v1", "v2")]
+    sign_in(page, system.api_url, "deployer-user", PASSWORD)
+    page.goto(versions_url(system, name))
+    for target in revisions:  # v1, then back to v2.
+        row(page, target).get_by_test_id("rollback-button").click()
+        dialog = page.get_by_test_id("confirm-dialog")
+        dialog.get_by_label(re.compile("Recreate")).check()
+        dialog.get_by_test_id("confirm-button").click()
+        expect(row(page, target).get_by_test_id("current-badge")).to_be_visible()
+        expect(page.get_by_test_id("action-panel")).to_have_attribute("data-state", "succeeded")
+    expect(page.get_by_test_id("action-panel")).to_contain_text(revisions[1].short_id)
+
+
+def test_signing_out_in_another_tab_sends_an_open_page_to_sign_in(
+    system, api, people, page, tmp_path
+):
+    name = "out-" + uuid.uuid4().hex[:6]
+    deploy(api, tmp_path, name, "v1")
+    sign_in(page, system.api_url, "viewer-user", PASSWORD)
+    page.goto(versions_url(system, name))
+    other_tab = page.context.new_page()
+    other_tab.goto(system.api_url + "/")
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url(re.compile("/login/"))
+    # The Versions table's next poll finds the session gone: the whole page goes to the
+    # sign-in form (and back to this page after), nothing is swapped into the table.
+    expect(page).to_have_url(re.compile(rf"/login/\?next=%2Fapps%2F{name}%2Fversions$"))
+    expect(page.get_by_label("Username")).to_have_count(1)
+    page.get_by_label("Username").fill("viewer-user")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(versions_url(system, name))

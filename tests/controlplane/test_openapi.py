@@ -47,5 +47,12 @@ def test_every_reference_in_the_document_resolves():
     assert refs
 
 
+@pytest.mark.django_db
+def test_the_apis_root_points_to_its_document():
+    response = ApiClient(None).get("")
+    assert response.status_code == 200
+    assert response.json()["openapi"] == "http://testserver/api/v1/openapi.json"
+
+
 def test_the_api_is_mounted_under_api_v1():
     assert get_resolver().resolve("/api/v1/me").func.__name__ == "me"

@@ -35,8 +35,11 @@ def test_recreate_moves_the_alias_in_the_request_and_records_the_operation(deplo
     assert op["revision"] == str(older.id)
     assert op["requester"] == "deployer-user"
     assert App.objects.get().current_revision == older
-    # The runtime is down here: the switch stands and the step says the runtime was not told.
-    assert any("runtime could not be told" in s["message"] for s in op["steps"])
+    # The runtime is down here: the switch stands and a step says the runtime was not told.
+    # The runtime is told before "done", as in a rolling switch.
+    messages = [s["message"] for s in op["steps"]]
+    assert "runtime could not be told" in messages[-2]
+    assert messages[-1] == f"done: demo serves {older.short_id}"
 
 
 def test_recreate_announces_the_apps_new_state_once_committed(

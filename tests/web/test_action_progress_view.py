@@ -10,6 +10,7 @@ from django.test import Client
 
 from dashboard.celery import app as celery_app
 from dashboard.controlplane.models import OperationKind, OperationState, Source
+from dashboard.web import progress
 from dashboard.web.actions import ActionFailed
 from tests.web.factories import make_operation, make_user
 
@@ -73,13 +74,18 @@ def test_a_finished_operation_answers_286_to_stop_polling(client_of, deployer_us
     assert "sb-refresh" in json.loads(response.headers["HX-Trigger"])
 
 
-def test_before_the_operation_exists_it_shows_the_tasks_failure_message(client_of, demo):
+def test_before_the_operation_exists_it_shows_the_tasks_failure_message(
+    client_of, deployer_user, demo
+):
     key = str(uuid.uuid4())
     # What a worker stores when the control API refused: written to the real Redis backend.
     celery_app.backend.store_result(key, ActionFailed("Revision 1234abcd is Failed"), "FAILURE")
+    progress.remember(key, deployer_user.pk, "Roll back 1234abcd")
     response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
     assert response.status_code == 286
-    assert "Revision 1234abcd is Failed" in response.content.decode()
+    html = response.content.decode()
+    assert "Revision 1234abcd is Failed" in html
+    assert "Roll back 1234abcd" in html and "Not applied" in html
 
 
 def test_once_the_task_reports_its_operation_the_panel_follows_that_operation(
@@ -104,11 +110,45 @@ def test_once_the_task_reports_its_operation_the_panel_follows_that_operation(
     assert "alias moved" in html and old.id.hex[:8] in html
 
 
-def test_a_queued_task_keeps_polling(client_of, demo):
+def test_a_queued_task_keeps_polling_under_the_actions_title(client_of, deployer_user, demo):
     key = str(uuid.uuid4())
+    progress.remember(key, deployer_user.pk, "Roll back 1234abcd")  # As confirming does.
     response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
     assert response.status_code == 200
-    assert "Queued" in response.content.decode()
+    html = response.content.decode()
+    assert "Queued" in html and "Roll back 1234abcd" in html and "hx-get" in html
+
+
+def test_a_key_nobody_submitted_stops_polling_at_once(client_of, demo):
+    # Celery says PENDING for unknown task ids too; the panel must not say Queued for ever.
+    key = str(uuid.uuid4())
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    assert response.status_code == 286
+    html = response.content.decode()
+    assert "no action with this key" in html and "hx-get" not in html
+    page = client_of.get(f"/apps/demo/actions/{key}")
+    assert page.status_code == 404
+    assert "no action with this key" in page.content.decode()
+
+
+def test_another_users_submission_is_unknown_to_this_user(client_of, demo):
+    key = str(uuid.uuid4())
+    progress.remember(key, make_user("admin").pk, "Delete revision 1234abcd")
+    html = client_of.get(f"/apps/demo/actions/{key}", **HTMX).content.decode()
+    assert "no action with this key" in html and "1234abcd" not in html
+
+
+def test_the_panel_names_what_the_operation_acts_on(client_of, deployer_user, demo):
+    app, old, _current, _failed = demo
+    deleted = uuid.uuid4()  # Its revision row is gone once the delete succeeded.
+    for kind, params, shown in (
+        (OperationKind.DELETE_REV, {"revision": str(deleted)}, deleted.hex[:8]),
+        (OperationKind.RUNNER_KILL, {"runner": "r-7f3a", "revision": str(old.id)}, "r-7f3a"),
+    ):
+        key = str(uuid.uuid4())
+        make_operation(app, kind, params=params, requester=deployer_user, idempotency_key=key)
+        html = client_of.get(f"/apps/demo/actions/{key}", **HTMX).content.decode()
+        assert f"<code>{shown}</code>" in html
 
 
 def test_another_users_operation_is_not_shown(client_of, demo):

@@ -52,3 +52,19 @@ def test_a_user_deactivated_after_signing_in_is_signed_out_on_the_next_request(d
     user.is_active = False
     user.save()
     assert client.get("/").status_code == 302
+
+
+def test_a_signed_out_htmx_poll_sends_the_page_to_sign_in(viewer):
+    # Signed out in another tab while the Versions page polls its table: the browser
+    # goes to the sign-in page instead of htmx swapping it into the table.
+    viewer.post("/logout/")
+    response = viewer.get(
+        "/apps/demo/versions?page=2",
+        headers={
+            "HX-Request": "true",
+            "HX-Current-URL": "http://testserver/apps/demo/versions?page=2",
+        },
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/login/?next=%2Fapps%2Fdemo%2Fversions%3Fpage%3D2"
+    assert not response.content

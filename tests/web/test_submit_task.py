@@ -10,6 +10,7 @@ from django.test import Client
 from dashboard.celery import app as celery_app
 from dashboard.controlplane import tokens
 from dashboard.controlplane.models import App, Operation, OperationState
+from dashboard.web import progress
 from dashboard.web.tasks import submit_action
 from tests.conftest import wait_until
 from tests.web.factories import make_app, make_revision, make_user
@@ -66,6 +67,7 @@ def test_an_api_refusal_reaches_the_progress_panel_with_the_apis_message(system)
     # The dashboard itself refuses a Failed target; enqueue directly, as if the revision
     # had failed between the dialog's check and the worker's call.
     params = {"revision": str(failed.id), "strategy": "recreate", "reason": ""}
+    progress.remember(key, user.pk, f"Roll back {failed.short_id}")
     submit_action.apply_async(
         args=["rollback", "webfail", params, tokens.issue_dashboard_token(user), key], task_id=key
     )
@@ -76,5 +78,6 @@ def test_an_api_refusal_reaches_the_progress_panel_with_the_apis_message(system)
     html = final.content.decode()
     assert 'data-testid="op-error"' in html
     assert "a Failed revision can never become Current" in html
+    assert f"Roll back {failed.short_id}" in html and "Not applied" in html
     assert App.objects.get(pk=app.pk).current_revision_id != failed.id
     assert not Operation.objects.filter(requester=user, state=OperationState.SUCCEEDED).exists()

@@ -102,6 +102,24 @@ def _paths() -> dict[str, Any]:
         },
     }
     return {
+        "/": {
+            "get": {
+                "summary": "Where to start: this API's version and its document's address",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "version": {"type": "string"},
+                                "openapi": {"type": "string"},
+                            },
+                        }
+                    )
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",

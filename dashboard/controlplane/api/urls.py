@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from dashboard.controlplane.api import errors, views
 
 urlpatterns = [
+    path("", views.index, name="api-index"),
     path("openapi.json", views.openapi, name="api-openapi"),
     path("me", views.me, name="api-me"),
     path("apps", views.apps, name="api-apps"),

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 
 from dashboard import httpclient
 from dashboard.controlplane import (
@@ -348,6 +349,17 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
+def index(request: HttpRequest) -> JsonResponse:
+    # Public, like the document it points to: what someone opening the API's root needs.
+    return JsonResponse(
+        {
+            "name": "Switchboard control API",
+            "version": "v1",
+            "openapi": request.build_absolute_uri(reverse("api-openapi")),
+        }
+    )
+
+
 def openapi(request: HttpRequest) -> JsonResponse:
     # Public on purpose: the document describes the API, it reveals no state.
     return JsonResponse(document())
@@ -510,11 +522,7 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
                 state = executors.move_alias(
                     op, target, new_settings, deploy=False, locked_app=found
                 )
-                operations.steps(
-                    op,
-                    "recreate: no runner started; the next request cold-starts it",
-                    f"done: {found.name} serves {target.short_id}",
-                )
+                operations.step(op, "recreate: no runner started; the next request cold-starts it")
                 operations.succeed(op, {"revision": str(target.id), "settings": new_settings})
             else:
                 operations.submit(op)
@@ -522,6 +530,8 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
         return _operation_answer(exc.operation, replayed=True)
     if strategy == "recreate":
         _tell_runtime(op, found.name, state)
+        # The last step, as "done" is for operations the worker runs.
+        operations.step(op, f"done: {found.name} serves {target.short_id}")
         return _operation_answer(op)
     return _queued_or_unavailable(op)
 

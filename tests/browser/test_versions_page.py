@@ -51,12 +51,17 @@ def app_source(tmp_path: Path, example: str, version: str) -> Path:
 
 
 def deploy(
-    api: ControlApi, tmp_path: Path, app: str, version: str, example: str = "demo"
+    api: ControlApi,
+    tmp_path: Path,
+    app: str,
+    version: str,
+    example: str = "demo",
+    strategy: str = "recreate",  # Quick: no runner is started (setup() does not run).
 ) -> Revision:
     source = app_source(tmp_path, example, version)
     class_name = re.search(r"^class (\w+)\(App\)", source.read_text(), re.M).group(1)
     data, entrypoint = bundle.build(f"{source}::{class_name}")
-    answer = api.deploy(app, data, entrypoint, message=f"release {version}", strategy="recreate")
+    answer = api.deploy(app, data, entrypoint, message=f"release {version}", strategy=strategy)
     deadline = time.monotonic() + 60
     while not api.get_operation(answer["operation"]["id"])["finished_at"]:
         assert time.monotonic() < deadline, "deploy did not finish"
@@ -93,8 +98,6 @@ def test_a_deployer_rolls_back_with_each_strategy_and_sees_the_current_badge_mov
     sign_in(page, system.api_url, "deployer-user", PASSWORD)
     page.goto(versions_url(system, name))
     expect(row(page, third).get_by_test_id("current-badge")).to_be_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "versions.png", full_page=True)
 
     roll_back(page, first, "rolling", screenshot=True)
     expect(page.get_by_test_id("action-panel").first).to_have_attribute(
@@ -129,6 +132,55 @@ def test_an_admin_deletes_a_non_current_revision_but_cannot_delete_current(
     expect(row(page, old)).to_have_count(0, timeout=30_000)
     assert not Revision.objects.filter(pk=old.pk).exists()
     assert Revision.objects.filter(pk=current.pk).exists()
+
+
+def test_an_admin_sees_every_status_and_only_the_actions_each_allows(
+    system, api, people, page, tmp_path
+):
+    name = "store-" + uuid.uuid4().hex[:6]
+    suspended = deploy(api, tmp_path, name, "v1")
+    deployed = deploy(api, tmp_path, name, "v2")
+    current = deploy(api, tmp_path, name, "v3")
+    failed = deploy(api, tmp_path, name, "v4", example="broken_setup", strategy="rolling")
+    api.suspend(name, str(suspended.id), reason="kept for the audit")
+    # A setup() that takes a while keeps the newest revision Deploying while we look.
+    source = app_source(tmp_path, "slow_setup", "v5")
+    source.write_text(
+        re.sub(r"^SETUP_SECONDS = .*$", "SETUP_SECONDS = 20.0", source.read_text(), flags=re.M)
+    )
+    data, entrypoint = bundle.build(f"{source}::SlowSetup")
+    deploying = Revision.objects.get(
+        pk=api.deploy(name, data, entrypoint, message="bigger model")["revision"]["id"]
+    )
+    sign_in(page, system.api_url, "admin-user", PASSWORD)
+    page.goto(versions_url(system, name))
+
+    for revision, status in (
+        (deploying, "Deploying"),
+        (failed, "Failed"),
+        (current, "Deployed"),
+        (deployed, "Deployed"),
+        (suspended, "Suspended"),
+    ):
+        expect(row(page, revision).get_by_test_id("status-badge")).to_contain_text(status)
+    expect(page.get_by_test_id("current-badge")).to_have_count(1)
+    expect(row(page, current).get_by_test_id("current-badge")).to_contain_text("Current")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "versions.png", full_page=True)
+
+    # Only a Deployed revision that is not Current can be rolled back to; each disabled
+    # button says why.
+    expect(row(page, deployed).get_by_test_id("rollback-button")).to_be_enabled()
+    for revision, why in (
+        (deploying, "still deploying"),
+        (failed, "can never become Current"),
+        (current, "already the Current"),
+        (suspended, "resume it"),
+    ):
+        button = row(page, revision).get_by_test_id("rollback-button")
+        expect(button).to_have_attribute("aria-disabled", "true")
+        expect(button).to_have_attribute("title", re.compile(why))
+    expect(row(page, suspended).get_by_test_id("resume-button")).to_be_visible()
 
 
 def test_a_viewer_sees_no_action_buttons(system, api, people, page, tmp_path):

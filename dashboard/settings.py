@@ -160,6 +160,7 @@ CACHES = {
     }
 }
 SESSION_ENGINE = "dashboard.web.sessions"
+CSRF_FAILURE_VIEW = "dashboard.web.views.csrf_failure"
 
 # Celery reads only the CELERY_-prefixed names below (see dashboard/celery.py);
 # tests/test_celery_settings.py proves the ones we rely on are in effect.
@@ -217,7 +218,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"no_4xx_tracebacks": {"()": "dashboard.web.logs.No4xxTracebacks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["no_4xx_tracebacks"]},
+    },
 }

@@ -78,6 +78,16 @@ def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return response
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a form without a valid security token, said in our own page."""
+    return _error(
+        request,
+        "This form's security token is missing or out of date (the page may be older than "
+        "your sign-in). Reload the page and try again; nothing was changed.",
+        403,
+    )
+
+
 # -- Apps --------------------------------------------------------------------------------
 
 

@@ -123,7 +123,15 @@ def test_a_csrf_less_post_is_refused(db, demo, empty_queue):
         f"/apps/demo/confirm/delete?rev={old.short_id}", {"key": str(uuid.uuid4())}
     )
     assert response.status_code == 403
+    assert "security token is missing or out of date" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+
+
+def test_a_refused_request_is_one_line_in_the_log_without_a_traceback(viewer, demo, caplog):
+    assert viewer.get("/apps/demo/confirm/rollout").status_code == 403
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == "Forbidden (Permission denied): /apps/demo/confirm/rollout"
+    assert record.exc_info is None
 
 
 # -- bad input: a clear message and nothing enqueued ------------------------------------

@@ -2,9 +2,10 @@
  * Adaptive polling for regions marked data-poll="<milliseconds>" and hx-trigger="sb-poll".
  *
  * htmx's own "every Ns" trigger keeps firing in a hidden tab. The Versions table must keep
- * polling (a CLI deploy can start at any time), so instead of stopping it we pause it
- * while nobody can see it: a hidden tab sends no requests at all, and the moment the tab
- * becomes visible again every region refreshes at once, so it is never shown stale.
+ * polling (a CLI deploy can start at any time), and so must a running action's panel, so
+ * instead of stopping them we pause them while nobody can see them: a hidden tab sends no
+ * requests at all, and the moment the tab becomes visible again every region refreshes
+ * at once, so it is never shown stale.
  * Regions are looked up on every tick because each poll swaps in a fresh element.
  */
 (function () {

@@ -333,3 +333,38 @@ def test_signing_out_in_another_tab_sends_an_open_page_to_sign_in(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(versions_url(system, name))
+
+
+def _set_tab_hidden(page, hidden: bool) -> None:
+    # Headless Chromium's tab is always visible; this is what a switch of tabs looks like.
+    page.evaluate(
+        """(hidden) => {
+            Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+            Object.defineProperty(document, "visibilityState",
+                {value: hidden ? "hidden" : "visible", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def test_a_hidden_tab_sends_no_polls_and_catches_up_when_shown(system, api, people, page, tmp_path):
+    name = "tab-" + uuid.uuid4().hex[:6]
+    deploy(api, tmp_path, name, "v1")
+    sign_in(page, system.api_url, "viewer-user", PASSWORD)
+    page.goto(versions_url(system, name))
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.headers.get("hx-request") else None)
+    with page.expect_request(lambda r: r.headers.get("hx-request") == "true"):
+        pass  # The table polls while the tab is visible.
+
+    _set_tab_hidden(page, True)
+    page.wait_for_timeout(500)  # A poll already on its way may still land.
+    polls.clear()
+    newer = deploy(api, tmp_path, name, "v2")
+    page.wait_for_timeout(3_000)  # Three table intervals.
+    assert polls == []
+
+    # Shown again, the page refreshes at once instead of showing the stale table.
+    _set_tab_hidden(page, False)
+    expect(row(page, newer).get_by_test_id("current-badge")).to_be_visible()

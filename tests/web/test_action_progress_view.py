@@ -48,7 +48,7 @@ def test_a_running_operation_shows_its_timestamped_steps_and_keeps_polling(
     response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
     html = response.content.decode()
     assert response.status_code == 200
-    assert f'hx-get="/apps/demo/actions/{key}"' in html and 'hx-trigger="every 1s"' in html
+    assert f'hx-get="/apps/demo/actions/{key}"' in html and 'data-poll="1000"' in html
     assert "starting a runner on the target" in html and "waiting for health" in html
     assert html.count("<time datetime=") == 2
 

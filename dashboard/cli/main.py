@@ -13,9 +13,13 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import click
+import django
+from django.apps import apps as django_apps
+from django.conf import settings as django_settings
 
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
@@ -41,6 +45,7 @@ class State:
     def __init__(self) -> None:
         self.json = False
         self.emitted = False
+        self.wait = True  # False with --no-wait: report the accepted operation, not its end.
         self._api: ControlApi | None = None
         self.url = ""
 
@@ -53,18 +58,25 @@ class State:
         return self._api
 
 
-def command(group: click.Group, name: str, **kwargs: Any) -> Callable:
-    """Register a command that takes --json and gets the State as its first argument."""
+def command(group: click.Group, name: str, *, operation: bool = False, **kwargs: Any) -> Callable:
+    """Register a command that takes --json and gets the State as its first argument.
+
+    A command that starts an operation also takes --no-wait, the same for every one of them.
+    """
 
     def decorate(func: Callable) -> Callable:
         @group.command(name, **kwargs)
         @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
         @functools.wraps(func)
-        def wrapper(as_json: bool, **params: Any) -> None:
+        def wrapper(as_json: bool, no_wait: bool = False, **params: Any) -> None:
             state = click.get_current_context().ensure_object(State)
             state.json = state.json or as_json
+            state.wait = not no_wait
             func(state, **params)
 
+        if operation:
+            help_text = "Return once the operation is accepted and print its id."
+            wrapper = click.option("--no-wait", is_flag=True, help=help_text)(wrapper)
         return wrapper
 
     return decorate
@@ -78,6 +90,46 @@ def check_rev(rev: str) -> str:
     return rev
 
 
+def control_plane_rules() -> ModuleType:
+    """dashboard.controlplane.models, where the API's app-name rule and role ranks live.
+
+    It is a Django models module, so importing it needs settings and a loaded app registry;
+    the few apps that define its models are enough (no database is opened). Checking with
+    the API's own rules keeps the CLI's early refusals from drifting away from the API's.
+    """
+    if not django_apps.ready:
+        if not django_settings.configured:
+            django_settings.configure(
+                INSTALLED_APPS=[
+                    "django.contrib.contenttypes",
+                    "django.contrib.auth",
+                    "dashboard.controlplane",
+                ]
+            )
+        django.setup()
+    from dashboard.controlplane import models
+
+    return models
+
+
+def check_app_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    # The API refuses a bad name only after the whole bundle is uploaded; this is its rule
+    # and its message, checked before anything is built or sent.
+    if not control_plane_rules().APP_NAME_RE.match(name):
+        raise click.BadParameter(
+            f"{name!r} is not a valid app name: 1–63 characters, lowercase letters, digits and "
+            "'-', starting with a letter"
+        )
+    return name
+
+
+def check_role(state: State, needed: str) -> None:
+    """Refuse a token whose role is too low before a slow step, with the API's own answer."""
+    role = state.api.whoami().get("role")
+    if not control_plane_rules().role_allows(role, needed):
+        raise ApiError(403, "forbidden", f"this needs the {needed} role; your role is {role}")
+
+
 def unwrap_operation(payload: dict) -> dict:
     return payload.get("operation", payload) if isinstance(payload, dict) else {}
 
@@ -86,9 +138,13 @@ def is_finished(op: dict) -> bool:
     return bool(op.get("finished_at")) or op.get("state") in ("succeeded", "failed")
 
 
-def wait_for(state: State, payload: dict, *, wait: bool = True) -> dict:
+def wait_for(state: State, payload: dict) -> dict:
     """Follow an operation until it ends, printing each new step as `HH:MM:SS  message`."""
     op = unwrap_operation(payload)
+    if not state.wait:
+        # --no-wait answers only that the operation was accepted, so no step is shown, even
+        # the ones a quick operation (scale, suspend) already recorded in its first answer.
+        return op
     seen = 0
     while True:
         steps = op.get("steps") or []
@@ -96,7 +152,7 @@ def wait_for(state: State, payload: dict, *, wait: bool = True) -> dict:
             for step in steps[seen:]:
                 click.echo(output.progress_line(step.get("at"), step.get("message", "")))
         seen = max(seen, len(steps))
-        if not wait or is_finished(op) or not op.get("id"):
+        if is_finished(op) or not op.get("id"):
             return op
         time.sleep(POLL_INTERVAL)
         op = unwrap_operation(state.api.get_operation(op["id"]))
@@ -111,18 +167,23 @@ def summarise(error: str) -> str:
 
 
 def finish(state: State, op: dict, done: str, extra: dict | None = None) -> None:
-    """Report an operation's outcome; a failed one ends the process with status 1."""
+    """Report an operation's outcome; a failed one ends the process with status 1.
+
+    Without waiting (--no-wait) the outcome is only that the API accepted the operation,
+    even when a quick one has finished already: every command answers --no-wait alike.
+    """
     if state.json:
         output.emit_json({"operation": op, **(extra or {})})
         state.emitted = True  # The operation, error included, is the JSON answer.
+    kind = str(op.get("kind", "operation")).replace("_", "-")
     if op.get("state") == "failed":
-        kind = str(op.get("kind", "operation")).replace("_", "-")
         raise Failure(f"{kind} failed: {summarise(op.get('error') or '')}")
-    if not state.json:
-        if is_finished(op):
-            click.echo(done)
-        else:
-            click.echo(f"operation {op.get('id')} is {op.get('state', 'queued')} (not waiting)")
+    if state.json:
+        return
+    if state.wait and is_finished(op):
+        click.echo(done)
+    else:
+        click.echo(f"{kind} accepted: operation {op.get('id')} ({op.get('state', 'queued')})")
 
 
 def name_of(user: Any) -> str:
@@ -176,15 +237,16 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
     return annotations
 
 
-@command(cli, "deploy")
+@command(cli, "deploy", operation=True)
 @click.argument("target", metavar="FILE.py::Class")
-@click.option("--app-name", required=True, help="The app (alias) to deploy to.")
+@click.option(
+    "--app-name", required=True, callback=check_app_name, help="The app (alias) to deploy to."
+)
 @click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
 @click.option("--reset-scale", is_flag=True, help="Apply the code's runtime-tunable values.")
 @click.option("--message", "-m", default="", help="What changed, shown in list-rev.")
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @click.option("--auth", "auth_mode", type=click.Choice(["private", "shared", "public"]))
-@click.option("--no-wait", is_flag=True, help="Return once the deploy is accepted.")
 def deploy(
     state: State,
     target: str,
@@ -194,11 +256,13 @@ def deploy(
     message: str,
     annotations: tuple[str, ...],
     auth_mode: str | None,
-    no_wait: bool,
 ) -> None:
     """Bundle the directory holding FILE.py and deploy it as a new revision of an app."""
     notes = parse_annotations(annotations)
     data, entrypoint = bundle.build(target)
+    # The API checks the role only once the whole bundle is uploaded; one small request
+    # first lets a token that may not deploy be refused without that upload.
+    check_role(state, "deployer")
     if not state.json:
         click.echo(
             f"{output.clock(None)}  uploading {len(data) / 1024:.1f} KiB bundle "
@@ -214,7 +278,7 @@ def deploy(
         annotations=notes,
         auth_mode=auth_mode,
     )
-    op = wait_for(state, payload, wait=not no_wait)
+    op = wait_for(state, payload)
     revision = payload.get("revision") or {}
     rev_id = revision.get("id") or op.get("revision") or op.get("revision_id") or ""
     if isinstance(rev_id, dict):
@@ -457,42 +521,39 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
 # -- apps: mutations ------------------------------------------------------------------
 
 
-@command(apps, "set-rev")
+@command(apps, "set-rev", operation=True)
 @click.argument("app")
 @click.argument("rev")
 @click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True, help="Return once the switch is accepted.")
-def set_rev(state: State, app: str, rev: str, strategy: str, reason: str, no_wait: bool) -> None:
+def set_rev(state: State, app: str, rev: str, strategy: str, reason: str) -> None:
     """Point APP's alias at revision REV (a rollback or roll-forward)."""
     check_rev(rev)
     payload = state.api.set_rev(app, rev, strategy=strategy, reason=reason)
-    op = wait_for(state, payload, wait=not no_wait)
+    op = wait_for(state, payload)
     finish(state, op, f"{app} now serves revision {output.short_id(rev)} ({strategy})")
 
 
-@command(apps, "rollout")
+@command(apps, "rollout", operation=True)
 @click.argument("app")
 @click.option("--force", is_flag=True, help="Kill runners at once; in-flight requests are dropped.")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True, help="Return once the rollout is accepted.")
-def rollout(state: State, app: str, force: bool, reason: str, no_wait: bool) -> None:
+def rollout(state: State, app: str, force: bool, reason: str) -> None:
     """Restart every runner of APP's Current revision (graceful unless --force)."""
     payload = state.api.rollout(app, force=force, reason=reason)
-    op = wait_for(state, payload, wait=not no_wait)
+    op = wait_for(state, payload)
     finish(state, op, f"rolled out {app} ({'force' if force else 'graceful'})")
 
 
-@command(apps, "delete-rev")
+@command(apps, "delete-rev", operation=True)
 @click.argument("app")
 @click.argument("rev")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def delete_rev(state: State, app: str, rev: str, reason: str, no_wait: bool) -> None:
+def delete_rev(state: State, app: str, rev: str, reason: str) -> None:
     """Delete revision REV of APP (never the Current one)."""
     check_rev(rev)
     payload = state.api.delete_revision(app, rev, reason=reason)
-    op = wait_for(state, payload, wait=not no_wait)
+    op = wait_for(state, payload)
     finish(state, op, f"deleted revision {output.short_id(rev)} of {app}")
 
 
@@ -506,7 +567,7 @@ def _scale_notes(payload: dict, op: dict) -> list[str]:
     return notes
 
 
-@command(apps, "scale")
+@command(apps, "scale", operation=True)
 @click.argument("app")
 @click.option("--keep-alive", type=int, help="Idle seconds before a runner stops (0-86400).")
 @click.option("--min-concurrency", type=int, help="Runners kept warm (0-max_concurrency).")
@@ -519,8 +580,7 @@ def _scale_notes(payload: dict, op: dict) -> list[str]:
 @click.option("--startup-timeout", type=int, help="Code-specific: longest setup(), s (1-3600).")
 @click.option("--machine-type", help="Code-specific: a type from the catalogue (e.g. XS, S, M, L).")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def scale(state: State, app: str, reason: str, no_wait: bool, **flags: Any) -> None:
+def scale(state: State, app: str, reason: str, **flags: Any) -> None:
     """Change APP's live settings at once.
 
     Code-specific values (max-multiplexing, startup-timeout, machine-type) changed here
@@ -530,7 +590,7 @@ def scale(state: State, app: str, reason: str, no_wait: bool, **flags: Any) -> N
     if not values:
         raise click.UsageError("give at least one setting to change, e.g. --max-concurrency 4")
     payload = state.api.scale(app, values, reason=reason)
-    op = wait_for(state, payload, wait=not no_wait)
+    op = wait_for(state, payload)
     notes = _scale_notes(payload, op)
     if state.json:
         finish(state, op, "", {"notes": notes, "settings": payload.get("settings")})
@@ -541,30 +601,28 @@ def scale(state: State, app: str, reason: str, no_wait: bool, **flags: Any) -> N
     finish(state, op, f"scaled {app}: {changed}")
 
 
-@command(apps, "suspend")
+@command(apps, "suspend", operation=True)
 @click.argument("app")
 @click.argument("rev", required=False)
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def suspend(state: State, app: str, rev: str | None, reason: str, no_wait: bool) -> None:
+def suspend(state: State, app: str, rev: str | None, reason: str) -> None:
     """Take REV (default: the Current revision) out of service."""
     if rev:
         check_rev(rev)
-    op = wait_for(state, state.api.suspend(app, rev, reason=reason), wait=not no_wait)
+    op = wait_for(state, state.api.suspend(app, rev, reason=reason))
     what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
     finish(state, op, f"suspended {what} of {app}")
 
 
-@command(apps, "resume")
+@command(apps, "resume", operation=True)
 @click.argument("app")
 @click.argument("rev", required=False)
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def resume(state: State, app: str, rev: str | None, reason: str, no_wait: bool) -> None:
+def resume(state: State, app: str, rev: str | None, reason: str) -> None:
     """Put a Suspended REV (default: the Current revision) back in service."""
     if rev:
         check_rev(rev)
-    op = wait_for(state, state.api.resume(app, rev, reason=reason), wait=not no_wait)
+    op = wait_for(state, state.api.resume(app, rev, reason=reason))
     what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
     finish(state, op, f"resumed {what} of {app}")
 
@@ -572,26 +630,22 @@ def resume(state: State, app: str, rev: str | None, reason: str, no_wait: bool) 
 # -- runners and logs -----------------------------------------------------------------
 
 
-@command(runners, "stop")
+@command(runners, "stop", operation=True)
 @click.argument("runner")
 @click.option("--replace", is_flag=True, help="Start a replacement before stopping it.")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def runner_stop(state: State, runner: str, replace: bool, reason: str, no_wait: bool) -> None:
+def runner_stop(state: State, runner: str, replace: bool, reason: str) -> None:
     """Stop RUNNER gracefully: it finishes its in-flight requests first."""
-    op = wait_for(
-        state, state.api.stop_runner(runner, replace=replace, reason=reason), wait=not no_wait
-    )
+    op = wait_for(state, state.api.stop_runner(runner, replace=replace, reason=reason))
     finish(state, op, f"stopped runner {runner}" + (" (replaced)" if replace else ""))
 
 
-@command(runners, "kill")
+@command(runners, "kill", operation=True)
 @click.argument("runner")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-@click.option("--no-wait", is_flag=True)
-def runner_kill(state: State, runner: str, reason: str, no_wait: bool) -> None:
+def runner_kill(state: State, runner: str, reason: str) -> None:
     """Kill RUNNER at once; its in-flight requests are dropped."""
-    op = wait_for(state, state.api.kill_runner(runner, reason=reason), wait=not no_wait)
+    op = wait_for(state, state.api.kill_runner(runner, reason=reason))
     finish(state, op, f"killed runner {runner}")
 
 

@@ -86,6 +86,28 @@ def test_deploy_of_a_malformed_target_fails_before_any_network_call(capsys):
     assert one_line(err) == "error: no such file: nothing-here.py"
 
 
+def test_a_bad_app_name_is_refused_before_building_or_any_network_call(monkeypatch):
+    # The installed script in a process of its own, with no Django settings and no server:
+    # it must check the name with the control API's rule without either.
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    monkeypatch.setenv("SWITCHBOARD_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("SWITCHBOARD_TOKEN", "sbt_whatever")
+    target = f"{ROOT / 'examples' / 'demo' / 'app.py'}::Demo"
+
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "switchboard"), "deploy", target, "--app-name", "Bad Name!"],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""  # No "uploading ... bundle" line.
+    assert (
+        "'Bad Name!' is not a valid app name: 1–63 characters, lowercase letters, digits and "
+        "'-', starting with a letter" in one_line(result.stderr)
+    )
+
+
 def test_a_missing_token_says_how_to_get_one(capsys):
     status, _, err = run(capsys, "apps", "list")
 

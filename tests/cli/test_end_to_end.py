@@ -21,6 +21,7 @@ from tests.conftest import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "switchboard"
 PROGRESS_LINE = re.compile(r"^\d\d:\d\d:\d\d  \S", re.MULTILINE)
+ACCEPTED_LINE = re.compile(r"(?P<kind>[a-z-]+) accepted: operation [0-9a-f-]{36} \(\w+\)")
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
@@ -66,6 +67,16 @@ class Switchboard:
     def revisions(self, app: str) -> list[dict]:
         return json.loads(self("apps", "list-rev", app, "--json").stdout)["revisions"]
 
+    def deploy_refusal(self, app: str) -> dict:
+        """What the API itself answers this token's deploy to `app` (an empty one)."""
+        response = httpx.post(
+            f"{self.env['SWITCHBOARD_URL']}/api/v1/apps/{app}/revisions",
+            headers={"Authorization": f"Bearer {self.env['SWITCHBOARD_TOKEN']}"},
+            timeout=30,
+        )
+        assert response.status_code in (400, 403), response.text
+        return response.json()["error"]
+
     def served_version(self, app: str) -> str:
         response = httpx.get(f"{self.gateway_url}/{app}/version", timeout=60)
         assert response.status_code == 200, response.text
@@ -87,6 +98,14 @@ def sb(system, tmp_path) -> Switchboard:
         }
     )
     return Switchboard(env, system.gateway_url, tmp_path)
+
+
+@pytest.fixture
+def viewer(sb) -> Switchboard:
+    user = get_user_model().objects.create_user("vic")
+    Profile.objects.create(user=user, role=Role.VIEWER)
+    _, raw = ApiToken.issue(user, "on-call", Role.VIEWER)
+    return Switchboard({**sb.env, "SWITCHBOARD_TOKEN": raw}, sb.gateway_url, sb.work)
 
 
 def test_deploy_shows_timestamped_progress_and_ends_deployed_and_current(sb):
@@ -228,3 +247,46 @@ def test_runners_logs_and_apps_list_show_the_live_system(sb):
     assert runners and runners[0]["id"] in table
     assert "watched" in apps and "serving" in apps
     assert logs.strip()
+
+
+def test_a_bad_app_name_is_refused_before_upload_with_the_apis_own_message(sb):
+    result = sb("deploy", sb.source("v1"), "--app-name", "Bad Name!", ok=False)
+
+    assert result.returncode == 2
+    assert "uploading" not in result.stdout
+    assert sb.deploy_refusal("Bad Name!")["message"] in result.stderr
+
+
+def test_a_viewer_token_is_refused_before_upload_with_the_apis_own_message(sb, viewer):
+    result = viewer("deploy", viewer.source("v1"), "--app-name", "peek", ok=False)
+
+    assert result.returncode == 1
+    assert "uploading" not in result.stdout
+    refusal = viewer.deploy_refusal("peek")
+    assert refusal["code"] == "forbidden"
+    assert result.stderr.strip() == f"error: {refusal['message']}"
+    assert json.loads(sb("apps", "list", "--json").stdout)["apps"] == []
+
+
+def test_no_wait_prints_only_that_each_operation_was_accepted(sb):
+    sb.deploy("eager", "v1")
+
+    deployed = sb.deploy("eager", "v2", "--no-wait")
+    wait_until(
+        lambda: (
+            json.loads(sb("apps", "history", "eager", "--json").stdout)["operations"][0]["state"]
+            == "succeeded"
+        ),
+        timeout=120,
+        what="the accepted deploy to finish",
+    )
+    _, v1 = sb.revisions("eager")
+    switched = sb("apps", "set-rev", "eager", v1["id"], "--strategy", "recreate", "--no-wait")
+    scaled = sb("apps", "scale", "eager", "--keep-alive", "30", "--no-wait")
+
+    uploading, accepted = deployed.stdout.splitlines()
+    assert "uploading" in uploading
+    assert ACCEPTED_LINE.fullmatch(accepted)["kind"] == "deploy"
+    # Quick operations finish within the request, yet print no steps either.
+    for result, kind in ((switched, "set-rev"), (scaled, "scale")):
+        assert ACCEPTED_LINE.fullmatch(result.stdout.strip())["kind"] == kind

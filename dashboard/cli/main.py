@@ -13,17 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import click
-import django
-from django.apps import apps as django_apps
-from django.conf import settings as django_settings
 
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import bundle, config, output
+from dashboard.controlplane import rules
 from dashboard.sdk.loader import SETTING_NAMES
 
 POLL_INTERVAL = 0.3
@@ -90,44 +87,19 @@ def check_rev(rev: str) -> str:
     return rev
 
 
-def control_plane_rules() -> ModuleType:
-    """dashboard.controlplane.models, where the API's app-name rule and role ranks live.
-
-    It is a Django models module, so importing it needs settings and a loaded app registry;
-    the few apps that define its models are enough (no database is opened). Checking with
-    the API's own rules keeps the CLI's early refusals from drifting away from the API's.
-    """
-    if not django_apps.ready:
-        if not django_settings.configured:
-            django_settings.configure(
-                INSTALLED_APPS=[
-                    "django.contrib.contenttypes",
-                    "django.contrib.auth",
-                    "dashboard.controlplane",
-                ]
-            )
-        django.setup()
-    from dashboard.controlplane import models
-
-    return models
-
-
 def check_app_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
     # The API refuses a bad name only after the whole bundle is uploaded; this is its rule
     # and its message, checked before anything is built or sent.
-    if not control_plane_rules().APP_NAME_RE.match(name):
-        raise click.BadParameter(
-            f"{name!r} is not a valid app name: 1–63 characters, lowercase letters, digits and "
-            "'-', starting with a letter"
-        )
+    if error := rules.app_name_error(name):
+        raise click.BadParameter(error)
     return name
 
 
 def check_role(state: State, needed: str) -> None:
     """Refuse a token whose role is too low before a slow step, with the API's own answer."""
     role = state.api.whoami().get("role")
-    if not control_plane_rules().role_allows(role, needed):
-        raise ApiError(403, "forbidden", f"this needs the {needed} role; your role is {role}")
+    if refusal := rules.role_refusal(role, needed):
+        raise ApiError(403, "forbidden", refusal)
 
 
 def unwrap_operation(payload: dict) -> dict:

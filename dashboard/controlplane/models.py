@@ -8,7 +8,6 @@ deleted), and at most one unfinished operation may exist per app (mutations seri
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import uuid
 
@@ -18,20 +17,15 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-app_name_validator = RegexValidator(
-    APP_NAME_RE,
-    "App names are 1–63 characters: lowercase letters, digits and '-', starting with a letter.",
-)
+from dashboard.controlplane.rules import APP_NAME_RE, APP_NAME_RULE, ROLES
+
+app_name_validator = RegexValidator(APP_NAME_RE, f"App names are {APP_NAME_RULE}.")
 
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
     DEPLOYER = "deployer", "Deployer"
     ADMIN = "admin", "Admin"
-
-
-ROLE_RANK = {Role.VIEWER: 0, Role.DEPLOYER: 1, Role.ADMIN: 2}
 
 
 def role_of(user) -> Role | None:
@@ -42,10 +36,6 @@ def role_of(user) -> Role | None:
         return Role.ADMIN
     profile = getattr(user, "switchboard_profile", None)
     return Role(profile.role) if profile else Role.VIEWER
-
-
-def role_allows(role: Role | str | None, needed: Role | str) -> bool:
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
 
 
 class Profile(models.Model):
@@ -97,7 +87,7 @@ class ApiToken(models.Model):
         user_role = role_of(self.user)
         if user_role is None or self.revoked_at:
             return None
-        return min(Role(self.role), user_role, key=ROLE_RANK.__getitem__)
+        return min(Role(self.role), user_role, key=ROLES.index)
 
 
 class AuthMode(models.TextChoices):

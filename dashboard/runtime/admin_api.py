@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from django.conf import settings as conf
 
-from dashboard.controlplane.models import APP_NAME_RE
+from dashboard.controlplane.rules import APP_NAME_RE
 from dashboard.controlplane.runtime_client import admin_secret
 from dashboard.runtime.routing import RoutingTable, effective_settings, load_revision
 from dashboard.runtime.supervisor import ACTIVE, GONE, READY, Runner, Supervisor
@@ -109,7 +109,7 @@ class AdminApi:
     def _runner(self, request: web.Request) -> Runner:
         runner = self.supervisor.runners.get(request.match_info["id"])
         if runner is None:
-            raise ApiError(404, f"runner {request.match_info['id']!r} not found")
+            raise ApiError(404, f"no runner {request.match_info['id']!r}")
         return runner
 
     async def health(self, request: web.Request) -> web.Response:
@@ -200,20 +200,29 @@ class AdminApi:
         q = request.query
         tail = int(_number(q.get("tail"), "tail", 200, MAX_TAIL))
         root = conf.VAR_DIR / "logs"
+        app = q.get("app")
+        if app is not None and not APP_NAME_RE.match(app):
+            raise ApiError(404, f"no app named {app!r}")
         if runner_id := q.get("runner"):
-            if not RUNNER_ID_RE.match(runner_id):
-                raise ApiError(404, f"runner {runner_id!r} not found")
-            files = list(root.glob(f"*/*/{runner_id}.log"))
+            # With an app, only that app's runners: its logs are not another app's to read.
+            files = (
+                list(root.glob(f"{app or '*'}/*/{runner_id}.log"))
+                if RUNNER_ID_RE.match(runner_id)
+                else []
+            )
             if not files:
-                raise ApiError(404, f"runner {runner_id!r} not found")
+                raise ApiError(
+                    404,
+                    f"app {app!r} has no runner {runner_id!r}"
+                    if app
+                    else f"no runner {runner_id!r}",
+                )
             return web.Response(text="\n".join(_tail(files[0], tail)) + "\n")
         if revision := q.get("revision"):
             if not UUID_RE.match(revision):
                 raise ApiError(404, f"revision {revision!r} not found")
             files = list(root.glob(f"*/{revision}/*.log"))
-        elif app := q.get("app"):
-            if not APP_NAME_RE.match(app):
-                raise ApiError(404, f"app {app!r} not found")
+        elif app:
             files = list(root.glob(f"{app}/*/*.log"))
         else:
             raise ApiError(400, "give one of runner, revision or app")

@@ -13,7 +13,8 @@ import uuid
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from dashboard.controlplane.models import App, Revision, Role, role_allows, role_of
+from dashboard.controlplane.models import App, Revision, Role, role_of
+from dashboard.controlplane.rules import role_allows
 
 HEX_PREFIX_RE = re.compile(r"^[0-9a-f]{8,32}$")
 

@@ -18,8 +18,8 @@ from dashboard.controlplane.models import (
     Revision,
     RevisionStatus,
     Role,
-    role_allows,
 )
+from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup
 from dashboard.web.actions import revision_refusal
 from dashboard.web.markup import CURRENT_BADGE, escape, format_html, format_html_join

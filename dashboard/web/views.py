@@ -35,9 +35,9 @@ from dashboard.controlplane.models import (
     Revision,
     RevisionStatus,
     Role,
-    role_allows,
     role_of,
 )
+from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import BadInput, find_revision, get_app, require_role

@@ -249,6 +249,18 @@ def test_runners_logs_and_apps_list_show_the_live_system(sb):
     assert logs.strip()
 
 
+def test_one_apps_logs_do_not_show_another_apps_runner(sb):
+    sb.deploy("alpha", "v1")
+    sb.served_version("alpha")
+    sb.deploy("beta", "v2")
+    runner = json.loads(sb("apps", "runners", "alpha", "--json").stdout)["runners"][0]["id"]
+
+    result = sb("logs", "beta", "--runner", runner, ok=False)
+    assert result.returncode == 1
+    assert f"app 'beta' has no runner '{runner}'" in result.stderr
+    assert sb("logs", "alpha", "--runner", runner).stdout.strip()
+
+
 def test_a_bad_app_name_is_refused_before_upload_with_the_apis_own_message(sb):
     result = sb("deploy", sb.source("v1"), "--app-name", "Bad Name!", ok=False)
 

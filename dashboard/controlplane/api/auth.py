@@ -14,10 +14,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from dashboard.controlplane import tokens
+from dashboard.controlplane import rules, tokens
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import BadRequest, ControlError, Forbidden, Unauthenticated
-from dashboard.controlplane.models import ApiToken, Role, Source, hash_token, role_allows, role_of
+from dashboard.controlplane.models import ApiToken, Role, Source, hash_token, role_of
 from dashboard.controlplane.operations import Actor
 
 # Writing last_used_at on every call would turn each read into a write; a minute is precise
@@ -100,11 +100,8 @@ def api_view(**roles: Role) -> Callable:
                     )
                     response["Allow"] = ", ".join(allowed)
                     return response
-                if not role_allows(role, needed):
-                    raise Forbidden(
-                        f"this needs the {needed} role; your role is {role}",
-                        details={"role": role, "needed": needed},
-                    )
+                if refusal := rules.role_refusal(role, needed):
+                    raise Forbidden(refusal, details={"role": role, "needed": needed})
                 request.actor = Actor(
                     user=user,
                     role=role,

@@ -20,6 +20,7 @@ from dashboard.controlplane import (
     executors,
     operations,
     parameters,
+    rules,
     runtime_client,
 )
 from dashboard.controlplane.api.auth import api_view
@@ -38,7 +39,6 @@ from dashboard.controlplane.errors import (
     Unavailable,
 )
 from dashboard.controlplane.models import (
-    APP_NAME_RE,
     App,
     AuthMode,
     Operation,
@@ -332,10 +332,10 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     query: dict[str, Any] = {"tail": tail}
     if rev:
         query["revision"] = str(resolve(found, rev).id)
-    elif runner:
-        query["runner"] = runner
     else:
         query["app"] = found.name
+        if runner:
+            query["runner"] = runner
     try:
         text = runtime_client.logs(**query)
     except httpclient.Unavailable as exc:
@@ -391,12 +391,8 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
     limit = settings.MAX_BUNDLE_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 1024 * 1024:
         raise TooLarge(f"the upload is larger than the {limit}-byte bundle limit")
-    if not APP_NAME_RE.match(name):
-        raise BadRequest(
-            f"{name!r} is not a valid app name: 1–63 characters, lowercase letters, digits and "
-            "'-', starting with a letter",
-            details={"app": name},
-        )
+    if bad_name := rules.app_name_error(name):
+        raise BadRequest(bad_name, details={"app": name})
     upload = request.FILES.get("bundle")
     if upload is None:
         raise BadRequest("no bundle: send the tar.gz as multipart field 'bundle'")

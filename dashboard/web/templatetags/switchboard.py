@@ -70,7 +70,7 @@ def seconds(value: int | float | timedelta | None) -> str:
 @register.filter
 def allows(role, needed: str) -> bool:
     """{% if role|allows:"deployer" %}: the same rule the server enforces."""
-    from dashboard.controlplane.models import role_allows
+    from dashboard.controlplane.rules import role_allows
 
     return role_allows(role, needed)
 

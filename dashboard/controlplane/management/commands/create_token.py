@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard.controlplane.models import ApiToken, Role, role_allows, role_of
+from dashboard.controlplane.models import ApiToken, Role, role_of
+from dashboard.controlplane.rules import role_allows
 
 
 class Command(BaseCommand):

@@ -1,0 +1,31 @@
+"""The API's rules for app names and roles, with no Django import.
+
+The CLI checks them before it builds and uploads a bundle, so a bad name or a viewer's
+token is refused at once, in the API's own words; the API, the runtime and the dashboard
+check the same functions.
+"""
+
+from __future__ import annotations
+
+import re
+
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+APP_NAME_RULE = "1–63 characters, lowercase letters, digits and '-', starting with a letter"
+
+ROLES = ("viewer", "deployer", "admin")  # Each may do everything the ones before it may.
+
+
+def app_name_error(name: str) -> str | None:
+    """Why `name` cannot name an app, or None if it can."""
+    return None if APP_NAME_RE.match(name) else f"{name!r} is not a valid app name: {APP_NAME_RULE}"
+
+
+def role_allows(role: str | None, needed: str) -> bool:
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+
+
+def role_refusal(role: str | None, needed: str) -> str | None:
+    """The API's 403 message when `role` is below `needed`, or None if it is not."""
+    if role_allows(role, needed):
+        return None
+    return f"this needs the {needed} role; your role is {role}"

@@ -145,3 +145,30 @@ def clock(value: datetime) -> str:
         local.strftime(ABSOLUTE),
         local.strftime("%H:%M:%S"),
     )
+
+
+# A runner's state, told by colour, icon and word (DESIGN.md section 5's states). The
+# icons of the Versions badges mean the same here: ✕ failed, ◌ working on it, ❙❙ paused.
+_RUNNER_ICONS = {
+    "PENDING": _STATUS_ICONS["deploying"],
+    "SETUP": _STATUS_ICONS["deploying"],
+    "IDLE": mark_safe('<span aria-hidden="true">○</span>'),
+    "RUNNING": mark_safe('<span aria-hidden="true">▶</span>'),
+    "DRAINING": mark_safe('<span aria-hidden="true">↓</span>'),
+    "TERMINATING": mark_safe('<span aria-hidden="true">↓</span>'),
+    "TERMINATED": mark_safe('<span aria-hidden="true">■</span>'),
+    "CRASH_BACKOFF": mark_safe('<span aria-hidden="true">↻</span>'),
+    "FAILED": _STATUS_ICONS["failed"],
+}
+
+
+def runner_badge(state: str, count: int | None = None) -> SafeString:
+    """A runner state badge ("▶ Running"), or with `count` a tally of them ("○ 2 Idle")."""
+    label = state.replace("_", " ").capitalize()
+    return format_html(
+        '<span class="badge runner-{}" data-testid="runner-state" data-state="{}">{} {}</span>',
+        state.lower().replace("_", "-"),
+        state,
+        _RUNNER_ICONS.get(state, ""),
+        label if count is None else f"{count} {label}",
+    )

@@ -7,6 +7,7 @@ The runtime is a separate process: when it is down the pages still render and sa
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,17 +41,48 @@ def fetch(app: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         return [], f"{UNAVAILABLE}: {exc}"
 
 
-def counts_by_app(runners: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
-    """{app: [(state, count), ...]} without TERMINATED runners, which are history."""
+@dataclass
+class AppRunners:
+    """What the Apps page says about one app's runners.
+
+    An on-call engineer reads the Apps page as "is this app serving, and on what?", the
+    way Cloud Run's service list or `heroku ps` show the serving revision's instances or
+    dynos. So `current` counts only the Current revision's runners. Runners of other
+    revisions are not the app's serving state: a Failed revision's FAILED runner is shown
+    on its Versions row and its Runners page, not here, where it read as if the app were
+    failing. Live ones (an old revision draining after a switch, a rolling deploy's new
+    runner starting up) are counted in `other_live`, so a busy switch is still visible.
+    """
+
+    current: list[tuple[str, int]] = field(default_factory=list)  # (state, count), in STATE_ORDER
+    other_live: int = 0
+
+
+def _revision_key(revision: object) -> str:
+    # The runtime may send a UUID with or without hyphens.
+    return str(revision or "").replace("-", "").lower()
+
+
+def counts_by_app(
+    runners: list[dict[str, Any]], current_revisions: dict[str, Any]
+) -> dict[str, AppRunners]:
+    """{app: AppRunners}, given each app's Current revision id; TERMINATED runners are
+    history and left out."""
+    current = {app: _revision_key(rev) for app, rev in current_revisions.items()}
     counters: dict[str, Counter] = {}
+    result: dict[str, AppRunners] = {}
     for runner in runners:
-        if runner.get("state") == "TERMINATED":
+        app, state = runner.get("app", ""), runner.get("state", "?")
+        if state == "TERMINATED":
             continue
-        counters.setdefault(runner.get("app", ""), Counter())[runner.get("state", "?")] += 1
-    return {
-        app: sorted(counter.items(), key=lambda kv: _state_rank(kv[0]))
-        for app, counter in counters.items()
-    }
+        summary = result.setdefault(app, AppRunners())
+        if current.get(app) and _revision_key(runner.get("revision")) == current[app]:
+            counters.setdefault(app, Counter())[state] += 1
+        elif state not in runtime_client.GONE_STATES:
+            summary.other_live += 1
+    for app, counter in counters.items():
+        result[app].current = sorted(counter.items(), key=lambda kv: _state_rank(kv[0]))
+    return result
 
 
 def _state_rank(state: str) -> int:
@@ -67,17 +99,27 @@ def _parse(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _display_order(runner: dict[str, Any]) -> tuple[bool, float]:
+    """Live runners above stopped ones, then newest first.
+
+    Not by state within the live ones: a runner flips between IDLE and RUNNING with every
+    request, and rows that swapped places on each 2 s refresh could not be followed."""
+    started = _parse(runner.get("started_at"))
+    gone = runner.get("state") in runtime_client.GONE_STATES
+    return gone, -(started.timestamp() if started else 0.0)
+
+
 def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each runner plus its times in whole seconds, for the table.
+    """Each runner plus its times in seconds, for the table, live runners first.
 
     A live runner has an `uptime` (since it started) and, while idle, `idle_left` before
     its idle shutdown. A stopped one (TERMINATED, FAILED) has neither: its uptime would
     count on from its start for ever. It has a `lifetime` instead when the runtime says
-    when it ended (`ended_at`), else nothing to show.
+    when it ended (`ended_at`), to the millisecond, else nothing to show.
     """
     now = timezone.now()
     shown = []
-    for runner in sorted(runners, key=lambda r: (_state_rank(r.get("state", "")), r.get("id", ""))):
+    for runner in sorted(runners, key=_display_order):
         started = _parse(runner.get("started_at"))
         shutdown = _parse(runner.get("idle_shutdown_at"))
         gone = runner.get("state") in runtime_client.GONE_STATES
@@ -85,7 +127,8 @@ def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if gone:
             ended = _parse(runner.get("ended_at"))
             if started and ended:
-                lifetime = max(0, int((ended - started).total_seconds()))
+                # Not whole seconds: a runner whose setup() failed at once lived 370 ms, not 0 s.
+                lifetime = max(0.0, round((ended - started).total_seconds(), 3))
         else:
             uptime = int((now - started).total_seconds()) if started else None
             idle_left = max(0, int((shutdown - now).total_seconds())) if shutdown else None

@@ -33,6 +33,17 @@ COPY_ICON = mark_safe(
 )
 
 
+def _labelled(table_cls: type[tables.Table]) -> type[tables.Table]:
+    """Give every cell a data-label with its column's name, so that on a phone the CSS
+    can show each row as a card of "label: value" lines instead of a wide table."""
+    for name, column in table_cls.base_columns.items():
+        label = str(column.verbose_name or name.replace("_", " ").capitalize())
+        attrs = column.attrs or {}
+        column.attrs = {**attrs, "td": {**attrs.get("td", {}), "data-label": label}}
+    return table_cls
+
+
+@_labelled
 class AppsTable(tables.Table):
     name = tables.TemplateColumn(template_name=CELLS + "app_name.html", verbose_name="App")
     current = tables.TemplateColumn(
@@ -41,8 +52,12 @@ class AppsTable(tables.Table):
     status = tables.TemplateColumn(
         template_name=CELLS + "app_status.html", verbose_name="Status", empty_values=()
     )
+    # Only the Current revision's runners are counted (runners.AppRunners says why), and
+    # the header says so.
     runners = tables.TemplateColumn(
-        template_name=CELLS + "app_runners.html", verbose_name="Runners", empty_values=()
+        template_name=CELLS + "app_runners.html",
+        verbose_name="Runners (Current)",
+        empty_values=(),
     )
     last_operation = tables.TemplateColumn(
         template_name=CELLS + "app_last_op.html", verbose_name="Last operation", empty_values=()
@@ -54,21 +69,11 @@ class AppsTable(tables.Table):
         sequence = ("name", "current", "status", "runners", "last_operation")
         orderable = False
         template_name = "django_tables2/table.html"
-        attrs = {"class": "table", "data-testid": "apps-table"}
+        attrs = {"class": "table cards", "data-testid": "apps-table"}
         row_attrs = {
             "data-app": lambda record: record.name,
             "data-suspended": lambda record: str(record.is_suspended).lower(),
         }
-
-
-def _labelled(table_cls: type[tables.Table]) -> type[tables.Table]:
-    """Give every cell a data-label with its column's name, so that on a phone the CSS
-    can show each row as a card of "label: value" lines instead of a wide table."""
-    for name, column in table_cls.base_columns.items():
-        label = str(column.verbose_name or name.replace("_", " ").capitalize())
-        attrs = column.attrs or {}
-        column.attrs = {**attrs, "td": {**attrs.get("td", {}), "data-label": label}}
-    return table_cls
 
 
 @_labelled

@@ -53,7 +53,7 @@ from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, Versions
 from dashboard.web.tasks import submit_action
 
 VERSIONS_PER_PAGE = 25
-HISTORY_PER_PAGE = 50
+HISTORY_PER_PAGE = VERSIONS_PER_PAGE
 QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a moment."
 NO_SUCH_ACTION = "You submitted no action with this key, or it is more than a day old."
 
@@ -101,21 +101,23 @@ def apps(request: HttpRequest) -> HttpResponse:
     ops = Operation.objects.in_bulk([a.last_op_id for a in app_list if a.last_op_id])
     # One call to the runtime per page, grouped by app here.
     runners, runtime_error = runner_data.fetch()
-    counts = runner_data.counts_by_app(runners)
+    summaries = runner_data.counts_by_app(
+        runners, {a.name: a.current_revision_id for a in app_list}
+    )
     for app in app_list:
         app.last_op = ops.get(app.last_op_id)
-        app.runner_counts = counts.get(app.name, [])
+        app.runner_summary = summaries.get(app.name, runner_data.AppRunners())
         app.is_suspended = bool(
             app.current_revision and app.current_revision.status == RevisionStatus.SUSPENDED
         )
     table = AppsTable(app_list)
     table.runtime_error = runtime_error
     RequestConfig(request, paginate={"per_page": 100}).configure(table)
-    return render(
-        request,
-        "web/apps.html",
-        {"table": table, "runtime_error": runtime_error, "role": role_of(request.user)},
-    )
+    context = {"table": table, "runtime_error": runtime_error}
+    # The poll (static/js/poll.js) asks for the table alone; runner counts come from the
+    # runtime and change by themselves, so there is no cheap "nothing changed" answer.
+    template = "web/apps.html#apps-table" if request.htmx else "web/apps.html"
+    return render(request, template, context)
 
 
 @require_GET
@@ -243,10 +245,15 @@ def runners(request: HttpRequest, app: str) -> HttpResponse:
 @login_required
 def history(request: HttpRequest, app: str) -> HttpResponse:
     app = _app_or_404(app)
-    operations = Operation.objects.filter(app=app).order_by("-created_at")
+    # Operations change only through the newest one (they are serialised per app), which
+    # is what versions_stamp looks at: a poll that finds it unchanged costs a 204.
+    stamp = versions_stamp(app)
+    if request.htmx and request.GET.get("stamp") == stamp:
+        return HttpResponse(status=204)
+    operations = Operation.objects.filter(app=app).order_by("-created_at", "-id")
     table = HistoryTable(operations)
     RequestConfig(request, paginate={"per_page": HISTORY_PER_PAGE}).configure(table)
-    context = {"app": app, "table": table, "role": role_of(request.user)}
+    context = {"app": app, "table": table, "poll_url": _poll_url(request, stamp)}
     template = "web/history.html#history-table" if request.htmx else "web/history.html"
     return render(request, template, context)
 

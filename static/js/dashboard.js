@@ -40,10 +40,20 @@
   }
 
   function openDialog() {
-    if (!dialog.open) dialog.showModal();
+    var opening = !dialog.open;
+    if (opening) dialog.showModal();
     var first = dialog.querySelector("[autofocus]") || dialog.querySelector("input:checked") ||
       focusables()[0];
-    if (first) first.focus();
+    if (!opening) {
+      // A form shown again with its errors: scroll to the focused control as before.
+      if (first) first.focus();
+      return;
+    }
+    // On a phone the first control (the rollback's strategy) sits below the settings
+    // table; focusing it normally scrolls the title and Current/Target out of view. The
+    // dialog opens at its top instead, with focus still on that control for the keyboard.
+    if (first) first.focus({ preventScroll: true });
+    dialog.scrollTop = 0;
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -40,10 +40,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def _page(browser: Browser, width: int, height: int) -> Iterator[Page]:
     context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin"
+        viewport={"width": width, "height": height}, timezone_id="Europe/Berlin"
     )
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -53,6 +52,17 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"console errors in the browser: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    yield from _page(browser, 1280, 900)
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A page the width of a phone (390 px), where tables become cards."""
+    yield from _page(browser, 390, 844)
 
 
 def sign_in(page: Page, base_url: str, username: str, password: str) -> None:

@@ -54,6 +54,17 @@ def admin(db) -> Client:
 
 
 @pytest.fixture
+def staff_admin(db) -> Client:
+    """An admin who is also staff, so the header links to "Users & tokens"."""
+    user = make_user(Role.ADMIN)
+    user.is_staff = True
+    user.save()
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def demo(db):
     """An app with an old Deployed revision, the Current one, and a Failed newer one."""
     app = make_app("demo")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import OperationKind, OperationState
 from tests.web.factories import make_app, make_operation, make_revision
 
@@ -60,3 +61,74 @@ def test_admins_get_a_link_to_manage_users_and_tokens(db, admin, viewer):
     client.login(username="root", password="pw-secret-1")
     assert b"Users &amp; tokens" in client.get("/").content
     assert b"Users &amp; tokens" not in viewer.get("/").content
+
+
+@pytest.fixture
+def runtime_reports(monkeypatch):
+    """Make the runtime's runner listing (its one seam, runtime_client) answer `runners`."""
+
+    def answer(runners: list[dict]) -> None:
+        monkeypatch.setattr(runtime_client, "list_runners", lambda app=None, revision=None: runners)
+
+    return answer
+
+
+def counts_cell(html: str, app: str) -> str:
+    row = html.split(f'data-app="{app}"', 1)[1].split("</tr>", 1)[0]
+    return row.split('data-label="Runners (Current)">', 1)[1].split("</td>", 1)[0]
+
+
+def test_runner_counts_are_the_current_revisions_and_say_so(viewer, demo, runtime_reports):
+    app, _old, current, failed = demo
+    runtime_reports(
+        [
+            {"id": "r-1", "app": "demo", "revision": str(current.id), "state": "IDLE"},
+            # A runner of the Failed revision: the app still serves fine on Current.
+            {"id": "r-2", "app": "demo", "revision": str(failed.id), "state": "FAILED"},
+        ]
+    )
+    html = viewer.get("/").content.decode()
+    assert "Runners (Current)" in html
+    counts = counts_cell(html, "demo")
+    assert "1 Idle" in counts
+    assert "Failed" not in counts
+    assert 'data-testid="other-runners"' not in counts
+
+
+def test_live_runners_of_other_revisions_are_counted_apart(viewer, demo, runtime_reports):
+    app, old, current, _failed = demo
+    runtime_reports(
+        [
+            {"id": "r-1", "app": "demo", "revision": str(current.id), "state": "RUNNING"},
+            {"id": "r-2", "app": "demo", "revision": str(old.id), "state": "DRAINING"},
+        ]
+    )
+    counts = counts_cell(viewer.get("/").content.decode(), "demo")
+    assert "1 Running" in counts
+    assert "+ 1 on other revisions" in counts
+
+
+def test_a_failed_runner_of_the_current_revision_is_counted(viewer, demo, runtime_reports):
+    app, _old, current, _failed = demo
+    runtime_reports([{"id": "r-1", "app": "demo", "revision": str(current.id), "state": "FAILED"}])
+    counts = counts_cell(viewer.get("/").content.decode(), "demo")
+    assert 'class="badge runner-failed"' in counts and "1 Failed" in counts
+
+
+def test_every_cell_carries_its_column_label_for_the_phone_card_layout(viewer, demo):
+    html = viewer.get("/").content.decode()
+    assert 'class="table cards"' in html
+    for label in ("App", "Current revision", "Status", "Runners (Current)", "Last operation"):
+        assert f'data-label="{label}"' in html
+
+
+def test_the_htmx_fragment_is_the_polled_region_alone_asking_for_the_same_page(viewer, demo):
+    html = viewer.get("/?page=1", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in html
+    assert 'id="apps-region"' in html
+    assert 'hx-get="/?page=1"' in html and 'hx-trigger="sb-poll"' in html and "data-poll=" in html
+
+
+def test_the_page_polls_its_table_region(viewer, demo):
+    html = viewer.get("/").content.decode()
+    assert 'id="apps-region"' in html and 'hx-trigger="sb-poll"' in html

@@ -7,6 +7,9 @@ import pytest
 from django.template.loader import render_to_string
 from django.test import Client
 
+from dashboard.controlplane.models import Role
+from tests.web.factories import make_app, make_user
+
 pytestmark = pytest.mark.django_db
 
 
@@ -52,3 +55,17 @@ def test_the_500_page_renders_without_any_context():
     assert 'data-testid="error-page"' in html
     assert "Something went wrong" in html
     assert 'href="/" data-testid="back-to-apps"' in html
+
+
+def test_the_404_page_has_the_same_header_as_every_page(staff_admin):
+    html = staff_admin.get("/no/such/page").content.decode()
+    assert 'data-testid="current-role">Admin<' in html
+    assert "Users &amp; tokens" in html
+
+
+def test_the_403_page_has_the_same_header_as_every_page(db):
+    client = Client()
+    client.force_login(make_user(Role.VIEWER, "vic"))
+    make_app("demo")
+    html = client.get("/apps/demo/confirm/rollout").content.decode()
+    assert 'data-testid="current-role">Viewer<' in html

@@ -68,3 +68,26 @@ def test_a_signed_out_htmx_poll_sends_the_page_to_sign_in(viewer):
     assert response.status_code == 200
     assert response["HX-Redirect"] == "/login/?next=%2Fapps%2Fdemo%2Fversions%3Fpage%3D2"
     assert not response.content
+
+
+def test_signed_in_the_login_page_says_who_and_links_to_the_dashboard(staff_admin):
+    html = staff_admin.get("/login/").content.decode()
+    assert 'data-testid="signed-in-as"' in html and "You are signed in as <strong>admin-" in html
+    assert 'href="/" data-testid="continue"' in html
+    # The header is the same as on every page, and signing in as someone else still works.
+    assert 'data-testid="current-role">Admin<' in html and "Users &amp; tokens" in html
+    assert 'name="username"' in html and "Sign in as someone else" in html
+
+
+def test_signed_in_the_continue_link_goes_where_the_user_was_headed(viewer):
+    html = viewer.get("/login/?next=/apps/demo/history").content.decode()
+    assert 'href="/apps/demo/history" data-testid="continue"' in html
+
+
+def test_the_continue_link_never_leads_off_site(viewer):
+    html = viewer.get("/login/?next=https://evil.example/").content.decode()
+    assert 'href="/" data-testid="continue"' in html
+
+
+def test_signed_out_the_login_page_says_nothing_about_a_session(db):
+    assert b'data-testid="signed-in-as"' not in Client().get("/login/").content

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -8,7 +9,7 @@ from django.test import Client, RequestFactory
 from django_tables2 import RequestConfig
 
 from dashboard.controlplane.models import Role
-from dashboard.web.runners import counts_by_app, for_display
+from dashboard.web.runners import AppRunners, counts_by_app, for_display
 from dashboard.web.tables import RunnersTable
 from tests.web.factories import make_app
 
@@ -48,15 +49,19 @@ def test_uptime_and_time_left_before_idle_shutdown_are_computed_from_the_runtime
     assert shown["short_revision"] == "01234567"
 
 
-def test_runner_counts_are_grouped_by_app_and_leave_out_terminated_runners():
+def test_runner_counts_are_the_current_revisions_grouped_by_app_without_terminated_runners():
     runners = [
-        {"app": "a", "state": "IDLE"},
-        {"app": "a", "state": "RUNNING"},
-        {"app": "a", "state": "IDLE"},
-        {"app": "a", "state": "TERMINATED"},
-        {"app": "b", "state": "SETUP"},
+        {"app": "a", "revision": "aaaa-1", "state": "IDLE"},
+        {"app": "a", "revision": "aaaa-1", "state": "RUNNING"},
+        {"app": "a", "revision": "aaaa-1", "state": "IDLE"},
+        {"app": "a", "revision": "aaaa-1", "state": "TERMINATED"},
+        {"app": "a", "revision": "aaaa-0", "state": "FAILED"},
+        {"app": "a", "revision": "aaaa-0", "state": "DRAINING"},
+        {"app": "b", "revision": "bbbb1", "state": "SETUP"},
     ]
-    assert counts_by_app(runners) == {"a": [("RUNNING", 1), ("IDLE", 2)], "b": [("SETUP", 1)]}
+    counts = counts_by_app(runners, {"a": "aaaa1", "b": "bbbb-1"})
+    assert counts["a"] == AppRunners(current=[("RUNNING", 1), ("IDLE", 2)], other_live=1)
+    assert counts["b"] == AppRunners(current=[("SETUP", 1)])
 
 
 def runner(state: str, **times: str) -> dict:
@@ -135,3 +140,55 @@ def test_every_cell_carries_its_column_label_for_the_phone_card_layout():
     assert 'class="table cards"' in html
     for label in ("Runner", "State", "Revision", "In flight", "Uptime", "Idle shutdown in"):
         assert f'data-label="{label}"' in html
+
+
+def test_a_sub_second_lifetime_is_shown_in_milliseconds_not_as_zero_seconds():
+    gone = runner("FAILED", ended_at="2026-01-01T12:00:00.370000+00:00")
+    with time_machine.travel(LATER, tick=False):
+        html = render_table(for_display([gone]))
+    assert "ran 370 ms" in cell(html, "Uptime")
+
+
+def test_live_runners_come_first_then_the_newest_first():
+    def started(runner_id: str, state: str, second: int) -> dict:
+        return {
+            **runner(state),
+            "id": runner_id,
+            "started_at": f"2026-01-01T12:00:{second:02d}+00:00",
+        }
+
+    listing = [
+        started("r-old-gone", "TERMINATED", 1),
+        started("r-old-idle", "IDLE", 2),
+        started("r-new-gone", "FAILED", 20),
+        started("r-new-busy", "RUNNING", 10),
+        started("r-starting", "SETUP", 15),
+    ]
+    with time_machine.travel(LATER, tick=False):
+        shown = [r["id"] for r in for_display(listing)]
+    assert shown == ["r-starting", "r-new-busy", "r-old-idle", "r-new-gone", "r-old-gone"]
+
+
+@pytest.mark.parametrize(
+    ("state", "css", "icon", "word"),
+    [
+        ("FAILED", "runner-failed", "✕", "Failed"),
+        ("RUNNING", "runner-running", "▶", "Running"),
+        ("IDLE", "runner-idle", "○", "Idle"),
+        ("SETUP", "runner-setup", "◌", "Setup"),
+        ("DRAINING", "runner-draining", "↓", "Draining"),
+        ("TERMINATED", "runner-terminated", "■", "Terminated"),
+        ("CRASH_BACKOFF", "runner-crash-backoff", "↻", "Crash backoff"),
+    ],
+)
+def test_a_runner_state_is_a_badge_with_its_own_colour_an_icon_and_a_word(state, css, icon, word):
+    badge = cell(render_table(for_display([runner(state)])), "State")
+    assert f'class="badge {css}"' in badge
+    assert '<span aria-hidden="true"' in badge and icon in badge
+    assert badge.rstrip().endswith(f"{word}</span>")
+
+
+def test_a_failed_runner_is_red_like_a_failed_revision():
+    css = (Path(__file__).parents[2] / "static/css/switchboard.css").read_text()
+    failed_rule = next(line for line in css.splitlines() if ".status-failed" in line)
+    assert ".runner-failed" in failed_rule

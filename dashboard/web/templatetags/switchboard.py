@@ -30,6 +30,11 @@ def status_badge(status: str, label: str) -> str:
 
 
 @register.simple_tag
+def runner_badge(state: str, count: int | None = None) -> str:
+    return markup.runner_badge(state, count)
+
+
+@register.simple_tag
 def op_state(op) -> str:
     return markup.op_state(op)
 
@@ -51,10 +56,15 @@ def action_button(
 
 @register.filter
 def seconds(value: int | float | timedelta | None) -> str:
-    """3725 -> '1h 2m'; short and exact enough for uptimes and durations."""
+    """3725 -> '1h 2m', 0.37 -> '370 ms'; short and exact enough for uptimes and durations.
+
+    Under a second in milliseconds, as the CLI's output.duration says it: a runner whose
+    setup() failed at once "ran 370 ms", not "ran 0s"."""
     if value is None:
         return "—"
     total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if 0 < total < 1:
+        return f"{total * 1000:.0f} ms"
     if total < 10:
         return f"{total:.1f}s" if total % 1 else f"{int(total)}s"
     total = int(total)
@@ -65,6 +75,15 @@ def seconds(value: int | float | timedelta | None) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
+
+
+@register.simple_tag
+def user_role(user):
+    """{% user_role user as header_role %}: the header's role badge on every page, including
+    those rendered without a view's context (404, 403, the login page)."""
+    from dashboard.controlplane.models import role_of
+
+    return role_of(user)
 
 
 @register.filter

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from dashboard import durations
+
 
 def parse_time(value: str | None) -> datetime | None:
     if not value:
@@ -46,16 +48,7 @@ def clock(moment: datetime | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{rest:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
+    return durations.human(seconds, missing="-")
 
 
 def short_id(value: Any) -> str:

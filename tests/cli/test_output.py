@@ -71,9 +71,11 @@ def test_short_ids_are_eight_hex_characters():
 
 def test_durations_pick_a_readable_unit():
     assert output.duration(0.25) == "250 ms"
-    assert output.duration(12.34) == "12.3 s"
-    assert output.duration(125) == "2m05s"
-    assert output.duration(7260) == "2h01m"
+    assert output.duration(3.25) == "3.2s"
+    assert output.duration(12.34) == "12s"
+    assert output.duration(125) == "2m 5s"
+    assert output.duration(7260) == "2h 1m"
+    assert output.duration(None) == "-"
 
 
 def test_a_failed_operations_traceback_is_summarised_by_its_first_and_last_lines():

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django import template
 from django.urls import reverse
 
+from dashboard import durations
 from dashboard.web import markup
 
 register = template.Library()
@@ -56,25 +57,8 @@ def action_button(
 
 @register.filter
 def seconds(value: int | float | timedelta | None) -> str:
-    """3725 -> '1h 2m', 0.37 -> '370 ms'; short and exact enough for uptimes and durations.
-
-    Under a second in milliseconds, as the CLI's output.duration says it: a runner whose
-    setup() failed at once "ran 370 ms", not "ran 0s"."""
-    if value is None:
-        return "—"
-    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if 0 < total < 1:
-        return f"{total * 1000:.0f} ms"
-    if total < 10:
-        return f"{total:.1f}s" if total % 1 else f"{int(total)}s"
-    total = int(total)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
+    """3725 -> '1h 2m', 0.37 -> '370 ms': as the CLI says it (dashboard/durations.py)."""
+    return durations.human(value)
 
 
 @register.simple_tag

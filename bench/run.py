@@ -556,6 +556,23 @@ def bench_dashboard(samples: int) -> None:
     web.close()
 
 
+# Installed in the page before each click: the time of the click on Confirm, and of the
+# first DOM change after which the target row shows the Current badge.
+WATCH_BADGE = """(row) => {
+    window.sbClicked = window.sbBadgeMoved = null;
+    document.addEventListener("click", (e) => {
+        if (e.target.closest("[data-testid=confirm-button]")) window.sbClicked = performance.now();
+    }, {capture: true, once: true});
+    const seen = new MutationObserver(() => {
+        if (document.querySelector(row + " [data-testid=current-badge]")) {
+            window.sbBadgeMoved = performance.now();
+            seen.disconnect();
+        }
+    });
+    seen.observe(document.body, {childList: true, subtree: true});
+}"""
+
+
 def bench_browser(api, var_dir: Path, samples: int) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -565,7 +582,7 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
     web = os.environ["SWITCHBOARD_API_URL"]
     revisions = [deploy_echo(api, var_dir, "clicks", f"v{i}") for i in (1, 2)]
     password = (var_dir / "admin-password").read_text().strip()
-    clicks = []
+    clicks, waited = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -582,15 +599,24 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
             row.get_by_test_id("rollback-button").click()
             dialog = page.get_by_test_id("confirm-dialog")
             dialog.get_by_label(re.compile("Recreate")).check()
+            # Timed in the page: from the click event to the DOM change that shows the
+            # badge. Playwright's own wait re-checks on a backoff (up to 500 ms apart), so
+            # its time says more about its polling than about the page; it is kept too.
+            page.evaluate(WATCH_BADGE, f'[data-testid=revision-row][data-revision="{target[:8]}"]')
             started = time.perf_counter()
             dialog.get_by_test_id("confirm-button").click()
             row.get_by_test_id("current-badge").wait_for(timeout=15_000)
-            clicks.append((time.perf_counter() - started) * 1000)
+            waited.append((time.perf_counter() - started) * 1000)
+            clicks.append(page.evaluate("window.sbBadgeMoved - window.sbClicked"))
         browser.close()
     report(
         "click Confirm (recreate) → Current badge moved (ms)",
         f"p50 {pct(clicks, 0.5):.0f}  p90 {pct(clicks, 0.9):.0f}",
         "goal < 1500",
+    )
+    report(
+        "  the same, as Playwright's wait for the badge sees it (ms)",
+        f"p50 {pct(waited, 0.5):.0f}  p90 {pct(waited, 0.9):.0f}",
     )
 
 

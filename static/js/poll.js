@@ -11,19 +11,30 @@
 (function () {
   "use strict";
 
-  var TICK_MS = 250;
+  var TICK_MS = 100;
   var lastPolled = new WeakMap();
 
   function due(el, now) {
     var every = parseInt(el.getAttribute("data-poll"), 10) || 2000;
     var last = lastPolled.get(el);
     if (last === undefined) {
-      // A freshly swapped-in region was just rendered: wait a full interval.
+      // Not seen being swapped in (see htmx:load below): wait a full interval from now.
       lastPolled.set(el, now);
       return false;
     }
     return now - last >= every;
   }
+
+  // A region swapped in was just rendered: its interval starts now, not at the next tick,
+  // so a running action's panel asks again exactly a second after its last answer.
+  document.body.addEventListener("htmx:load", function (e) {
+    var now = Date.now();
+    var root = e.detail.elt;
+    if (root.matches && root.matches("[data-poll]")) lastPolled.set(root, now);
+    if (root.querySelectorAll) {
+      root.querySelectorAll("[data-poll]").forEach(function (el) { lastPolled.set(el, now); });
+    }
+  });
 
   function poll(force) {
     if (document.hidden || !window.htmx) return;

@@ -235,7 +235,7 @@ def deploy(
     # The API checks the role only once the whole bundle is uploaded; one small request
     # first lets a token that may not deploy be refused without that upload.
     check_role(state, "deployer")
-    if not state.json:
+    if state.wait and not state.json:  # A progress line, like the operation's steps.
         click.echo(
             f"{output.clock(None)}  uploading {len(data) / 1024:.1f} KiB bundle "
             f"({entrypoint}) to app {app_name}"

@@ -55,7 +55,12 @@ class RunnerStopForm(ActionForm):
 
 
 class ScaleForm(ActionForm):
-    """One field per parameter, showing the alias's current value and the allowed range."""
+    """One field per parameter, showing the alias's current value and the allowed range.
+
+    Only the values the user edited are sent. Each field carries the value the dialog
+    showed (Django's hidden initial), so a value someone else changed while the dialog was
+    open is not put back to what the dialog showed.
+    """
 
     def __init__(self, *args, current: dict[str, Any], **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,6 +73,7 @@ class ScaleForm(ActionForm):
             else:
                 field = forms.IntegerField(min_value=param.minimum, max_value=param.maximum)
             field.initial = current[name]
+            field.show_hidden_initial = True
             field.label = name
             field.help_text = f"{param.help}; allowed {param.allowed}" + (
                 f" {param.unit}" if param.unit else ""
@@ -81,7 +87,7 @@ class ScaleForm(ActionForm):
         cleaned = super().clean()
         if self.errors:
             return cleaned
-        values = {name: cleaned[name] for name in PARAMETERS}
+        values = {**self.current, **self.edited()}  # What would be in effect afterwards.
         try:
             parameters.check_consistent(parameters.validate(values))
         except ParameterError as exc:
@@ -92,12 +98,17 @@ class ScaleForm(ActionForm):
             raise forms.ValidationError("Nothing to change: every value is already in effect.")
         return cleaned
 
-    def changes(self) -> dict[str, Any]:
+    def edited(self) -> dict[str, Any]:
+        """The values the user changed in the dialog (all of them for a post that does not
+        say what the dialog showed)."""
         return {
             name: self.cleaned_data[name]
-            for name in PARAMETERS
-            if name in self.cleaned_data and self.cleaned_data[name] != self.current[name]
+            for name in self.changed_data
+            if name in PARAMETERS and name in self.cleaned_data
         }
+
+    def changes(self) -> dict[str, Any]:
+        return {name: value for name, value in self.edited().items() if value != self.current[name]}
 
     def code_specific_changes(self) -> list[str]:
         return [name for name in self.changes() if name in CODE_SPECIFIC]

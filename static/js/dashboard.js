@@ -83,7 +83,13 @@
     });
     dialog.addEventListener("close", function () {
       content.innerHTML = "";
-      if (opener && document.body.contains(opener)) opener.focus();
+      var back = opener;
+      if (back && !document.body.contains(back) && back.getAttribute("hx-get")) {
+        // A live refresh replaced the button while the dialog was open: the new one for
+        // the same action and target has the same URL.
+        back = document.querySelector('[hx-get="' + CSS.escape(back.getAttribute("hx-get")) + '"]');
+      }
+      if (back && document.body.contains(back)) back.focus();
       opener = null;
     });
     // showModal() makes the page behind inert and Escape closes the dialog natively;

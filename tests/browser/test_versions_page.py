@@ -368,3 +368,38 @@ def test_a_hidden_tab_sends_no_polls_and_catches_up_when_shown(system, api, peop
     # Shown again, the page refreshes at once instead of showing the stale table.
     _set_tab_hidden(page, False)
     expect(row(page, newer).get_by_test_id("current-badge")).to_be_visible()
+
+
+def test_dialogs_work_from_the_keyboard_and_give_focus_back(system, api, people, page, tmp_path):
+    name = "keys-" + uuid.uuid4().hex[:6]
+    old = deploy(api, tmp_path, name, "v1")
+    deploy(api, tmp_path, name, "v2")
+    sign_in(page, system.api_url, "deployer-user", PASSWORD)
+    page.goto(versions_url(system, name))
+    rollback = row(page, old).get_by_test_id("rollback-button")
+    rollback.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+
+    def focus_in_dialog() -> bool:
+        return page.evaluate(
+            "document.getElementById('confirm-dialog').contains(document.activeElement)"
+        )
+
+    assert focus_in_dialog()
+    for key in ["Tab"] * 12 + ["Shift+Tab"] * 12:  # More than the dialog has controls.
+        page.keyboard.press(key)
+        assert focus_in_dialog(), f"focus left the dialog after {key}"
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(rollback).to_be_focused()
+
+    # The table refreshes behind an open dialog (someone scales the app from the CLI):
+    # focus still goes back to the Rollback button of that row, now a new element.
+    rollback.click()
+    expect(dialog).to_be_visible()
+    api.scale(name, {"keep_alive": 90})
+    expect(page.get_by_test_id("versions-region")).to_contain_text("keep-alive 90s")
+    page.keyboard.press("Escape")
+    expect(row(page, old).get_by_test_id("rollback-button")).to_be_focused()

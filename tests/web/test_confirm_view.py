@@ -213,6 +213,46 @@ def test_an_out_of_range_scale_value_gets_a_precise_error_and_nothing_is_enqueue
     assert queued_task_ids(empty_queue) == {}
 
 
+def test_scale_sends_only_the_values_edited_in_the_dialog(deployer, demo, empty_queue):
+    # The dialog showed keep_alive 60; someone set it to 300 before this was confirmed.
+    app, *_ = demo
+    app.settings = {**app.settings, "keep_alive": 300}
+    app.save()
+    shown = {
+        "keep_alive": 60,
+        "min_concurrency": 0,
+        "max_concurrency": 2,
+        "concurrency_buffer": 0,
+        "concurrency_buffer_perc": 0,
+        "scaling_delay": 0,
+        "request_timeout": 3600,
+        "max_multiplexing": 1,
+        "startup_timeout": 600,
+        "machine_type": "XS",
+    }
+    key = str(uuid.uuid4())
+    response = deployer.post(
+        "/apps/demo/confirm/scale",
+        {
+            "key": key,
+            **{f"initial-{name}": value for name, value in shown.items()},
+            **shown,
+            "max_concurrency": 3,
+        },
+        **HTMX,
+    )
+    assert response.status_code == 200
+    assert task_reached_redis(empty_queue, key)
+    queued = queued_task_ids(empty_queue).get(key)
+    if queued is not None:  # Not yet taken by a worker of the live system.
+        assert queued["args"][2]["values"] == {"max_concurrency": 3}
+
+
+def test_the_scale_dialog_carries_the_values_it_shows(deployer, demo):
+    html = deployer.get("/apps/demo/confirm/scale", **HTMX).content.decode()
+    assert 'type="hidden" name="initial-keep_alive"' in html
+
+
 def test_an_unknown_strategy_is_refused(deployer, demo, empty_queue):
     _app, old, _current, _failed = demo
     response = post(deployer, f"/apps/demo/confirm/rollback?rev={old.short_id}", strategy="yolo")

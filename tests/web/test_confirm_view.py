@@ -19,6 +19,21 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
+# Every field of the Scale dialog, as it shows the demo app's settings.
+SCALE_FORM = {
+    "keep_alive": 60,
+    "min_concurrency": 0,
+    "max_concurrency": 2,
+    "concurrency_buffer": 0,
+    "concurrency_buffer_perc": 0,
+    "scaling_delay": 0,
+    "request_timeout": 3600,
+    "max_multiplexing": 1,
+    "startup_timeout": 600,
+    "machine_type": "XS",
+}
+
+
 def post(client: Client, url: str, **data):
     return client.post(url, {"key": str(uuid.uuid4()), **data}, **HTMX)
 
@@ -187,18 +202,7 @@ def test_rolling_back_to_the_current_or_a_failed_revision_is_refused(
 def test_an_out_of_range_scale_value_gets_a_precise_error_and_nothing_is_enqueued(
     deployer, demo, empty_queue
 ):
-    values = {
-        "keep_alive": 10,
-        "min_concurrency": 5,
-        "max_concurrency": 2,
-        "concurrency_buffer": 0,
-        "concurrency_buffer_perc": 0,
-        "scaling_delay": 0,
-        "request_timeout": 3600,
-        "max_multiplexing": 1,
-        "startup_timeout": 600,
-        "machine_type": "XS",
-    }
+    values = {**SCALE_FORM, "keep_alive": 10, "min_concurrency": 5}
     response = post(deployer, "/apps/demo/confirm/scale", **values)
     html = response.content.decode()
     assert response.status_code == 200
@@ -218,18 +222,7 @@ def test_scale_sends_only_the_values_edited_in_the_dialog(deployer, demo, empty_
     app, *_ = demo
     app.settings = {**app.settings, "keep_alive": 300}
     app.save()
-    shown = {
-        "keep_alive": 60,
-        "min_concurrency": 0,
-        "max_concurrency": 2,
-        "concurrency_buffer": 0,
-        "concurrency_buffer_perc": 0,
-        "scaling_delay": 0,
-        "request_timeout": 3600,
-        "max_multiplexing": 1,
-        "startup_timeout": 600,
-        "machine_type": "XS",
-    }
+    shown = {**SCALE_FORM, "keep_alive": 60}
     key = str(uuid.uuid4())
     response = deployer.post(
         "/apps/demo/confirm/scale",

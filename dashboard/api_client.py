@@ -246,13 +246,6 @@ class ControlApi:
             idempotency_key=idempotency_key,
         )
 
-    def delete_alias(
-        self, app: str, *, reason: str = "", idempotency_key: str | None = None
-    ) -> dict:
-        return self.call(
-            "DELETE", f"apps/{app}", json_body={"reason": reason}, idempotency_key=idempotency_key
-        )
-
     def stop_runner(
         self,
         runner_id: str,

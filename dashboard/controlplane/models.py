@@ -202,7 +202,6 @@ class OperationKind(models.TextChoices):
     RESUME = "resume", "resume"
     RUNNER_STOP = "runner_stop", "runner stop"
     RUNNER_KILL = "runner_kill", "runner kill"
-    DELETE_ALIAS = "delete_alias", "delete alias"
 
 
 class OperationState(models.TextChoices):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.controlplane.models import App, Operation, Revision
+from dashboard.controlplane.models import App, Operation
 from tests.controlplane.conftest import add_revision
 
 pytestmark = pytest.mark.django_db
@@ -44,23 +44,11 @@ def test_an_unknown_api_path_answers_json_404(viewer):
     assert "openapi.json" in response.json()["error"]["message"]
 
 
-def test_deleting_the_alias_keeps_revisions_and_history_and_is_recorded(admin, demo_app):
-    current = demo_app.current_revision_id
-    response = admin.delete("apps/demo", {"reason": "retire"})
-    assert response.status_code == 200
-    op = response.json()["operation"]
-    assert op["kind"] == "delete_alias"
-    assert op["state"] == "succeeded"
-    assert op["reason"] == "retire"
-    assert op["revision"] == str(current)
-    app = App.objects.get()
-    assert app.current_revision_id is None
-    assert Revision.objects.filter(pk=current).exists()
-    assert admin.get("apps/demo").json()["status"] == "no current revision"
-
-
-def test_deleting_an_alias_that_points_nowhere_is_refused(admin, demo_app):
-    App.objects.update(current_revision=None)
+def test_an_app_cannot_lose_its_current_revision_through_the_api(admin, demo_app):
+    # DESIGN.md §1: exactly one Current revision once an app was deployed; to take an app
+    # offline, suspend it.
     response = admin.delete("apps/demo")
-    assert response.status_code == 409
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+    assert App.objects.get().current_revision_id == demo_app.current_revision_id
     assert not Operation.objects.exists()

@@ -93,11 +93,10 @@ def test_a_viewer_may_not_scale_and_nothing_changes(viewer, demo_app):
     assert not Operation.objects.exists()
 
 
-def test_a_deployer_may_not_suspend_delete_a_revision_or_delete_the_alias(deployer, demo_app):
+def test_a_deployer_may_not_suspend_or_delete_a_revision(deployer, demo_app):
     rev = demo_app.current_revision.short_id
     assert deployer.post("apps/demo/suspend").status_code == 403
     assert deployer.delete(f"apps/demo/revisions/{rev}").status_code == 403
-    assert deployer.delete("apps/demo").status_code == 403
     assert deployer.post("runners/r-12345678/kill").status_code == 403
     assert App.objects.get().current_revision_id == demo_app.current_revision_id
     assert not Operation.objects.exists()

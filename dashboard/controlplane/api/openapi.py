@@ -166,12 +166,6 @@ def _paths() -> dict[str, Any]:
                 "summary": "One app, with revision count and the parameter catalogue",
                 "responses": {"200": _json(_ref("App")), **ERRORS},
             },
-            "delete": _mutation(
-                "Delete the alias: the app keeps its revisions and history, answers 503",
-                "admin",
-                _body(REASON),
-                OP_DONE,
-            ),
         },
         "/apps/{app}/revisions": {
             "parameters": [APP],
@@ -508,7 +502,6 @@ def document() -> dict[str, Any]:
                                 "resume",
                                 "runner_stop",
                                 "runner_kill",
-                                "delete_alias",
                             ],
                         },
                         "state": {

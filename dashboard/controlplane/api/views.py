@@ -230,10 +230,8 @@ def apps(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN)
+@api_view(GET=Role.VIEWER)
 def app_detail(request: HttpRequest, app: str) -> JsonResponse:
-    if request.method == "DELETE":
-        return _delete_alias(request, app)
     found = (
         App.objects.select_related("current_revision__deployed_by", "owner")
         .filter(name=app)
@@ -738,42 +736,6 @@ def suspend(request: HttpRequest, app: str) -> JsonResponse:
 @api_view(POST=Role.ADMIN)
 def resume(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=False)
-
-
-def _delete_alias(request: HttpRequest, app: str) -> JsonResponse:
-    reason = _text(_body(request).get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            previous = found.current_revision
-            if previous is None:
-                raise Conflict(f"app {found.name!r} has no alias to delete (no current revision)")
-            op = operations.create(
-                found,
-                OperationKind.DELETE_ALIAS,
-                request.actor,
-                reason=reason,
-                params={"revision": str(previous.id)},
-                revision=previous,
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            found.current_revision = None
-            found.save(update_fields=["current_revision", "updated_at"])
-            operations.step(
-                op,
-                f"alias {found.name} no longer points to {previous.short_id}; the app answers "
-                "503 until a revision is set; revisions and history are kept",
-            )
-            events.publish_app_changed(found.name)
-            operations.succeed(op, {"previous_revision": str(previous.id)})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    _tell_runtime(op, found.name)
-    return _operation_answer(op)
 
 
 # -- runners ------------------------------------------------------------------------------

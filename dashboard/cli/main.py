@@ -102,6 +102,19 @@ def check_role(state: State, needed: str) -> None:
         raise ApiError(403, "forbidden", refusal)
 
 
+def page_note(payload: dict, what: str) -> str | None:
+    """Where a paged listing's page sits among the others, or None when there is one page."""
+    count, page = payload.get("count") or 0, payload.get("page") or 1
+    pages = -(-count // (payload.get("page_size") or 1))
+    if pages <= 1 and page == 1:
+        return None
+    if page > pages:
+        there = f"{count} {what} on {pages} page(s)" if count else f"there are no {what}"
+        return f"page {page} is past the end: {there}"
+    more = f"; --page {page + 1} for more" if page < pages else ""
+    return f"page {page} of {pages} ({count} {what}){more}"
+
+
 def unwrap_operation(payload: dict) -> dict:
     return payload.get("operation", payload) if isinstance(payload, dict) else {}
 
@@ -346,7 +359,10 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
         )
         return
     if not revisions:
-        click.echo(f"app {app} has no revisions" + (f" with status {status}" if status else ""))
+        click.echo(
+            page_note(payload, "revisions")
+            or f"app {app} has no revisions" + (f" with status {status}" if status else "")
+        )
         return
     rows = []
     for rev in revisions:
@@ -387,9 +403,8 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
         "startup",
     )
     click.echo(output.table(headers, rows, max_width=48))
-    total = payload.get("count", payload.get("total"))
-    if isinstance(total, int) and total > len(revisions):
-        click.echo(f"page {page}: {len(revisions)} of {total} revisions (use --page)")
+    if note := page_note(payload, "revisions"):
+        click.echo(note)
 
 
 @command(apps, "runners")
@@ -456,7 +471,7 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
         output.emit_json(payload)
         return
     if not items:
-        click.echo(f"app {app} has no recorded operations")
+        click.echo(page_note(payload, "operations") or f"app {app} has no recorded operations")
         return
     rows = []
     for op in items:
@@ -488,6 +503,8 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
         "error",
     )
     click.echo(output.table(headers, rows, max_width=40))
+    if note := page_note(payload, "operations"):
+        click.echo(note)
 
 
 # -- apps: mutations ------------------------------------------------------------------

@@ -91,3 +91,23 @@ def test_a_failed_operations_traceback_is_summarised_by_its_first_and_last_lines
     )
     assert summarise("import failed") == "import failed"
     assert summarise("") == "no reason given"
+
+
+def test_a_paged_listing_says_where_its_page_is():
+    from dashboard.cli.main import page_note
+
+    assert page_note({"count": 4, "page": 1, "page_size": 50}, "revisions") is None
+    assert (
+        page_note({"count": 64, "page": 1, "page_size": 50}, "operations")
+        == "page 1 of 2 (64 operations); --page 2 for more"
+    )
+    assert page_note({"count": 64, "page": 2, "page_size": 50}, "operations") == (
+        "page 2 of 2 (64 operations)"
+    )
+    # An empty page past the end is not "no operations".
+    assert page_note({"count": 64, "page": 99, "page_size": 50}, "operations") == (
+        "page 99 is past the end: 64 operations on 2 page(s)"
+    )
+    assert page_note({"count": 0, "page": 3, "page_size": 50}, "revisions") == (
+        "page 3 is past the end: there are no revisions"
+    )

@@ -584,8 +584,9 @@ def scale(state: State, app: str, reason: str, **flags: Any) -> None:
     if state.json:
         finish(state, op, "", {"notes": notes, "settings": payload.get("settings")})
         return
-    for note in notes:
-        click.echo(f"note: {note}")
+    if not state.wait:  # Waiting, they were printed among the operation's steps.
+        for note in notes:
+            click.echo(f"note: {note}")
     changed = ", ".join(f"{k}={v}" for k, v in values.items())
     finish(state, op, f"scaled {app}: {changed}")
 

@@ -20,6 +20,12 @@ def test_scale_changes_runtime_tunables_at_once_and_records_what_changed(deploye
     assert App.objects.get().scale_overrides == []
 
 
+def test_a_number_sent_as_text_is_recorded_as_the_number_that_took_effect(deployer, demo_app):
+    op = deployer.post("apps/demo/scale", {"keep_alive": "45"}).json()["operation"]
+    assert op["params"] == {"keep_alive": 45}
+    assert App.objects.get().settings["keep_alive"] == 45
+
+
 def test_scaling_a_code_specific_value_says_the_next_deploy_or_set_rev_resets_it(
     deployer, demo_app
 ):

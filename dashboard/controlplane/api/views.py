@@ -607,15 +607,25 @@ def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
 # -- quick operations: done in the request, still recorded ----------------------------------
 
 
+def _scale_refused(exc: parameters.ParameterError) -> BadRequest:
+    return BadRequest(
+        f"refused, nothing changed: {exc}", details={"errors": exc.errors}, code="out_of_range"
+    )
+
+
 @api_view(POST=Role.DEPLOYER)
 def scale(request: HttpRequest, app: str) -> JsonResponse:
     body = _body(request)
     reason = _text(body.pop("reason", ""), "reason")
-    changes = body
-    if not changes:
+    if not body:
         raise BadRequest(
             f"nothing to change: give at least one of {', '.join(parameters.PARAMETERS)}"
         )
+    try:
+        # Coerced ("5" is 5) before anything records them: History shows what took effect.
+        changes = parameters.validate(body)
+    except parameters.ParameterError as exc:
+        raise _scale_refused(exc) from None
     earlier = _replayed(request)
     if earlier is not None:
         return earlier
@@ -629,11 +639,7 @@ def scale(request: HttpRequest, app: str) -> JsonResponse:
             try:
                 new_settings, notes = parameters.apply_scale(found.settings, changes)
             except parameters.ParameterError as exc:
-                raise BadRequest(
-                    f"refused, nothing changed: {exc}",
-                    details={"errors": exc.errors},
-                    code="out_of_range",
-                ) from None
+                raise _scale_refused(exc) from None
             changed = {
                 name: [found.settings.get(name), value]
                 for name, value in new_settings.items()

@@ -43,8 +43,21 @@ def _labelled(table_cls: type[tables.Table]) -> type[tables.Table]:
     return table_cls
 
 
+class PagedTable(tables.Table):
+    """A table whose page size a visitor can pick (django-tables2 honours ?per_page=N), but
+    only up to MAX_PER_PAGE rows: one request must not render a whole 10,000-revision
+    history."""
+
+    MAX_PER_PAGE = 100
+
+    def paginate(self, *args, per_page: int | None = None, **kwargs):
+        if per_page is not None:
+            per_page = min(max(1, per_page), self.MAX_PER_PAGE)
+        return super().paginate(*args, per_page=per_page, **kwargs)
+
+
 @_labelled
-class AppsTable(tables.Table):
+class AppsTable(PagedTable):
     name = tables.TemplateColumn(template_name=CELLS + "app_name.html", verbose_name="App")
     current = tables.TemplateColumn(
         template_name=CELLS + "app_current.html", verbose_name="Current revision", empty_values=()
@@ -77,7 +90,7 @@ class AppsTable(tables.Table):
 
 
 @_labelled
-class VersionsTable(tables.Table):
+class VersionsTable(PagedTable):
     """The Versions page: one row per revision, newest first, 25 to a page.
 
     It must cost the same with 10 or 10,000 revisions, so what matters is the cost per
@@ -119,6 +132,8 @@ class VersionsTable(tables.Table):
         attrs = {"class": "table cards versions", "data-testid": "versions-table"}
 
     def __init__(self, *args, app: App, role, **kwargs):
+        if not role_allows(role, Role.DEPLOYER):
+            kwargs["exclude"] = ("actions",)  # A viewer has no actions: no empty column.
         super().__init__(*args, **kwargs)
         self.app = app
         self.current_id = app.current_revision_id
@@ -265,7 +280,7 @@ def _failure(record: Revision, op: Operation | None) -> str:
 
 
 @_labelled
-class HistoryTable(tables.Table):
+class HistoryTable(PagedTable):
     kind = tables.Column(verbose_name="Operation")
     requester_name = tables.Column(verbose_name="Who", default="—")
     source = tables.Column(verbose_name="Source")
@@ -332,6 +347,8 @@ class RunnersTable(tables.Table):
         empty_text = "No runners: the next request cold-starts one."
 
     def __init__(self, *args, app: App, role, **kwargs):
+        if not role_allows(role, Role.DEPLOYER):
+            kwargs["exclude"] = ("actions",)  # A viewer has no actions: no empty column.
         super().__init__(*args, **kwargs)
         self.app = app
         self.role = role

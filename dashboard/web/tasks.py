@@ -6,10 +6,13 @@ from typing import Any
 
 from celery import shared_task
 
-from dashboard.web.actions import submit
+from dashboard.web.actions import ActionFailed, submit
 
 
-@shared_task(name="web.submit_action")
+# A refusal (ActionFailed: the API said no, or could not be reached) is an expected
+# outcome that the progress panel shows; `throws` makes Celery log it as one line, not
+# as an unexpected error with a traceback.
+@shared_task(name="web.submit_action", throws=(ActionFailed,))
 def submit_action(action: str, app: str, params: dict[str, Any], token: str, key: str) -> str:
     """Apply one confirmed dashboard action through the control API; return the operation id.
 

@@ -203,7 +203,10 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     )
     if status:
         revisions = revisions.filter(status=status)
-    table = VersionsTable(revisions, app=app, role=role)
+    empty = (
+        f"No {RevisionStatus(status).label} revisions." if status else "No revisions yet."
+    )
+    table = VersionsTable(revisions, app=app, role=role, empty_text=empty)
     RequestConfig(request, paginate={"per_page": VERSIONS_PER_PAGE}).configure(table)
     context = {
         "app": app,
@@ -274,6 +277,8 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
         return {"revision": revision, "params": {"revision": str(revision.id)}}
     if spec.target == "runner":
         runner_id = data.get("runner", "")
+        if not runner_id:
+            raise BadInput("Which runner? Give its id as ?runner=RUNNER_ID.", status=400)
         listing, runtime_error = runner_data.fetch(app.name)
         if runtime_error:
             raise BadInput(f"Cannot act on runners now: {runtime_error}.", status=503)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import OperationKind, OperationState
+from dashboard.web import runners as runner_data
 from tests.web.factories import make_app, make_operation, make_revision
 
 pytestmark = pytest.mark.django_db
@@ -63,56 +63,43 @@ def test_admins_get_a_link_to_manage_users_and_tokens(db, admin, viewer):
     assert b"Users &amp; tokens" not in viewer.get("/").content
 
 
-@pytest.fixture
-def runtime_reports(monkeypatch):
-    """Make the runtime's runner listing (its one seam, runtime_client) answer `runners`."""
-
-    def answer(runners: list[dict]) -> None:
-        monkeypatch.setattr(runtime_client, "list_runners", lambda app=None, revision=None: runners)
-
-    return answer
+# Runner counts are computed from the runtime's listing by a plain function: these give
+# it listings the runtime sends; test_apps_live.py shows the real runtime's on the page.
 
 
-def counts_cell(html: str, app: str) -> str:
-    row = html.split(f'data-app="{app}"', 1)[1].split("</tr>", 1)[0]
-    return row.split('data-label="Runners (Current)">', 1)[1].split("</td>", 1)[0]
-
-
-def test_runner_counts_are_the_current_revisions_and_say_so(viewer, demo, runtime_reports):
+def test_runner_counts_are_the_current_revisions(demo):
     app, _old, current, failed = demo
-    runtime_reports(
+    summary = runner_data.counts_by_app(
         [
             {"id": "r-1", "app": "demo", "revision": str(current.id), "state": "IDLE"},
             # A runner of the Failed revision: the app still serves fine on Current.
             {"id": "r-2", "app": "demo", "revision": str(failed.id), "state": "FAILED"},
-        ]
-    )
-    html = viewer.get("/").content.decode()
-    assert "Runners (Current)" in html
-    counts = counts_cell(html, "demo")
-    assert "1 Idle" in counts
-    assert "Failed" not in counts
-    assert 'data-testid="other-runners"' not in counts
+            {"id": "r-3", "app": "demo", "revision": str(current.id), "state": "TERMINATED"},
+        ],
+        {"demo": current.id},
+    )["demo"]
+    assert (summary.current, summary.other_live) == ([("IDLE", 1)], 0)
 
 
-def test_live_runners_of_other_revisions_are_counted_apart(viewer, demo, runtime_reports):
+def test_live_runners_of_other_revisions_are_counted_apart(demo):
     app, old, current, _failed = demo
-    runtime_reports(
+    summary = runner_data.counts_by_app(
         [
-            {"id": "r-1", "app": "demo", "revision": str(current.id), "state": "RUNNING"},
+            {"id": "r-1", "app": "demo", "revision": current.id.hex, "state": "RUNNING"},
             {"id": "r-2", "app": "demo", "revision": str(old.id), "state": "DRAINING"},
-        ]
-    )
-    counts = counts_cell(viewer.get("/").content.decode(), "demo")
-    assert "1 Running" in counts
-    assert "+ 1 on other revisions" in counts
+        ],
+        {"demo": current.id},
+    )["demo"]
+    assert (summary.current, summary.other_live) == ([("RUNNING", 1)], 1)
 
 
-def test_a_failed_runner_of_the_current_revision_is_counted(viewer, demo, runtime_reports):
+def test_a_failed_runner_of_the_current_revision_is_counted(demo):
     app, _old, current, _failed = demo
-    runtime_reports([{"id": "r-1", "app": "demo", "revision": str(current.id), "state": "FAILED"}])
-    counts = counts_cell(viewer.get("/").content.decode(), "demo")
-    assert 'class="badge runner-failed"' in counts and "1 Failed" in counts
+    summary = runner_data.counts_by_app(
+        [{"id": "r-1", "app": "demo", "revision": str(current.id), "state": "FAILED"}],
+        {"demo": current.id},
+    )["demo"]
+    assert summary.current == [("FAILED", 1)]
 
 
 def test_every_cell_carries_its_column_label_for_the_phone_card_layout(viewer, demo):

@@ -103,6 +103,14 @@ def test_the_scale_dialog_shows_current_values_and_allowed_ranges(deployer, demo
 def test_a_dialog_opened_without_htmx_is_a_full_page(deployer, demo):
     html = deployer.get("/apps/demo/confirm/rollout").content.decode()
     assert "<html" in html and 'data-testid="confirm-rollout"' in html
+    assert '<a class="btn" href="/apps/demo/versions">Cancel</a>' in html  # Not a dialog's.
+
+
+def test_an_error_shown_as_a_full_page_links_back(deployer, demo):
+    html = deployer.get("/apps/demo/confirm/explode").content.decode()
+    assert "Unknown action" in html
+    assert '<a class="btn" href="/">Back to Apps</a>' in html
+    assert "data-close-dialog" not in html
 
 
 # -- roles ------------------------------------------------------------------------------
@@ -251,6 +259,12 @@ def test_an_unknown_strategy_is_refused(deployer, demo, empty_queue):
     response = post(deployer, f"/apps/demo/confirm/rollback?rev={old.short_id}", strategy="yolo")
     assert "Select a valid choice" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+
+
+def test_a_runner_action_without_a_runner_asks_which(admin, demo, empty_queue):
+    response = admin.get("/apps/demo/confirm/runner-kill", **HTMX)
+    assert response.status_code == 400
+    assert "Which runner? Give its id as ?runner=RUNNER_ID." in response.content.decode()
 
 
 def test_runner_actions_say_the_runtime_is_unavailable(admin, demo, empty_queue):

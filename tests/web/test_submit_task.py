@@ -79,5 +79,7 @@ def test_an_api_refusal_reaches_the_progress_panel_with_the_apis_message(system)
     assert 'data-testid="op-error"' in html
     assert "a Failed revision can never become Current" in html
     assert f"Roll back {failed.short_id}" in html and "Not applied" in html
+    # An expected refusal: the worker logs it in one line, not as an unexpected error.
+    assert "raised unexpected: ActionFailed" not in system.log("worker")
     assert App.objects.get(pk=app.pk).current_revision_id != failed.id
     assert not Operation.objects.filter(requester=user, state=OperationState.SUCCEEDED).exists()

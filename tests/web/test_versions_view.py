@@ -64,6 +64,12 @@ def test_it_filters_by_status(viewer, demo):
     assert failed.short_id in html
 
 
+def test_a_filter_that_matches_nothing_says_so(viewer, demo):
+    html = viewer.get("/apps/demo/versions?status=suspended").content.decode()
+    assert rows(html) == 0
+    assert "No Suspended revisions." in html
+
+
 def test_an_unknown_status_filter_says_so_and_shows_all(viewer, demo):
     html = viewer.get("/apps/demo/versions?status=bogus").content.decode()
     assert "Unknown status" in html
@@ -77,6 +83,10 @@ def test_it_paginates_by_twenty_five(viewer):
     assert rows(first) == 25
     assert rows(third) == 10
     assert "change number 60" in first and "change number 1<" in third
+    # A visitor may pick the page size (django-tables2's ?per_page=), up to 100 rows.
+    assert rows(viewer.get("/apps/demo/versions?per_page=5").content.decode()) == 5
+    make_history(make_app("big"), 120)
+    assert rows(viewer.get("/apps/big/versions?per_page=100000").content.decode()) == 100
 
 
 def test_the_query_count_does_not_grow_with_revisions(viewer, django_assert_num_queries):
@@ -138,6 +148,7 @@ def test_viewers_see_no_action_buttons(viewer, demo):
     html = viewer.get("/apps/demo/versions").content.decode()
     for action in ("rollback", "delete", "suspend", "rollout", "scale"):
         assert f'data-testid="{action}-button"' not in html
+    assert ">Actions<" not in html  # Nor an empty column for them.
 
 
 def test_deployers_may_roll_back_only_deployed_non_current_rows(deployer, demo):

@@ -203,9 +203,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     )
     if status:
         revisions = revisions.filter(status=status)
-    empty = (
-        f"No {RevisionStatus(status).label} revisions." if status else "No revisions yet."
-    )
+    empty = f"No {RevisionStatus(status).label} revisions." if status else "No revisions yet."
     table = VersionsTable(revisions, app=app, role=role, empty_text=empty)
     RequestConfig(request, paginate={"per_page": VERSIONS_PER_PAGE}).configure(table)
     context = {

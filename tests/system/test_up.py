@@ -88,7 +88,15 @@ class Home:
             [str(CLI), *args], env=env, capture_output=True, text=True, timeout=60
         )
 
-    def run_up(self, run: Run, while_running, *, stop: bool = True) -> None:
+    def run_up(
+        self,
+        run: Run,
+        while_running,
+        *,
+        stop: bool = True,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        background: bool = False,
+    ) -> None:
         log_path = self.var_dir.parent / f"up-{time.monotonic_ns()}.out"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -98,6 +106,10 @@ class Home:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # What a shell does to a background job (`make demo &`): SIGINT ignored.
+                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                if background
+                else None,
             )
         try:
             wait_until(
@@ -110,7 +122,7 @@ class Home:
             while_running(run)
             run.children_while_running = processes_with(str(self.var_dir))
             if stop:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(stop_signal)
             run.exit_code = proc.wait(90)
             run.left_behind = processes_with(str(self.var_dir))
         finally:
@@ -212,8 +224,9 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
         listed = home.cli("apps", "list-rev", "demo", "--json")
         run.revisions = json.loads(listed.stdout)["revisions"]
 
+    # Started as a background job and stopped with `kill -INT`, as Ctrl-C cannot reach it.
     second = Run()
-    home.run_up(second, count_revisions)
+    home.run_up(second, count_revisions, stop_signal=signal.SIGINT, background=True)
 
     assert "was seeded before: leaving it as it is" in second.output
     assert [r["id"] for r in second.revisions] == [r["id"] for r in first_run.revisions]

@@ -91,6 +91,9 @@ class Command(BaseCommand):
         }
         supervisor = Supervisor(env=env, cwd=Path(settings.BASE_DIR))
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Set explicitly: a shell starts a background job (`make demo &`) with SIGINT
+        # ignored, and Python then leaves it ignored, so `kill -INT` would do nothing.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         failure = ""
         try:
             self._start_all(supervisor, var_dir, web_port)

@@ -15,7 +15,14 @@ from django.conf import settings
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.controlplane import parameters
-from dashboard.controlplane.models import App, Revision, RevisionStatus, Role
+from dashboard.controlplane.models import (
+    App,
+    Operation,
+    OperationKind,
+    Revision,
+    RevisionStatus,
+    Role,
+)
 from dashboard.web import forms
 
 
@@ -26,21 +33,79 @@ class ActionSpec:
     role: Role
     target: str  # "revision", "runner" or "app": what the dialog is about.
     form: type[forms.ActionForm]
+    kind: OperationKind  # The operation the control API records for it.
 
 
 ACTIONS: dict[str, ActionSpec] = {
     a.name: a
     for a in (
-        ActionSpec("rollback", "Roll back", Role.DEPLOYER, "revision", forms.RollbackForm),
-        ActionSpec("delete", "Delete revision", Role.ADMIN, "revision", forms.ActionForm),
-        ActionSpec("suspend", "Suspend revision", Role.ADMIN, "revision", forms.ActionForm),
-        ActionSpec("resume", "Resume revision", Role.ADMIN, "revision", forms.ActionForm),
-        ActionSpec("rollout", "Roll out", Role.DEPLOYER, "app", forms.RolloutForm),
-        ActionSpec("scale", "Scale", Role.DEPLOYER, "app", forms.ScaleForm),
-        ActionSpec("runner-stop", "Stop runner", Role.DEPLOYER, "runner", forms.RunnerStopForm),
-        ActionSpec("runner-kill", "Kill runner", Role.ADMIN, "runner", forms.ActionForm),
+        ActionSpec(
+            "rollback",
+            "Roll back",
+            Role.DEPLOYER,
+            "revision",
+            forms.RollbackForm,
+            OperationKind.SET_REV,
+        ),
+        ActionSpec(
+            "delete",
+            "Delete revision",
+            Role.ADMIN,
+            "revision",
+            forms.ActionForm,
+            OperationKind.DELETE_REV,
+        ),
+        ActionSpec(
+            "suspend",
+            "Suspend revision",
+            Role.ADMIN,
+            "revision",
+            forms.ActionForm,
+            OperationKind.SUSPEND,
+        ),
+        ActionSpec(
+            "resume",
+            "Resume revision",
+            Role.ADMIN,
+            "revision",
+            forms.ActionForm,
+            OperationKind.RESUME,
+        ),
+        ActionSpec(
+            "rollout", "Roll out", Role.DEPLOYER, "app", forms.RolloutForm, OperationKind.ROLLOUT
+        ),
+        ActionSpec("scale", "Scale", Role.DEPLOYER, "app", forms.ScaleForm, OperationKind.SCALE),
+        ActionSpec(
+            "runner-stop",
+            "Stop runner",
+            Role.DEPLOYER,
+            "runner",
+            forms.RunnerStopForm,
+            OperationKind.RUNNER_STOP,
+        ),
+        ActionSpec(
+            "runner-kill",
+            "Kill runner",
+            Role.ADMIN,
+            "runner",
+            forms.ActionForm,
+            OperationKind.RUNNER_KILL,
+        ),
     )
 }
+_BY_KIND = {spec.kind: spec for spec in ACTIONS.values()}
+
+
+def title(spec: ActionSpec, subject: str) -> str:
+    """What the dialog and its progress panel call an action: "Roll back 3f2a9c1e",
+    "Kill runner r-7f3a", "Scale" (an app action names no revision)."""
+    return f"{spec.title} {subject}" if subject and spec.target != "app" else spec.title
+
+
+def operation_title(op: Operation) -> str:
+    """An operation submitted from the dashboard, titled as its dialog was."""
+    spec = _BY_KIND.get(op.kind)
+    return title(spec, op.subject) if spec else f"{op.get_kind_display()} {op.subject}".strip()
 
 
 class ActionFailed(Exception):

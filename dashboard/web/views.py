@@ -46,9 +46,11 @@ from dashboard.web.actions import (
     ActionSpec,
     app_refusal,
     live_settings,
+    operation_title,
     revision_refusal,
     rollback_changes,
 )
+from dashboard.web.actions import title as action_title
 from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, VersionsTable
 from dashboard.web.tasks import submit_action
 
@@ -299,15 +301,6 @@ def _form(spec: ActionSpec, app: App, request: HttpRequest):
     return spec.form(initial={"key": uuid.uuid4()}, **extra)
 
 
-def _title(spec: ActionSpec, target: dict[str, Any]) -> str:
-    """What the dialog and its progress panel call the action: "Roll back 3f2a9c1e"."""
-    if "revision" in target:
-        return f"{spec.title} {target['revision'].short_id}"
-    if "runner" in target:
-        return f"{spec.title} {target['runner']['id']}"
-    return spec.title
-
-
 def _enqueue(
     spec: ActionSpec, app: App, params: dict[str, Any], user, key: str, title: str
 ) -> None:
@@ -345,7 +338,9 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
         if request.method == "POST" and form.is_valid():
             key = str(form.cleaned_data["key"])
             params = {**form.params(), **target["params"]}
-            _enqueue(spec, app_obj, params, request.user, key, _title(spec, target))
+            subject = target["revision"].short_id if "revision" in target else ""
+            subject = target["runner"]["id"] if "runner" in target else subject
+            _enqueue(spec, app_obj, params, request.user, key, action_title(spec, subject))
             return _submitted(request, app_obj, key)
     except BadInput as exc:
         return _error(request, exc.message, exc.status)
@@ -377,17 +372,17 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
     """What is known about the action submitted with `key`: its operation once the API
     created it, before that the Celery task's state (and its failure message)."""
     op, steps = progress.find_operation(request.user.pk, key=key)
-    task_state, task_error, title = "", "", ""
+    task_state, task_error, submitted = "", "", ""
     if op is None:
         try:
-            title = progress.submitted_title(key, request.user.pk)
+            submitted = progress.submitted_title(key, request.user.pk)
             result = AsyncResult(key)
             task_state = result.state
             if task_state == "FAILURE":
                 task_error = str(result.result)
             elif task_state == "SUCCESS":
                 op, steps = progress.find_operation(request.user.pk, pk=result.result)
-            elif task_state == "PENDING" and title is None:
+            elif task_state == "PENDING" and submitted is None:
                 task_state, task_error = "UNKNOWN", NO_SUCH_ACTION
         except (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError):
             task_state, task_error = "UNKNOWN", "task queue unavailable: progress is unknown"
@@ -398,7 +393,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "key": key,
         "app_name": app,
         "op": op,
-        "title": title or "Your request",
+        "title": operation_title(op) if op else submitted or "Your request",
         "steps": markup.steps(steps),
         "task_state": task_state,
         "task_error": task_error,

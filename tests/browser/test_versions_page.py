@@ -295,7 +295,7 @@ def test_a_double_clicked_confirm_applies_once_and_shows_one_panel(
     panel = page.get_by_test_id("action-panel")
     expect(panel).to_have_count(1)
     expect(panel).to_have_attribute("data-state", "succeeded")
-    expect(panel).to_contain_text(f"set-rev {first.short_id}")
+    expect(panel).to_contain_text(f"Roll back {first.short_id}")
     assert Operation.objects.filter(app__name=name, kind="set_rev").count() == 1
 
 

@@ -142,13 +142,21 @@ def test_the_panel_names_what_the_operation_acts_on(client_of, deployer_user, de
     app, old, _current, _failed = demo
     deleted = uuid.uuid4()  # Its revision row is gone once the delete succeeded.
     for kind, params, shown in (
-        (OperationKind.DELETE_REV, {"revision": str(deleted)}, deleted.hex[:8]),
-        (OperationKind.RUNNER_KILL, {"runner": "r-7f3a", "revision": str(old.id)}, "r-7f3a"),
+        (
+            OperationKind.DELETE_REV,
+            {"revision": str(deleted)},
+            f"Delete revision {deleted.hex[:8]}",
+        ),
+        (
+            OperationKind.RUNNER_KILL,
+            {"runner": "r-7f3a", "revision": str(old.id)},
+            "Kill runner r-7f3a",
+        ),
     ):
         key = str(uuid.uuid4())
         make_operation(app, kind, params=params, requester=deployer_user, idempotency_key=key)
         html = client_of.get(f"/apps/demo/actions/{key}", **HTMX).content.decode()
-        assert f"<code>{shown}</code>" in html
+        assert f"<strong>{shown}</strong>" in html  # As its dialog was titled.
 
 
 def test_another_users_operation_is_not_shown(client_of, demo):

@@ -118,13 +118,17 @@ class AdminApi:
 
     async def list_runners(self, request: web.Request) -> web.Response:
         app, revision = request.query.get("app"), request.query.get("revision")
-        runners = [
-            r.as_dict()
+        chosen = [
+            r
             for r in self.supervisor.runners.values()
             if (not app or r.app == app) and (not revision or r.revision == revision)
         ]
-        runners.sort(key=lambda r: r["started_at"])
-        return _json({"runners": runners})
+        # Live runners above stopped ones, then newest first: what the dashboard and the
+        # CLI show. Not by state among the live ones: a runner flips between IDLE and
+        # RUNNING with every request, and rows that swapped places on each refresh could
+        # not be followed.
+        chosen.sort(key=lambda r: (r.state in GONE, -r.started_at.timestamp()))
+        return _json({"runners": [r.as_dict() for r in chosen]})
 
     async def get_runner(self, request: web.Request) -> web.Response:
         runner = self._runner(request)

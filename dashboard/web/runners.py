@@ -99,16 +99,6 @@ def _parse(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _display_order(runner: dict[str, Any]) -> tuple[bool, float]:
-    """Live runners above stopped ones, then newest first.
-
-    Not by state within the live ones: a runner flips between IDLE and RUNNING with every
-    request, and rows that swapped places on each 2 s refresh could not be followed."""
-    started = _parse(runner.get("started_at"))
-    gone = runner.get("state") in runtime_client.GONE_STATES
-    return gone, -(started.timestamp() if started else 0.0)
-
-
 def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each runner plus its times in seconds, for the table, live runners first.
 
@@ -119,7 +109,7 @@ def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     now = timezone.now()
     shown = []
-    for runner in sorted(runners, key=_display_order):
+    for runner in runners:  # In the runtime's order: live first, then newest first.
         started = _parse(runner.get("started_at"))
         shutdown = _parse(runner.get("idle_shutdown_at"))
         gone = runner.get("state") in runtime_client.GONE_STATES

@@ -123,3 +123,18 @@ def _alive(pid: int) -> bool:
     # A zombie is dead for our purposes: it runs no code and holds no socket.
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ")[1][0] != "Z"
+
+
+def test_the_runner_listing_puts_live_runners_first_then_the_newest(runtime):
+    # The order the dashboard's Runners page and `switchboard apps runners` show.
+    failed = runtime.start_runner(deploy_example("listed-broken", "broken_setup"))
+    runtime.runner(failed["id"], wait_for="ready", timeout=30)
+    revision = deploy_example("listed", "fast")
+    older = runtime.start_runner(revision)
+    runtime.runner(older["id"], wait_for="ready", timeout=30)
+    newer = runtime.start_runner(revision)
+    runtime.runner(newer["id"], wait_for="ready", timeout=30)
+
+    ours = {failed["id"], older["id"], newer["id"]}
+    listed = [r["id"] for r in runtime.admin("GET", "/runners").json()["runners"]]
+    assert [i for i in listed if i in ours] == [newer["id"], older["id"], failed["id"]]

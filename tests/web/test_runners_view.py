@@ -149,26 +149,6 @@ def test_a_sub_second_lifetime_is_shown_in_milliseconds_not_as_zero_seconds():
     assert "ran 370 ms" in cell(html, "Uptime")
 
 
-def test_live_runners_come_first_then_the_newest_first():
-    def started(runner_id: str, state: str, second: int) -> dict:
-        return {
-            **runner(state),
-            "id": runner_id,
-            "started_at": f"2026-01-01T12:00:{second:02d}+00:00",
-        }
-
-    listing = [
-        started("r-old-gone", "TERMINATED", 1),
-        started("r-old-idle", "IDLE", 2),
-        started("r-new-gone", "FAILED", 20),
-        started("r-new-busy", "RUNNING", 10),
-        started("r-starting", "SETUP", 15),
-    ]
-    with time_machine.travel(LATER, tick=False):
-        shown = [r["id"] for r in for_display(listing)]
-    assert shown == ["r-starting", "r-new-busy", "r-old-idle", "r-new-gone", "r-old-gone"]
-
-
 @pytest.mark.parametrize(
     ("state", "css", "icon", "word"),
     [

@@ -227,11 +227,29 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--app-name", required=True, callback=check_app_name, help="The app (alias) to deploy to."
 )
-@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
+@click.option(
+    "--strategy",
+    type=click.Choice(["rolling", "recreate"]),
+    default="rolling",
+    show_default=True,
+    help="rolling: switch once a runner of the new revision is healthy; "
+    "recreate: switch at once, the next request cold-starts it.",
+)
 @click.option("--reset-scale", is_flag=True, help="Apply the code's runtime-tunable values.")
 @click.option("--message", "-m", default="", help="What changed, shown in list-rev.")
-@click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
-@click.option("--auth", "auth_mode", type=click.Choice(["private", "shared", "public"]))
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label kept with the revision, e.g. ticket=OPS-42 (repeatable).",
+)
+@click.option(
+    "--auth",
+    "auth_mode",
+    type=click.Choice(["private", "shared", "public"]),
+    help="Who may call the app through the gateway (default: keep the app's; new apps private).",
+)
 def deploy(
     state: State,
     target: str,
@@ -344,7 +362,11 @@ def _seconds(value: Any) -> str:
 
 @command(apps, "list-rev")
 @click.argument("app")
-@click.option("--status", type=click.Choice(["deploying", "deployed", "failed", "suspended"]))
+@click.option(
+    "--status",
+    type=click.Choice(["deploying", "deployed", "failed", "suspended"]),
+    help="Only revisions with this status.",
+)
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
 def list_rev(state: State, app: str, status: str | None, page: int, page_size: int) -> None:
@@ -513,7 +535,14 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
 @command(apps, "set-rev", operation=True)
 @click.argument("app")
 @click.argument("rev")
-@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling")
+@click.option(
+    "--strategy",
+    type=click.Choice(["rolling", "recreate"]),
+    default="rolling",
+    show_default=True,
+    help="rolling: switch once a runner of the new revision is healthy; "
+    "recreate: switch at once, the next request cold-starts it.",
+)
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
 def set_rev(state: State, app: str, rev: str, strategy: str, reason: str) -> None:
     """Point APP's alias at revision REV (a rollback or roll-forward)."""
@@ -653,6 +682,8 @@ def logs(state: State, app: str, rev: str | None, runner: str | None, tail: int)
     text = state.api.logs(app, revision=rev, runner=runner, tail=tail)
     if state.json:
         output.emit_json({"app": app, "revision": rev, "runner": runner, "logs": text})
+    elif not text.strip():
+        click.echo(f"no logs yet: no runner of {runner or rev or app} has written any", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
 

@@ -253,6 +253,14 @@ def test_runners_logs_and_apps_list_show_the_live_system(sb):
     assert logs.strip()
 
 
+def test_logs_of_an_app_no_runner_has_written_to_say_so(sb):
+    sb.deploy("quiet", "v1", "--strategy", "recreate")  # No runner is started.
+
+    result = sb("logs", "quiet")
+    assert result.stdout == ""
+    assert "no logs yet: no runner of quiet has written any" in result.stderr
+
+
 def test_one_apps_logs_do_not_show_another_apps_runner(sb):
     sb.deploy("alpha", "v1")
     sb.served_version("alpha")

@@ -87,6 +87,16 @@ def check_rev(rev: str) -> str:
     return rev
 
 
+strategy_option = click.option(
+    "--strategy",
+    type=click.Choice(["rolling", "recreate"]),
+    default="rolling",
+    show_default=True,
+    help="rolling: switch once a runner of the new revision is healthy; "
+    "recreate: switch at once, the next request cold-starts it.",
+)
+
+
 def check_app_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
     # The API refuses a bad name only after the whole bundle is uploaded; this is its rule
     # and its message, checked before anything is built or sent.
@@ -227,14 +237,7 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--app-name", required=True, callback=check_app_name, help="The app (alias) to deploy to."
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(["rolling", "recreate"]),
-    default="rolling",
-    show_default=True,
-    help="rolling: switch once a runner of the new revision is healthy; "
-    "recreate: switch at once, the next request cold-starts it.",
-)
+@strategy_option
 @click.option("--reset-scale", is_flag=True, help="Apply the code's runtime-tunable values.")
 @click.option("--message", "-m", default="", help="What changed, shown in list-rev.")
 @click.option(
@@ -535,14 +538,7 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
 @command(apps, "set-rev", operation=True)
 @click.argument("app")
 @click.argument("rev")
-@click.option(
-    "--strategy",
-    type=click.Choice(["rolling", "recreate"]),
-    default="rolling",
-    show_default=True,
-    help="rolling: switch once a runner of the new revision is healthy; "
-    "recreate: switch at once, the next request cold-starts it.",
-)
+@strategy_option
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
 def set_rev(state: State, app: str, rev: str, strategy: str, reason: str) -> None:
     """Point APP's alias at revision REV (a rollback or roll-forward)."""

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from dashboard.controlplane import parameters
-from dashboard.controlplane.parameters import CODE_SPECIFIC, PARAMETERS, ParameterError
+from dashboard.controlplane.parameters import PARAMETERS, ParameterError
 
 
 class ActionForm(forms.Form):
@@ -109,9 +109,6 @@ class ScaleForm(ActionForm):
 
     def changes(self) -> dict[str, Any]:
         return {name: value for name, value in self.edited().items() if value != self.current[name]}
-
-    def code_specific_changes(self) -> list[str]:
-        return [name for name in self.changes() if name in CODE_SPECIFIC]
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "values": self.changes()}

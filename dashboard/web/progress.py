@@ -10,7 +10,7 @@ An action is found by its requester's own unguessable idempotency key (or, once 
 Celery task has reported it, by the operation id it returned), never by the app in the
 URL, which is only the page the panel lives on. Until a worker picks the task up, Celery
 says PENDING for it and for a key nobody ever submitted alike, so each submission is
-also remembered (`remember`, `was_submitted`): a made-up or expired key ends its panel's
+also remembered (`remember`, `submitted_title`): a made-up or expired key ends its panel's
 polling instead of showing "Queued" for ever, and a refused one still says what it was.
 """
 

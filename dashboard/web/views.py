@@ -274,7 +274,11 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
         refusal = revision_refusal(spec.name, app, revision)
         if refusal:
             raise BadInput(f"{spec.title} {revision.short_id}: {refusal}", status=409)
-        return {"revision": revision, "params": {"revision": str(revision.id)}}
+        return {
+            "revision": revision,
+            "params": {"revision": str(revision.id)},
+            "action_title": action_title(spec, revision.short_id),
+        }
     if spec.target == "runner":
         runner_id = data.get("runner", "")
         if not runner_id:
@@ -287,11 +291,15 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
             raise BadInput(f"App {app.name!r} has no runner {runner_id!r}.", status=404)
         if runner.get("state") in ("TERMINATED", "FAILED"):
             raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
-        return {"runner": runner, "params": {"runner": runner_id}}
+        return {
+            "runner": runner,
+            "params": {"runner": runner_id},
+            "action_title": action_title(spec, runner_id),
+        }
     refusal = app_refusal(spec.name, app)
     if refusal:
         raise BadInput(f"{spec.title} {app.name}: {refusal}", status=409)
-    return {"params": {}}
+    return {"params": {}, "action_title": action_title(spec, "")}
 
 
 def _form(spec: ActionSpec, app: App, request: HttpRequest):
@@ -338,9 +346,7 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
         if request.method == "POST" and form.is_valid():
             key = str(form.cleaned_data["key"])
             params = {**form.params(), **target["params"]}
-            subject = target["revision"].short_id if "revision" in target else ""
-            subject = target["runner"]["id"] if "runner" in target else subject
-            _enqueue(spec, app_obj, params, request.user, key, action_title(spec, subject))
+            _enqueue(spec, app_obj, params, request.user, key, target["action_title"])
             return _submitted(request, app_obj, key)
     except BadInput as exc:
         return _error(request, exc.message, exc.status)

@@ -40,6 +40,8 @@ class Child:
     cmd: list[str]
     log_path: Path
     healthy: Callable[[], bool]
+    # Infrastructure the others use until they have stopped (the embedded Redis).
+    stop_last: bool = False
     proc: subprocess.Popen | None = None
 
     @property
@@ -117,17 +119,20 @@ class Supervisor:
         """SIGTERM every child's process group at once; SIGKILL what outlives the timeout.
 
         Asking all of them together lets each drain in parallel (the runtime lets its
-        runners finish in-flight requests) while the slowest bounds the wait.
+        runners finish in-flight requests) while the slowest bounds the wait. Children
+        marked stop_last go after the others, which need them while they drain.
         """
         self.stopping = True
-        for child in reversed(self.children):
-            _signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(c.running for c in self.children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for child in self.children:
-            # Anything still running, or left behind in the child's group, goes now.
-            _signal_group(child, signal.SIGKILL)
+        for last in (False, True):
+            wave = [c for c in reversed(self.children) if c.stop_last is last]
+            for child in wave:
+                _signal_group(child, signal.SIGTERM)
+            while any(c.running for c in wave) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for child in wave:
+                # Anything still running, or left behind in the child's group, goes now.
+                _signal_group(child, signal.SIGKILL)
 
 
 def _signal_group(child: Child, sig: signal.Signals) -> None:

@@ -22,7 +22,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from dashboard.system.supervisor import runtime_command, worker_command
+from dashboard.system.supervisor import beat_command, runtime_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,8 @@ def system(
         "PYTHONUNBUFFERED": "1",
     }
     runtime = _start(runtime_command(), env, var_dir / "runtime.log")
-    worker = _start(worker_command(var_dir / "beat-schedule"), env, var_dir / "worker.log")
+    worker = _start(worker_command(), env, var_dir / "worker.log")
+    beat = _start(beat_command(var_dir / "beat-schedule"), env, var_dir / "beat.log")
     sys_ = System(
         live_server.url, settings.GATEWAY_URL, settings.RUNTIME_URL, var_dir, env, runtime, worker
     )
@@ -166,5 +167,6 @@ def system(
         )
         raise
     finally:
+        _stop(beat)
         _stop(worker)
         _stop(runtime)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.system.conftest import ROOT, Home, Run, processes_with
 
 pytestmark = pytest.mark.system
@@ -89,21 +89,55 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
     assert second.left_behind == set()
 
 
-def test_when_a_child_dies_up_names_it_and_stops_the_rest(first_run, home):
-    def kill_the_runtime(run: Run) -> None:
-        [runtime] = [
-            pid
-            for pid in processes_with(str(home.var_dir))
-            if b"manage.py\x00runtime" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
-        os.kill(runtime, signal.SIGKILL)
+def _pid_of(home: Home, *argv: bytes) -> int:
+    [pid] = [
+        pid
+        for pid in processes_with(str(home.var_dir))
+        if b"\x00".join(argv) in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return pid
+
+
+def test_a_crashed_process_is_restarted_and_everything_keeps_working(first_run, home):
+    gateway = f"http://127.0.0.1:{home.gateway_port}/demo/version"
+
+    def crash_the_runtime_then_the_worker(run: Run) -> None:
+        os.kill(_pid_of(home, b"manage.py", b"runtime"), signal.SIGKILL)
+        wait_until(
+            lambda: httpx.get(gateway, timeout=60).status_code == 200,
+            what="the gateway to serve again after the runtime was killed",
+            timeout=60,
+        )
+        os.kill(_pid_of(home, b"dashboard", b"worker"), signal.SIGKILL)
+        # An operation goes through the (restarted) worker.
+        rolled = home.cli("apps", "rollout", "demo")
+        assert rolled.returncode == 0, rolled.stderr
 
     crashed = Run()
-    home.run_up(crashed, kill_the_runtime, stop=False)
+    home.run_up(crashed, crash_the_runtime_then_the_worker)
 
-    assert crashed.exit_code == 1
-    assert "runtime exited unexpectedly" in crashed.output
+    assert "runtime exited with status -9; restarting it now" in crashed.output
+    assert "worker exited with status -9; restarting it now" in crashed.output
+    assert crashed.exit_code == 0, crashed.output
     assert crashed.left_behind == set()
+
+
+def test_a_second_up_refuses_at_once_naming_what_holds_the_var_dir_or_port(first_run, home):
+    def start_another(run: Run) -> None:
+        same_dir = _up_refuses(home)
+        assert same_dir.returncode == 1
+        assert "another `manage.py up` (pid " in same_dir.stderr
+        assert f"is already running on {home.var_dir}" in same_dir.stderr
+        other_dir = _up_refuses(home, SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-second")
+        assert other_dir.returncode == 1
+        assert f"port {home.web_port} (web) is already in use by pid " in other_dir.stderr
+        run.revisions = [same_dir.stdout, other_dir.stdout]
+
+    run = Run()
+    home.run_up(run, start_another)
+
+    assert run.revisions == ["", ""]  # Neither started anything, nor said it had.
+    assert run.exit_code == 0
 
 
 def test_up_ran_its_own_redis_on_a_private_socket_and_stopped_it(first_run, home):

@@ -1,10 +1,11 @@
 """`manage.py up [--demo]`: the whole system in one command, for a newcomer's first minute.
 
 It migrates, makes a local admin and an API token (written where the CLI finds them),
-starts the web/API server, the runtime and a Celery worker with beat as child processes,
+starts the web/API server, the runtime, a Celery worker and beat as child processes,
 waits until each answers, optionally seeds the demo app through the control API, and
-then supervises: if a child dies it says which and stops the rest; Ctrl-C or SIGTERM
-stops everything (the runtime takes its runner processes with it).
+then supervises: a child that dies is restarted (at once, then backing off if it keeps
+dying) while the rest go on; Ctrl-C or SIGTERM stops everything (the runtime takes its
+runner processes with it). A second `up` on the same var dir or ports refuses at once.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from django.db import connection
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
-from dashboard.system import accounts, demo, redis_service
+from dashboard.system import accounts, demo, exclusive, redis_service
 from dashboard.system.supervisor import (
     Child,
     ChildFailed,
     Supervisor,
+    beat_command,
     runtime_command,
     worker_command,
 )
@@ -109,7 +111,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         failure = ""
         try:
-            # Dependencies first: a missing one is reported in seconds, before any work.
+            # What it needs first: anything missing or taken is reported before any work.
+            exclusive.lock_var_dir(var_dir)
+            exclusive.check_port("127.0.0.1", web_port, "web")
+            exclusive.check_port(settings.GATEWAY_HOST, settings.GATEWAY_PORT, "gateway")
+            exclusive.check_port("127.0.0.1", settings.RUNTIME_ADMIN_PORT, "runtime admin API")
             _check_database()
             env["REDIS_URL"] = self._redis(supervisor, var_dir)
             self.say("Preparing the database and static files...")
@@ -123,15 +129,15 @@ class Command(BaseCommand):
             if seed_demo:
                 self._seed_demo(api_url, token, var_dir)
             self._summary(web_url, api_url, password, var_dir, config_file, seed_demo)
-            gone = supervisor.watch()
-            if gone is not None:
-                failure = (
-                    f"{gone.name} exited unexpectedly with status {gone.proc.returncode}; "
-                    f"stopping everything. Last lines of {gone.log_path}:\n{gone.log_tail()}"
-                )
+            supervisor.supervise(self.say)
         except KeyboardInterrupt:
             self.say("\nStopping...")
-        except (ChildFailed, demo.DemoError, redis_service.RedisUnavailable) as exc:
+        except (
+            ChildFailed,
+            demo.DemoError,
+            redis_service.RedisUnavailable,
+            exclusive.AlreadyInUse,
+        ) as exc:
             failure = str(exc)
         except CommandError as exc:
             failure = str(exc)
@@ -208,9 +214,15 @@ class Command(BaseCommand):
             ),
             Child(
                 "worker",
-                worker_command(var_dir / "celerybeat-schedule", worker_name),
+                worker_command(worker_name),
                 logs / "worker.log",
                 lambda: _worker_answers(worker_name, broker_url),
+            ),
+            Child(
+                "beat",
+                beat_command(var_dir / "celerybeat-schedule"),
+                logs / "beat.log",
+                lambda: True,  # It has nothing to answer; a beat that dies is restarted.
             ),
         ]
         for child in children:

@@ -18,13 +18,16 @@ find_python = for c in python3.13 python3.12 /root/.pyenv/versions/3.1[2-9]*/bin
 	    echo "$$c"; exit 0; fi; done; \
 	echo "no Python 3.12+ found (tried python3.13, python3.12, pyenv versions)" >&2; exit 1
 
-.PHONY: help setup demo up test lint format bench clean
+.PHONY: help setup demo up test lint format bench bench-compare screenshots clean
 
 help:
 	@echo "make demo   run the whole system with a demo app (web :8000, gateway :8001)"
 	@echo "make test   run the whole test suite on PostgreSQL and Redis"
 	@echo "make lint   ruff check and format check"
-	@echo "make bench  run the benchmarks (figures go in BENCHMARKS.md)"
+	@echo "make bench  run the benchmarks; each run's figures go to bench/results/<date>-<commit>.json"
+	@echo "make bench-compare [A=run.json] [B=run.json]"
+	@echo "            two benchmark runs side by side with ratios B/A (default: the two newest)"
+	@echo "make screenshots  refresh the README's screenshots in docs/screenshots/ (browser tests)"
 	@echo "make setup  create .venv and install the project (done by the others as needed)"
 
 setup: $(STAMP)
@@ -58,6 +61,28 @@ format: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# An empty argument means "the default": the newest run for B, the one before B for A.
+bench-compare: setup
+	$(PY) bench/compare.py "$(A)" "$(B)"
+
+# Browser tests save screenshots in an ignored folder (SWITCHBOARD_SCREENSHOTS_DIR), so
+# `make test` leaves the tree clean. This runs the tests that take the README's images and
+# copies those into docs/screenshots/, to be committed by hand.
+SCREENSHOTS_DIR := $(abspath $(or $(SWITCHBOARD_SCREENSHOTS_DIR),artifacts/screenshots))
+README_SCREENSHOTS := versions.png rollback-dialog.png versions-failed.png
+SCREENSHOT_TESTS := \
+	tests/browser/test_versions_page.py::test_a_deployer_rolls_back_with_each_strategy_and_sees_the_current_badge_move \
+	tests/browser/test_versions_page.py::test_an_admin_sees_every_status_and_only_the_actions_each_allows \
+	tests/browser/test_versions_page.py::test_a_failed_deploy_shows_its_error
+
+screenshots: setup
+	@# Removed first, so an image no test took any more is missed instead of copied stale.
+	rm -f $(addprefix $(SCREENSHOTS_DIR)/,$(README_SCREENSHOTS))
+	SWITCHBOARD_SCREENSHOTS_DIR=$(SCREENSHOTS_DIR) \
+	  $(MAKE) --no-print-directory test PYTEST_ARGS="$(SCREENSHOT_TESTS) -q"
+	cp $(addprefix $(SCREENSHOTS_DIR)/,$(README_SCREENSHOTS)) docs/screenshots/
+	@git status --short docs/screenshots/
 
 clean:
 	rm -rf $(VENV) var/collected-static .pytest_cache .ruff_cache

@@ -70,7 +70,7 @@ def phone(browser: Browser) -> Iterator[Page]:
     yield from _page(browser, 390, 844)
 
 
-def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
+def save_screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
     """Saves the page as SCREENSHOTS/name (Playwright creates the folder if missing)."""
     page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
 

@@ -24,10 +24,11 @@ help:
 	@echo "make demo   run the whole system with a demo app (web :8000, gateway :8001)"
 	@echo "make test   run the whole test suite on PostgreSQL and Redis"
 	@echo "make lint   ruff check and format check"
-	@echo "make bench  run the benchmarks; each run's figures go to bench/results/<date>-<commit>.json"
-	@echo "make bench-compare [A=run.json] [B=run.json]"
-	@echo "            two benchmark runs side by side with ratios B/A (default: the two newest)"
-	@echo "make screenshots  refresh the README's screenshots in docs/screenshots/ (browser tests)"
+	@echo "make bench  run the benchmarks; each run is kept in bench/results/ (commit it)"
+	@echo "make bench-compare [A=file.json] [B=file.json]"
+	@echo "            two benchmark runs side by side, ratio B/A per figure (default: the newest two)"
+	@echo "make screenshots"
+	@echo "            refresh the README's images in docs/screenshots/ (runs their browser tests)"
 	@echo "make setup  create .venv and install the project (done by the others as needed)"
 
 setup: $(STAMP)

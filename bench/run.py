@@ -610,10 +610,9 @@ def bench_dashboard(samples: int) -> None:
             goal="goal p50 < 5",
         )
         report(
-            f"progress poll over HTTP, {label}: round trip; bare request's server time (ms)",
-            {"round trip p50": pct(round_trip, 0.5), "bare p50": pct(bare, 0.5)},
-            digits=2,
+            f"progress poll over HTTP, {label}: round trip (ms)", percentiles(round_trip), digits=2
         )
+        report(f"bare request over HTTP, {label}: server time (ms)", percentiles(bare), digits=2)
     web.close()
 
 
@@ -725,7 +724,7 @@ def save(record: dict) -> Path:
     stamp = datetime.fromisoformat(record["date"]).strftime("%Y%m%dT%H%M%SZ")
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{stamp}-{sha}.json"
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -93,8 +93,11 @@ def rows(a: dict, b: dict, threshold: float) -> list[tuple[str, ...]]:
     """One row per value of every figure in A or B: group, figure, value, A, B, B/A, mark."""
     a_figures = {f["name"]: f for f in a["figures"]}
     b_figures = {f["name"]: f for f in b["figures"]}
-    # B's order, then figures only A has (a benchmark removed since) at their place in A.
+    # B's order, then figures only A has (a benchmark removed since) at the end of their
+    # group; the sort is stable, so the order within a group is kept.
     names = list(b_figures) + [name for name in a_figures if name not in b_figures]
+    groups = list(dict.fromkeys((b_figures.get(n) or a_figures[n])["group"] for n in names))
+    names.sort(key=lambda n: groups.index((b_figures.get(n) or a_figures[n])["group"]))
     table = []
     for name in names:
         fa, fb = a_figures.get(name), b_figures.get(name)

@@ -26,13 +26,17 @@ find_python = for c in python3.14 python3.13 python3.12 python3; do \
 	  "python3.13, python3.12 and python3 on PATH, and pyenv's versions). Install one, e.g." \
 	  "'apt-get install python3.12-venv' or 'pyenv install 3.12', then run make again." >&2; exit 1
 
-.PHONY: help setup demo up test lint format bench clean
+.PHONY: help setup demo up test lint format bench bench-compare screenshots clean
 
 help:
 	@echo "make demo   run the whole system with a demo app (web :8000, gateway :8001)"
 	@echo "make test   run the whole test suite on PostgreSQL and Redis"
 	@echo "make lint   ruff check and format check"
-	@echo "make bench  run the benchmarks (figures go in BENCHMARKS.md)"
+	@echo "make bench  run the benchmarks; each run is kept in bench/results/ (commit it)"
+	@echo "make bench-compare [A=file.json] [B=file.json]"
+	@echo "            two benchmark runs side by side, ratio B/A per figure (default: the newest two)"
+	@echo "make screenshots"
+	@echo "            refresh the README's images in docs/screenshots/ (runs their browser tests)"
 	@echo "make setup  create .venv and install the project (done by the others as needed)"
 
 setup: $(STAMP)
@@ -67,6 +71,28 @@ format: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# An empty argument means "the default": the newest run for B, the one before B for A.
+bench-compare: setup
+	$(PY) bench/compare.py "$(A)" "$(B)"
+
+# Browser tests save screenshots in an ignored folder (SWITCHBOARD_SCREENSHOTS_DIR), so
+# `make test` leaves the tree clean. This runs the tests that take the README's images and
+# copies those into docs/screenshots/, to be committed by hand.
+SCREENSHOTS_DIR := $(abspath $(or $(SWITCHBOARD_SCREENSHOTS_DIR),artifacts/screenshots))
+README_SCREENSHOTS := versions.png rollback-dialog.png versions-failed.png
+SCREENSHOT_TESTS := \
+	tests/browser/test_versions_page.py::test_a_deployer_rolls_back_with_each_strategy_and_sees_the_current_badge_move \
+	tests/browser/test_versions_page.py::test_an_admin_sees_every_status_and_only_the_actions_each_allows \
+	tests/browser/test_versions_page.py::test_a_failed_deploy_shows_its_error
+
+screenshots: setup
+	@# Removed first, so an image no test took any more is missed instead of copied stale.
+	rm -f $(addprefix $(SCREENSHOTS_DIR)/,$(README_SCREENSHOTS))
+	SWITCHBOARD_SCREENSHOTS_DIR=$(SCREENSHOTS_DIR) \
+	  $(MAKE) --no-print-directory test PYTEST_ARGS="$(SCREENSHOT_TESTS) -q"
+	cp $(addprefix $(SCREENSHOTS_DIR)/,$(README_SCREENSHOTS)) docs/screenshots/
+	@git status --short docs/screenshots/
 
 clean:
 	rm -rf $(VENV) var/collected-static .pytest_cache .ruff_cache

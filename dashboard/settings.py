@@ -58,6 +58,9 @@ def env_bool(name: str, default: bool) -> bool:
 # first (manage.py commands, gunicorn's workers, the Celery worker, the runtime, whose
 # runner processes inherit it), before anything is written.
 os.umask(0o077)
+# Django's file storage chmods what it writes (collectstatic's copies too) to this, not to
+# what the umask leaves: 0644 unless told.
+FILE_UPLOAD_PERMISSIONS = 0o600
 
 # Where bundles, runner logs, runner sockets and the default SQLite file live.
 VAR_DIR = Path(env_str("SWITCHBOARD_VAR_DIR", str(BASE_DIR / "var"))).resolve()

@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from dashboard.api_client import ControlApi
-from dashboard.controlplane import events
+from dashboard.controlplane import events, runtime_client
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision, Role
 from dashboard.controlplane.tokens import issue_dashboard_token
 from dashboard.settings import DEVELOPMENT_SECRET_KEY
@@ -93,6 +93,21 @@ def test_a_dashboard_token_signed_with_the_development_key_is_refused():
     assert not Operation.objects.exists()
     # The same user's token signed with the installation's key is accepted.
     assert ApiClient(issue_dashboard_token(admin)).get("me").json()["role"] == "admin"
+
+
+@pytest.mark.django_db
+def test_rotating_the_key_ends_dashboard_tokens_and_keeps_api_tokens(settings):
+    user = User.objects.create_user("rotated")
+    Profile.objects.create(user=user, role=Role.DEPLOYER)
+    _, api_token = ApiToken.issue(user, "laptop", Role.DEPLOYER)
+    dashboard_token = issue_dashboard_token(user)
+    old_secret = runtime_client.admin_secret()
+
+    settings.SECRET_KEY = "a-new-installation-key-after-rotation"
+
+    assert ApiClient(dashboard_token).get("me").status_code == 401
+    assert ApiClient(api_token).get("me").json()["role"] == "deployer"
+    assert runtime_client.admin_secret() != old_secret
 
 
 def test_a_process_with_the_development_key_and_debug_off_refuses_to_start(tmp_path):

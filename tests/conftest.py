@@ -26,6 +26,10 @@ from dashboard.system.supervisor import beat_command, runtime_command, worker_co
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The suite's own key, not the one settings.py made in the var dir; the fixtures below pass
+# it to every process they start, so they all sign and check with it.
+settings.SECRET_KEY = "switchboard-test-suite-key-not-for-any-installation-7f3c9a1e52d84b06"
+
 
 def free_port() -> int:
     with socket.socket() as s:

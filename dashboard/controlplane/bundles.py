@@ -119,10 +119,17 @@ def unpack(bundle: Bundle, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=False)
     try:
         with tarfile.open(fileobj=io.BytesIO(bundle.data), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter=_private_data)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def _private_data(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    """The 'data' filter, then the owner's permission bits only: tarfile sets the modes
+    the archive carries, which the umask (settings.py) would not narrow."""
+    member = tarfile.data_filter(member, path)
+    return member if member.mode is None else member.replace(mode=member.mode & 0o700)
 
 
 def remove(dest: Path) -> None:

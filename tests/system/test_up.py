@@ -90,10 +90,12 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
 
 
 def _pid_of(home: Home, *argv: bytes) -> int:
+    """The child `up` started with argv: its group's leader, not a pool process it forked."""
     [pid] = [
         pid
         for pid in processes_with(str(home.var_dir))
         if b"\x00".join(argv) in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and os.getpgid(pid) == pid
     ]
     return pid
 

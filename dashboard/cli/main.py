@@ -24,7 +24,7 @@ from dashboard.controlplane import rules
 from dashboard.sdk.loader import SETTING_NAMES
 
 POLL_INTERVAL = 0.3
-REV_RE = re.compile(r"^[0-9a-fA-F-]{8,36}$")
+REV_RE = re.compile(r"\A[0-9a-fA-F-]{8,36}\Z")
 # `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
 SCALE_FLAGS = SETTING_NAMES
 

@@ -9,6 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("dashboard.controlplane.api.urls")),
     # Anything else under /api/ (another version, a typo) is the API's JSON 404 too.
-    re_path(r"(?s)\Aapi(?:/(?P<path>.*))?\Z", errors.not_found),
+    re_path(r"\Aapi(?:/(?P<path>[\s\S]*))?\Z", errors.not_found),
     path("", include("dashboard.web.urls")),
 ]

@@ -40,26 +40,27 @@ HOW_TO = "send 'Authorization: Bearer <token>'; `manage.py create_token USERNAME
 # Failed token checks are counted by django-axes, as failed sign-ins are, under this name:
 # no username can contain '<', so it never shares a count with a person's sign-ins, and
 # with AXES_LOCKOUT_PARAMETERS [username, ip_address] it counts per client address.
-API_TOKEN_CREDENTIAL = "<api token>"
+API_TOKEN_CREDENTIAL = {"username": "<api token>"}
 
 
-def _throttle_check(request: HttpRequest) -> None:
-    if not AxesProxyHandler.is_allowed(request, {"username": API_TOKEN_CREDENTIAL}):
-        raise ControlError(
-            "too many failed token checks from your address; wait and try again "
-            "(an admin can reset it with `manage.py axes_reset`)",
+def _refused(request: HttpRequest, exc: Unauthenticated) -> ControlError:
+    """A failed token check: counted, and 429 once the address is over the limit.
+
+    A valid token is never refused for its address's failures: the CLI, scripts and the
+    dashboard's worker usually share one address (loopback), and one misconfigured script
+    must not lock them all out. Tokens carry 256 random bits (or a signature), so the
+    count is there to make guessing loud and visible (AccessAttempt), not to slow it.
+    """
+    if not AxesProxyHandler.is_allowed(request, dict(API_TOKEN_CREDENTIAL)):
+        return ControlError(
+            f"{exc.message}; too many failed token checks from your address, so further "
+            "ones are refused until the cool-off has passed",
             status=429,
             code="too_many_failed_attempts",
         )
-
-
-def _failed(request: HttpRequest, exc: Unauthenticated) -> Unauthenticated:
-    user_login_failed.send(
-        sender=__name__, credentials={"username": API_TOKEN_CREDENTIAL}, request=request
-    )
-    # axes flags the request when this failure locked the address out; its middleware
-    # would then swap our JSON answer for its own page, so this answer keeps the 401 and
-    # the next call gets the 429.
+    user_login_failed.send(sender=__name__, credentials=dict(API_TOKEN_CREDENTIAL), request=request)
+    # axes flags the request when this failure reached the limit, and its middleware would
+    # then swap this JSON answer for its lockout page: the answer stays the API's 401.
     request.axes_locked_out = False
     return exc
 
@@ -69,11 +70,10 @@ def authenticate(request: HttpRequest) -> tuple[object, Role, bool]:
     header = request.headers.get("Authorization", "")
     if not header:
         raise Unauthenticated(f"no credentials: {HOW_TO}")
-    _throttle_check(request)
     try:
         return _authenticate(request, header)
     except Unauthenticated as exc:
-        raise _failed(request, exc) from None
+        raise _refused(request, exc) from None
 
 
 def _authenticate(request: HttpRequest, header: str) -> tuple[object, Role, bool]:

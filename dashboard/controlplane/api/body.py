@@ -57,9 +57,9 @@ def parse_object(raw: bytes | str) -> dict[str, Any]:
         raise BadRequest(
             f"the request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
+    _check_depth(data)
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
-    _check_depth(data)
     return data
 
 

@@ -9,6 +9,8 @@ gateway.)
 # ruff: noqa: F811
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -358,3 +360,34 @@ def test_the_runtime_admin_api_refuses_values_the_control_api_refuses(runtime):
     assert refused.status_code == 400
     assert "request_timeout=1000000000 is out of range" in refused.json()["error"]["message"]
     assert runtime.runners("svc") == []
+
+
+# -- form bodies: read only when they can be accepted ---------------------------------------
+
+
+def test_a_malformed_deploy_form_is_a_400_not_a_500(deployer):
+    response = deployer.client.post(
+        "/api/v1/apps/fresh/revisions",
+        b"--x\r\nnot a part",
+        content_type="multipart/form-data; boundary=",
+        headers=deployer.headers(),
+    )
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_form"
+    assert error["message"].startswith("the form body is malformed: Invalid boundary")
+    assert not App.objects.exists() and not Operation.objects.exists()
+
+
+def test_a_form_declared_too_large_is_refused_before_it_is_read(deployer, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    bundle = make_bundle({"app.py": app_source(), "pad.bin": os.urandom(5000)})
+
+    response = deployer.deploy("fresh", bundle)
+
+    assert response.status_code == 413
+    error = error_of(response)
+    assert error["code"] == "too_large"
+    assert error["message"].endswith("bytes; the most allowed is 1000")
+    assert not App.objects.exists() and not Operation.objects.exists()

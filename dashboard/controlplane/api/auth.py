@@ -13,9 +13,11 @@ from functools import wraps
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -26,6 +28,7 @@ from dashboard.controlplane.errors import (
     BadRequest,
     ControlError,
     Forbidden,
+    TooLarge,
     Unauthenticated,
 )
 from dashboard.controlplane.models import ApiToken, Role, Source, hash_token, role_of
@@ -149,6 +152,15 @@ def _read_body(request: HttpRequest, fields: tuple[str, ...], form: bool) -> dic
     request.POST and request.FILES itself; here only their names are checked.
     """
     if form:
+        # Reading a form spools its files: refuse an oversized one by its declared length
+        # before reading anything (for JSON, request.body does this itself).
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise TooLarge(
+                f"the request body is {length} bytes; the most allowed is "
+                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE}",
+                details={"size": length, "max": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            )
         body.check_fields([*request.POST, *request.FILES], fields)
         request.input = {}
         return {name: request.POST.getlist(name) for name in request.POST}
@@ -219,6 +231,8 @@ def api_view(*, fields: Iterable[str] = (), form: bool = False, **roles: Role) -
                 return error_response(exc.status, exc.code, exc.message, exc.details)
             except RequestDataTooBig:
                 return error_response(413, "too_large", "request body is too large")
+            except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as exc:
+                return error_response(400, "invalid_form", f"the form body is malformed: {exc}")
 
         return wrapper
 

@@ -8,15 +8,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-from-pyproject
 
 # The test suite runs on PostgreSQL and Redis (pytest-django creates and drops test_<name>).
+# It keeps to its own Redis database and namespace, so a `make demo` left running (database
+# 0, namespace switchboard) keeps its queue, sessions and routing while the suite runs.
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
-TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-# Django 6 needs Python 3.12 or newer; pyenv shims that are present but not activated
-# fail the version check and are skipped.
-find_python = for c in python3.13 python3.12 /root/.pyenv/versions/3.1[2-9]*/bin/python3; do \
-	  if "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
-	    echo "$$c"; exit 0; fi; done; \
-	echo "no Python 3.12+ found (tried python3.13, python3.12, pyenv versions)" >&2; exit 1
+# Django 6 needs Python 3.12 or newer: the first one on PATH, else pyenv's oldest such (the one CI has proven). A pyenv
+# shim that is present but not activated fails the version check and is skipped.
+PYTHON_OK := -c 'import sys; sys.exit(sys.version_info < (3, 12))'
+find_python = for c in python3.14 python3.13 python3.12 python3; do \
+	  if "$$c" $(PYTHON_OK) >/dev/null 2>&1; then echo "$$c"; exit 0; fi; done; \
+	if command -v pyenv >/dev/null 2>&1; then \
+	  for c in $$(ls -d "$$(pyenv root)"/versions/3.1[2-9]* 2>/dev/null | sort -V); do \
+	    if "$$c/bin/python3" $(PYTHON_OK) >/dev/null 2>&1; then echo "$$c/bin/python3"; exit 0; fi; \
+	  done; fi; \
+	echo "Switchboard needs Python 3.12 or newer, and none was found (tried python3.14," \
+	  "python3.13, python3.12 and python3 on PATH, and pyenv's versions). Install one, e.g." \
+	  "'apt-get install python3.12-venv' or 'pyenv install 3.12', then run make again." >&2; exit 1
 
 .PHONY: help setup demo up test lint format bench clean
 
@@ -46,7 +54,8 @@ up: setup
 	$(PY) manage.py up
 
 test: setup
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	  SWITCHBOARD_REDIS_NAMESPACE=switchboard-test $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

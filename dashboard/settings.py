@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.system.redis_service import celery_redis_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -127,6 +129,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A database that does not answer is reported within seconds, not after the OS's
+    # own connect timeout of minutes.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -167,7 +173,14 @@ STATIC_ROOT = VAR_DIR / "collected-static"
 # WhiteNoise serves it; it exists even before the first collectstatic (no start-up warning).
 STATIC_ROOT.mkdir(exist_ok=True)
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Where a Redis is looked for when REDIS_URL is unset; `manage.py up` starts a private one
+# (dashboard/system/redis_service.py) when nothing answers there.
+DEFAULT_REDIS_URL = env_str("SWITCHBOARD_DEFAULT_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_str("REDIS_URL", DEFAULT_REDIS_URL)
+# Names this installation's keys and change channel, so that two installations sharing
+# one Redis server (a demo and the test suite, say) never read each other's.
+REDIS_NAMESPACE = env_str("SWITCHBOARD_REDIS_NAMESPACE", "switchboard")
+
 
 # Redis is the cache every web worker shares; sessions are read through it (see
 # dashboard/web/sessions.py for why and what happens when Redis is down).
@@ -175,7 +188,7 @@ CACHES = {
     "default": {
         "BACKEND": "dashboard.web.rediscache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "switchboard",
+        "KEY_PREFIX": REDIS_NAMESPACE,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }
@@ -184,8 +197,8 @@ CSRF_FAILURE_VIEW = "dashboard.web.views.csrf_failure"
 
 # Celery reads only the CELERY_-prefixed names below (see dashboard/celery.py);
 # tests/test_celery_settings.py proves the ones we rely on are in effect.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", celery_redis_url(REDIS_URL))
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", celery_redis_url(REDIS_URL))
 CELERY_TASK_ACKS_LATE = True  # A task is acknowledged only after it finished...
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and requeued if its worker process died.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

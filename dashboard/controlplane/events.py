@@ -40,7 +40,9 @@ def apps_channel() -> str:
     each on its own database (as the tests and the bench do), from hearing each other:
     an announced state names revisions that only its own installation has.
     """
-    return f"switchboard:apps:{_redis().connection_pool.connection_kwargs.get('db', 0)}"
+    return (
+        f"{settings.REDIS_NAMESPACE}:apps:{_redis().connection_pool.connection_kwargs.get('db', 0)}"
+    )
 
 
 def app_state(app: App) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -138,6 +139,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tables2",
     "django_htmx",
+    "axes",
     "dashboard.controlplane",
     "dashboard.web",
     "dashboard.runtime",
@@ -158,6 +160,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "dashboard.web.middleware.HtmxSignInMiddleware",
     "dashboard.web.middleware.ViewerTimezoneMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -200,7 +204,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["dashboard.web.auth.SessionUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out username never reaches the password check (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "dashboard.web.auth.SessionUserBackend",
+]
+# Sign-in throttling (django-axes): after this many failed sign-ins for one username from
+# one address, that pair is refused (429) until the cool-off has passed; a success resets
+# the count. Failed API token checks are counted the same way, per address. Attempts are
+# kept in the database (AccessAttempt, visible in the admin); `manage.py axes_reset`
+# clears them.
+AXES_FAILURE_LIMIT = env_int("SWITCHBOARD_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("SWITCHBOARD_SIGNIN_COOLOFF_SECONDS", 15 * 60))
+# Username and address together: one address cannot lock a user out everywhere, and one
+# username is not guessed from one address past the limit.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "dashboard.web.views.signin_locked_out"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "apps"
 LOGOUT_REDIRECT_URL = "login"

@@ -28,7 +28,7 @@ POLL_INTERVAL = 0.3
 # for, and the longest pause between attempts to reach an API that went away.
 QUIET_AFTER = 10.0
 RECONNECT_CAP = 5.0
-REV_RE = re.compile(r"^[0-9a-fA-F-]{8,36}$")
+REV_RE = re.compile(r"\A[0-9a-fA-F-]{8,36}\Z")
 # `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
 SCALE_FLAGS = SETTING_NAMES
 

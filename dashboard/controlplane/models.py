@@ -237,6 +237,9 @@ class Operation(models.Model):
         Revision, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
     )
     idempotency_key = models.CharField(max_length=200, blank=True)
+    # SHA-256 of the caller, method, path and body the key was first sent with: the key
+    # replays that request only (api.body.fingerprint).
+    request_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from dashboard.controlplane.errors import Conflict
+from dashboard.controlplane.errors import Conflict, ControlError
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -51,17 +51,35 @@ class Actor:
     role: Role
     source: str = "api"
     idempotency_key: str = ""
+    # What the key is bound to (api.body.fingerprint: caller, method, path and body).
+    request_hash: str = ""
 
 
 def replay(actor: Actor) -> Operation | None:
-    """The operation this requester already created with this Idempotency-Key, if any."""
+    """The operation this requester already created with this Idempotency-Key, if any.
+
+    The key replays only the request it was first sent with: the same key on a different
+    request is refused (422 idempotency_key_reused) rather than answered with the earlier
+    operation, which would silently drop the new request.
+    """
     if not actor.idempotency_key:
         return None
-    return (
+    earlier = (
         Operation.objects.filter(requester=actor.user, idempotency_key=actor.idempotency_key)
         .select_related("app", "revision")
         .first()
     )
+    # Operations recorded before keys were bound have no hash; they replay as they did.
+    if earlier is not None and earlier.request_hash and earlier.request_hash != actor.request_hash:
+        raise ControlError(
+            f"Idempotency-Key {actor.idempotency_key!r} was already used for a different "
+            f"request ({earlier.get_kind_display()} of {earlier.app.name}, operation "
+            f"{earlier.id}); send a new key for a new request",
+            details={"operation": str(earlier.id), "kind": earlier.kind},
+            status=422,
+            code="idempotency_key_reused",
+        )
+    return earlier
 
 
 class Replayed(Exception):
@@ -113,6 +131,7 @@ def create(
                 params=params or {},
                 revision=revision,
                 idempotency_key=actor.idempotency_key,
+                request_hash=actor.request_hash if actor.idempotency_key else "",
                 created_at=now,
                 started_at=now if running else None,
                 result=result,

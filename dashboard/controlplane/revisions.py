@@ -13,7 +13,7 @@ from dashboard.controlplane.errors import BadRequest, NotFound
 from dashboard.controlplane.models import App, Revision
 
 MIN_PREFIX = 8
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"\A[0-9a-f]+\Z")
 
 
 def get_app(name: str, *, lock: bool = False) -> App:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# \A and \Z, not ^ and $: `$` also matches before a trailing newline, so "demo\n" would
+# pass; RegexValidator uses search(), so the anchors must be in the pattern itself.
+APP_NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,62}\Z")
 APP_NAME_RULE = "1–63 characters, lowercase letters, digits and '-', starting with a letter"
 
 ROLES = ("viewer", "deployer", "admin")  # Each may do everything the ones before it may.
@@ -17,7 +19,11 @@ ROLES = ("viewer", "deployer", "admin")  # Each may do everything the ones befor
 
 def app_name_error(name: str) -> str | None:
     """Why `name` cannot name an app, or None if it can."""
-    return None if APP_NAME_RE.match(name) else f"{name!r} is not a valid app name: {APP_NAME_RULE}"
+    return (
+        None
+        if APP_NAME_RE.fullmatch(name)
+        else f"{name!r} is not a valid app name: {APP_NAME_RULE}"
+    )
 
 
 def role_allows(role: str | None, needed: str) -> bool:
@@ -29,3 +35,21 @@ def role_refusal(role: str | None, needed: str) -> str | None:
     if role_allows(role, needed):
         return None
     return f"this needs the {needed} role; your role is {role}"
+
+
+# Auth modes from narrowest to widest: who may call the app through the gateway.
+AUTH_MODES = ("private", "shared", "public")
+
+
+def auth_mode_refusal(current: str, requested: str, *, owner: bool, role: str | None) -> str | None:
+    """Why this caller may not move an app from `current` to `requested`, or None.
+
+    Widening (private → shared/public, shared → public) exposes the app to more callers,
+    which only its owner (who created it) or an admin may decide; narrowing is always
+    allowed, since it exposes nothing.
+    """
+    if AUTH_MODES.index(requested) <= AUTH_MODES.index(current):
+        return None
+    if owner or role == "admin":
+        return None
+    return f"only the app's owner or an admin may widen its auth mode from {current} to {requested}"

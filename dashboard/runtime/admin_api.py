@@ -7,7 +7,6 @@ Errors are JSON {"error": {"message": ...}}; an unknown runner or revision is a 
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,13 +15,16 @@ from typing import Any
 from aiohttp import web
 from django.conf import settings as conf
 
+from dashboard.controlplane import parameters
+from dashboard.controlplane.api.body import parse_object
+from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.rules import APP_NAME_RE
 from dashboard.controlplane.runtime_client import admin_secret
 from dashboard.runtime.routing import RoutingTable, effective_settings, load_revision
 from dashboard.runtime.supervisor import ACTIVE, GONE, READY, Runner, Supervisor
 
-RUNNER_ID_RE = re.compile(r"^r-[0-9a-f]{8}$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+RUNNER_ID_RE = re.compile(r"\Ar-[0-9a-f]{8}\Z")
+UUID_RE = re.compile(r"\A[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z")
 MAX_WAIT = 600.0
 MAX_TAIL = 10_000
 
@@ -54,16 +56,42 @@ async def errors_and_auth(
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
+    # The control API's own parser: the same depth limit and the same messages.
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return data
+        return parse_object(await request.read())
+    except ControlError as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+def _check_parameters(values: Any, what: str, *, complete: bool = False) -> None:
+    """Refuse values the control API would refuse, by its own rules (parameters.py).
+
+    `complete` values are a whole set (an app's or a revision's settings), so the
+    cross-field rules (floor and buffer within the ceiling) apply to them as they are.
+    """
+    if not isinstance(values, dict):
+        raise ApiError(400, f"{what} must be a JSON object of parameter values")
+    try:
+        clean = parameters.validate(values)
+        if complete and clean:
+            parameters.check_consistent({**parameters.defaults(), **clean})
+    except parameters.ParameterError as exc:
+        raise ApiError(400, f"{what} refused, nothing changed: {exc}") from None
+
+
+def _check_state(state: Any) -> None:
+    """Refuse a state whose parameter values break the control API's rules.
+
+    A state of the wrong shape is not refused here: RoutingTable.apply reads such an app
+    from the database instead, as it does for a malformed Redis message.
+    """
+    if not isinstance(state, dict):
+        raise ApiError(400, "state must be an object, as events.app_state makes it")
+    if isinstance(state.get("settings"), dict):
+        _check_parameters(state["settings"], "state's settings", complete=True)
+    rev = state.get("revision")
+    if isinstance(rev, dict) and isinstance(rev.get("settings"), dict):
+        _check_parameters(rev["settings"], "state's revision settings", complete=True)
 
 
 def _number(value: str | None, name: str, default: float, maximum: float) -> float:
@@ -165,9 +193,12 @@ class AdminApi:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
             raise ApiError(400, f"count must be a whole number in 1–100, got {count!r}")
         overrides = body.get("settings") or {}
-        if not isinstance(overrides, dict):
-            raise ApiError(400, "settings must be a JSON object of parameter values")
+        _check_parameters(overrides, "settings")
         settings = effective_settings(rev.settings, overrides)
+        try:
+            parameters.check_consistent(settings)
+        except parameters.ParameterError as exc:
+            raise ApiError(400, f"settings refused, nothing changed: {exc}") from None
         runners = self.supervisor.start_keyed(rev, settings, count, str(body.get("key") or ""))
         return _json({"runners": [r.as_dict() for r in runners]}, 201)
 
@@ -189,8 +220,8 @@ class AdminApi:
     async def sync_app(self, request: web.Request) -> web.Response:
         name = request.match_info["app"]
         state = (await _body(request)).get("state")
-        if state is not None and not isinstance(state, dict):
-            raise ApiError(400, "state must be an object, as events.app_state makes it")
+        if state is not None:
+            _check_state(state)
         # With the switch's state this needs no database read, and nothing at all when the
         # switch's Redis message got here first, as it usually does.
         if state is not None:

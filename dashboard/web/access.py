@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from dashboard.controlplane.models import App, Revision, Role, role_of
 from dashboard.controlplane.rules import role_allows
 
-HEX_PREFIX_RE = re.compile(r"^[0-9a-f]{8,32}$")
+HEX_PREFIX_RE = re.compile(r"\A[0-9a-f]{8,32}\Z")
 
 
 class BadInput(Exception):

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import kombu.exceptions
 import redis.exceptions
 from celery.result import AsyncResult
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max, OuterRef, Prefetch, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
@@ -27,6 +28,7 @@ from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_
 from django_tables2 import RequestConfig
 
 from dashboard.controlplane import tokens
+from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -78,6 +80,18 @@ def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
     if request.htmx:
         response = reswap(retarget(response, "#dialog-content"), "innerHTML")
     return response
+
+
+def signin_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: too many failed sign-ins, said in our own page (429)."""
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    message = (
+        f"Too many failed sign-ins for this username from your address. Try again in "
+        f"{minutes} minute{'s' if minutes != 1 else ''}, or ask an admin to reset it."
+    )
+    if request.path.startswith("/api/"):
+        return error_response(429, "too_many_failed_attempts", message)
+    return _error(request, message, 429)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

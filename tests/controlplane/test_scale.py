@@ -66,7 +66,9 @@ def test_a_floor_above_the_ceiling_is_refused(deployer, demo_app):
 def test_an_unknown_parameter_is_refused(deployer, demo_app):
     response = deployer.post("apps/demo/scale", {"keepalive": 5})
     assert response.status_code == 400
-    assert "unknown parameter 'keepalive'" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["code"] == "unknown_field"
+    assert "unknown field 'keepalive'" in error["message"] and "keep_alive" in error["message"]
 
 
 def test_an_empty_scale_is_refused(deployer, demo_app):

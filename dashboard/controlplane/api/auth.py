@@ -1,22 +1,36 @@
-"""Who is calling: bearer tokens (API `sbt_...` or dashboard `sbd_...`) and their role.
+"""Who is calling: bearer tokens (API `sbt_...` or dashboard `sbd_...`) and their role;
+and `api_view`, the one wrapper every control API view goes through.
 
 The API is token-only (no session cookies), which is why its views are csrf_exempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
+from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from dashboard.controlplane import rules, tokens
+from dashboard.controlplane.api import body
 from dashboard.controlplane.api.errors import error_response
-from dashboard.controlplane.errors import BadRequest, ControlError, Forbidden, Unauthenticated
+from dashboard.controlplane.errors import (
+    BadRequest,
+    ControlError,
+    Forbidden,
+    TooLarge,
+    Unauthenticated,
+)
 from dashboard.controlplane.models import ApiToken, Role, Source, hash_token, role_of
 from dashboard.controlplane.operations import Actor
 
@@ -26,8 +40,46 @@ TOUCH_EVERY = timedelta(seconds=60)
 HOW_TO = "send 'Authorization: Bearer <token>'; `manage.py create_token USERNAME` makes one"
 
 
-def authenticate(request: HttpRequest) -> tuple[object, Role]:
+# Failed token checks are counted by django-axes, as failed sign-ins are, under this name:
+# no username can contain '<', so it never shares a count with a person's sign-ins, and
+# with AXES_LOCKOUT_PARAMETERS [username, ip_address] it counts per client address.
+API_TOKEN_CREDENTIAL = {"username": "<api token>"}
+
+
+def _refused(request: HttpRequest, exc: Unauthenticated) -> ControlError:
+    """A failed token check: counted, and 429 once the address is over the limit.
+
+    A valid token is never refused for its address's failures: the CLI, scripts and the
+    dashboard's worker usually share one address (loopback), and one misconfigured script
+    must not lock them all out. Tokens carry 256 random bits (or a signature), so the
+    count is there to make guessing loud and visible (AccessAttempt), not to slow it.
+    """
+    if not AxesProxyHandler.is_allowed(request, dict(API_TOKEN_CREDENTIAL)):
+        return ControlError(
+            f"{exc.message}; too many failed token checks from your address, so further "
+            "ones are refused until the cool-off has passed",
+            status=429,
+            code="too_many_failed_attempts",
+        )
+    user_login_failed.send(sender=__name__, credentials=dict(API_TOKEN_CREDENTIAL), request=request)
+    # axes flags the request when this failure reached the limit, and its middleware would
+    # then swap this JSON answer for its lockout page: the answer stays the API's 401.
+    request.axes_locked_out = False
+    return exc
+
+
+def authenticate(request: HttpRequest) -> tuple[object, Role, bool]:
+    """The caller's user, role, and whether they used a dashboard (sbd_) token."""
     header = request.headers.get("Authorization", "")
+    if not header:
+        raise Unauthenticated(f"no credentials: {HOW_TO}")
+    try:
+        return _authenticate(request, header)
+    except Unauthenticated as exc:
+        raise _refused(request, exc) from None
+
+
+def _authenticate(request: HttpRequest, header: str) -> tuple[object, Role, bool]:
     if not header:
         raise Unauthenticated(f"no credentials: {HOW_TO}")
     scheme, _, raw = header.partition(" ")
@@ -50,23 +102,38 @@ def authenticate(request: HttpRequest) -> tuple[object, Role]:
         now = timezone.now()
         if token.last_used_at is None or token.last_used_at < now - TOUCH_EVERY:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user, role
+        return token.user, role, False
     if raw.startswith(tokens.PREFIX):
         user = tokens.user_from_dashboard_token(raw)
         role = role_of(user)
         if user is None or role is None:
             raise Unauthenticated("invalid or expired dashboard token")
-        return user, role
+        return user, role, True
     raise Unauthenticated(
         f"unrecognised token: API tokens start with {ApiToken.PREFIX!r}; {HOW_TO}"
     )
 
 
-def _source(request: HttpRequest) -> str:
+def _source(request: HttpRequest, dashboard_token: bool) -> str:
+    """Where the call comes from, as History records it.
+
+    `dashboard` is the dashboard's own worker: its Celery tasks call with sbd_ tokens,
+    which only the web process issues (signed with SECRET_KEY). An API token claiming
+    `dashboard` is refused, so History's "dashboard" means what it says.
+    """
+    if dashboard_token:
+        return Source.DASHBOARD
     source = request.headers.get("X-Switchboard-Source", "").strip().lower() or Source.API
     if source not in Source.values:
         raise BadRequest(
             f"X-Switchboard-Source must be one of {', '.join(Source.values)}, got {source!r}"
+        )
+    if source == Source.DASHBOARD:
+        raise Forbidden(
+            "X-Switchboard-Source 'dashboard' is reserved for the dashboard's own worker; "
+            "an API token may send 'cli' or 'api'",
+            details={"allowed": [Source.CLI, Source.API]},
+            code="source_not_allowed",
         )
     return source
 
@@ -78,19 +145,58 @@ def _idempotency_key(request: HttpRequest) -> str:
     return key
 
 
-def api_view(**roles: Role) -> Callable:
-    """Authenticate, authorise by HTTP method (GET=Role.VIEWER, POST=...), render errors.
+def _read_body(request: HttpRequest, fields: tuple[str, ...], form: bool) -> dict[str, Any]:
+    """Parse and check the body of a mutating call; return what the idempotency key binds.
 
-    The view finds the caller in request.actor.
+    JSON views find the parsed object in request.input. A form view (deploy) reads
+    request.POST and request.FILES itself; here only their names are checked.
+    """
+    if form:
+        # Reading a form spools its files: refuse an oversized one by its declared length
+        # before reading anything (for JSON, request.body does this itself).
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise TooLarge(
+                f"the request body is {length} bytes; the most allowed is "
+                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE}",
+                details={"size": length, "max": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            )
+        body.check_fields([*request.POST, *request.FILES], fields)
+        request.input = {}
+        return {name: request.POST.getlist(name) for name in request.POST}
+    request.input = body.parse_object(request.body)
+    body.check_fields(request.input, fields)
+    return request.input
+
+
+def _file_hashes(request: HttpRequest) -> dict[str, str]:
+    hashes = {}
+    for name, upload in request.FILES.items():
+        digest = hashlib.sha256()
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+        hashes[name] = digest.hexdigest()
+    return hashes
+
+
+def api_view(*, fields: Iterable[str] = (), form: bool = False, **roles: Role) -> Callable:
+    """Authenticate, authorise by HTTP method (GET=Role.VIEWER, POST=...), read the body,
+    render errors.
+
+    `fields` are the body fields the mutating method takes; any other is refused (400
+    unknown_field) before the view runs. `form` marks a multipart view (deploy). The view
+    finds the caller in request.actor and a JSON body in request.input.
     """
     allowed = {method.upper(): role for method, role in roles.items()}
+    fields = tuple(fields)
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             try:
-                user, role = authenticate(request)
+                user, role, dashboard_token = authenticate(request)
                 needed = allowed.get(request.method)
                 if needed is None:
                     response = error_response(
@@ -102,18 +208,50 @@ def api_view(**roles: Role) -> Callable:
                     return response
                 if refusal := rules.role_refusal(role, needed):
                     raise Forbidden(refusal, details={"role": role, "needed": needed})
+                source = _source(request, dashboard_token)
+                key = request_hash = ""
+                request.input = {}
+                if request.method != "GET":
+                    key = _idempotency_key(request)
+                    data = _read_body(request, fields, form)
+                    if key:
+                        files = _file_hashes(request) if form else {}
+                        request_hash = body.fingerprint(
+                            user.pk, request.method, request.path, data, files
+                        )
                 request.actor = Actor(
                     user=user,
                     role=role,
-                    source=_source(request),
-                    idempotency_key=_idempotency_key(request) if request.method != "GET" else "",
+                    source=source,
+                    idempotency_key=key,
+                    request_hash=request_hash,
                 )
                 return view(request, *args, **kwargs)
             except ControlError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.details)
             except RequestDataTooBig:
                 return error_response(413, "too_large", "request body is too large")
+            except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as exc:
+                return error_response(400, "invalid_form", f"the form body is malformed: {exc}")
 
         return wrapper
 
     return decorate
+
+
+def public_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A read-only view open to anyone (the API's index and document): GET only, and any
+    other method gets the API's JSON 405, not Django's CSRF page."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(
+                405, "method_not_allowed", f"{request.method} is not allowed here; use GET"
+            )
+            response["Allow"] = "GET"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 
 def error_response(
@@ -15,7 +16,13 @@ def error_response(
     )
 
 
+# csrf_exempt: the API takes no cookies, and a POST to an unknown path must get this JSON
+# 404, not Django's HTML CSRF page (CsrfViewMiddleware runs before any view).
+@csrf_exempt
 def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     return error_response(
-        404, "not_found", f"no API endpoint at /api/v1/{path}; see /api/v1/openapi.json"
+        404,
+        "not_found",
+        f"no API endpoint at {request.path}; see /api/v1/openapi.json",
+        details={"path": request.path},
     )

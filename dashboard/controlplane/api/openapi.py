@@ -22,7 +22,10 @@ ERRORS = {
     "403": {"$ref": "#/components/responses/Forbidden"},
     "404": {"$ref": "#/components/responses/NotFound"},
 }
-CONFLICT = {"409": {"$ref": "#/components/responses/Conflict"}}
+CONFLICT = {
+    "409": {"$ref": "#/components/responses/Conflict"},
+    "422": {"$ref": "#/components/responses/KeyReused"},
+}
 UNAVAILABLE = {"503": {"$ref": "#/components/responses/Unavailable"}}
 OP_ACCEPTED = {
     "202": _json({"type": "object", "properties": {"operation": _ref("Operation")}}, "Accepted"),
@@ -41,13 +44,21 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Same requester and key return the original operation; nothing applies twice.",
+    "description": (
+        "Same requester, key, method, path and body return the original operation; nothing "
+        "applies twice. The key on a different request is refused: 422 idempotency_key_reused."
+    ),
     "schema": {"type": "string", "maxLength": 200},
 }
 SOURCE = {
     "name": "X-Switchboard-Source",
     "in": "header",
     "required": False,
+    "description": (
+        "Recorded on the operation. `dashboard` is the dashboard's worker (sbd_ tokens, "
+        "recorded as such whatever they send); an API token claiming it gets 403 "
+        "source_not_allowed."
+    ),
     "schema": {"type": "string", "enum": ["cli", "dashboard", "api"], "default": "api"},
 }
 APP = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -71,7 +82,12 @@ REASON = {"reason": {"type": "string", "maxLength": 5000}}
 
 
 def _body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    # Any other field is refused: 400 unknown_field, naming it and the allowed ones.
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
     if required:
         schema["required"] = required
     return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
@@ -193,6 +209,7 @@ def _paths() -> dict[str, Any]:
                         "multipart/form-data": {
                             "schema": {
                                 "type": "object",
+                                "additionalProperties": False,
                                 "required": ["bundle", "entrypoint"],
                                 "properties": {
                                     "bundle": {
@@ -439,6 +456,9 @@ def document() -> dict[str, Any]:
                 "NotFound": _error_response("Unknown app, revision, runner or operation"),
                 "Conflict": _error_response(
                     "Refused in the current state (e.g. another operation is in progress)"
+                ),
+                "KeyReused": _error_response(
+                    "The Idempotency-Key was used for a different request (idempotency_key_reused)"
                 ),
                 "TooLarge": _error_response("Bundle over the size limit"),
                 "Unavailable": _error_response("Runtime or task queue unavailable"),

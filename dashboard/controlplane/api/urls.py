@@ -24,5 +24,5 @@ urlpatterns = [
     path("runners/<str:runner_id>/kill", views.runner_kill, name="api-runner-kill"),
     path("operations/<str:operation_id>", views.operation_detail, name="api-operation"),
     # Anything else under /api/v1/ answers in the API's JSON error shape, not Django's HTML.
-    re_path(r"^(?P<path>.*)$", errors.not_found),
+    re_path(r"\A(?P<path>[\s\S]*)\Z", errors.not_found),
 ]

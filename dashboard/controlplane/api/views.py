@@ -23,7 +23,7 @@ from dashboard.controlplane import (
     rules,
     runtime_client,
 )
-from dashboard.controlplane.api.auth import api_view
+from dashboard.controlplane.api.auth import api_view, public_view
 from dashboard.controlplane.api.openapi import document
 from dashboard.controlplane.api.serializers import (
     app_json,
@@ -34,6 +34,7 @@ from dashboard.controlplane.api.serializers import (
 from dashboard.controlplane.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     TooLarge,
     Unavailable,
@@ -50,24 +51,30 @@ from dashboard.controlplane.models import (
 from dashboard.controlplane.revisions import get_app, resolve
 
 STRATEGIES = ("rolling", "recreate")
+
+# The body fields each mutating endpoint takes; api_view refuses any other (unknown_field).
+DEPLOY_FIELDS = (
+    "bundle",
+    "entrypoint",
+    "strategy",
+    "reset_scale",
+    "message",
+    "annotations",
+    "auth_mode",
+)
+SET_REV_FIELDS = ("revision", "strategy", "reason")
+ROLLOUT_FIELDS = ("force", "reason")
+DELETE_REV_FIELDS = ("reason",)
+SCALE_FIELDS = (*parameters.PARAMETERS, "reason")
+SUSPEND_FIELDS = ("revision", "reason")
+RUNNER_STOP_FIELDS = ("replace", "reason")
+RUNNER_KILL_FIELDS = ("reason",)
 MAX_PAGE_SIZE = 200
 QUICK_DEADLINE = timedelta(seconds=60)
 SLACK = timedelta(minutes=2)
 
 
 # -- request helpers ------------------------------------------------------------------
-
-
-def _body(request: HttpRequest) -> dict[str, Any]:
-    if not request.body:
-        return {}
-    try:
-        data = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return data
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -246,7 +253,7 @@ def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse(data)
 
 
-@api_view(GET=Role.VIEWER, POST=Role.DEPLOYER)
+@api_view(GET=Role.VIEWER, POST=Role.DEPLOYER, fields=DEPLOY_FIELDS, form=True)
 def revisions(request: HttpRequest, app: str) -> JsonResponse:
     if request.method == "POST":
         return _deploy(request, app)
@@ -272,7 +279,7 @@ def revisions(request: HttpRequest, app: str) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN)
+@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN, fields=DELETE_REV_FIELDS)
 def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     if request.method == "DELETE":
         return _delete_revision(request, app, rev)
@@ -347,6 +354,7 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
+@public_view
 def index(request: HttpRequest) -> JsonResponse:
     # Public, like the document it points to: what someone opening the API's root needs.
     return JsonResponse(
@@ -358,6 +366,7 @@ def index(request: HttpRequest) -> JsonResponse:
     )
 
 
+@public_view
 def openapi(request: HttpRequest) -> JsonResponse:
     # Public on purpose: the document describes the API, it reveals no state.
     return JsonResponse(document())
@@ -429,6 +438,16 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
             # key-share lock on it, and mixing those with another request's FOR UPDATE while
             # both wait on the one-active-operation index deadlocks (a 500).
             app = App.objects.select_for_update().get(pk=app.pk)
+            if auth_mode and (
+                refusal := rules.auth_mode_refusal(
+                    app.auth_mode, auth_mode, owner=app.owner_id == actor.user.pk, role=actor.role
+                )
+            ):
+                raise Forbidden(
+                    f"{refusal}; nothing was deployed",
+                    details={"app": app.name, "auth_mode": app.auth_mode, "requested": auth_mode},
+                    code="auth_mode_widening_forbidden",
+                )
             if auth_mode and app.auth_mode != auth_mode:
                 app.auth_mode = auth_mode
                 app.save(update_fields=["auth_mode", "updated_at"])
@@ -477,9 +496,9 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
 # -- set-rev, rollout, delete-rev ----------------------------------------------------------
 
 
-@api_view(POST=Role.DEPLOYER)
+@api_view(POST=Role.DEPLOYER, fields=SET_REV_FIELDS)
 def set_rev(request: HttpRequest, app: str) -> JsonResponse:
-    body = _body(request)
+    body = request.input
     ref = body.get("revision")
     if not ref or not isinstance(ref, str):
         raise BadRequest("revision is required: a full id or a unique prefix of 8+ characters")
@@ -530,9 +549,9 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
     return _queued_or_unavailable(op)
 
 
-@api_view(POST=Role.DEPLOYER)
+@api_view(POST=Role.DEPLOYER, fields=ROLLOUT_FIELDS)
 def rollout(request: HttpRequest, app: str) -> JsonResponse:
-    body = _body(request)
+    body = request.input
     force = _bool(body.get("force"), "force")
     reason = _text(body.get("reason"), "reason")
     earlier = _replayed(request)
@@ -561,7 +580,7 @@ def rollout(request: HttpRequest, app: str) -> JsonResponse:
 
 
 def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
-    reason = _text(_body(request).get("reason"), "reason")
+    reason = _text(request.input.get("reason"), "reason")
     earlier = _replayed(request)
     if earlier is not None:
         return earlier
@@ -613,9 +632,9 @@ def _scale_refused(exc: parameters.ParameterError) -> BadRequest:
     )
 
 
-@api_view(POST=Role.DEPLOYER)
+@api_view(POST=Role.DEPLOYER, fields=SCALE_FIELDS)
 def scale(request: HttpRequest, app: str) -> JsonResponse:
-    body = _body(request)
+    body = dict(request.input)
     reason = _text(body.pop("reason", ""), "reason")
     if not body:
         raise BadRequest(
@@ -673,7 +692,7 @@ def scale(request: HttpRequest, app: str) -> JsonResponse:
 
 
 def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> JsonResponse:
-    body = _body(request)
+    body = request.input
     ref = body.get("revision")
     if ref is not None and not isinstance(ref, str):
         raise BadRequest("revision must be a string (an id or a prefix of 8+ characters)")
@@ -734,12 +753,12 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
     return _operation_answer(op, revision=revision_json(target, found))
 
 
-@api_view(POST=Role.ADMIN)
+@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
 def suspend(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=True)
 
 
-@api_view(POST=Role.ADMIN)
+@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
 def resume(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=False)
 
@@ -748,7 +767,7 @@ def resume(request: HttpRequest, app: str) -> JsonResponse:
 
 
 def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind) -> JsonResponse:
-    body = _body(request)
+    body = request.input
     replace = _bool(body.get("replace"), "replace") if kind == OperationKind.RUNNER_STOP else False
     reason = _text(body.get("reason"), "reason")
     earlier = _replayed(request)
@@ -791,11 +810,11 @@ def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind)
     return _queued_or_unavailable(op)
 
 
-@api_view(POST=Role.DEPLOYER)
+@api_view(POST=Role.DEPLOYER, fields=RUNNER_STOP_FIELDS)
 def runner_stop(request: HttpRequest, runner_id: str) -> JsonResponse:
     return _runner_operation(request, runner_id, OperationKind.RUNNER_STOP)
 
 
-@api_view(POST=Role.ADMIN)
+@api_view(POST=Role.ADMIN, fields=RUNNER_KILL_FIELDS)
 def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
     return _runner_operation(request, runner_id, OperationKind.RUNNER_KILL)

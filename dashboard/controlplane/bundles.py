@@ -79,18 +79,21 @@ def stage(upload: BinaryIO, entrypoint: str) -> Bundle:
         ) from None
     upload.seek(0)
     sha256 = hashlib.file_digest(upload, "sha256").hexdigest()
-    upload.seek(0)
+    # Two passes over the stream: the first checks every entry and writes nothing, so a
+    # refused bundle (a many-files bomb above all) costs no disk work; the second unpacks
+    # what the first accepted. Decompressing twice is cheap next to creating files.
+    files, unpacked = _read_archive(upload, None)
+    if str(PurePosixPath(rel_path)) not in files:
+        raise BadRequest(
+            f"entrypoint file {rel_path!r} is not in the bundle",
+            details={"entrypoint": entrypoint, "files": sorted(files)[:20]},
+            code="bad_entrypoint",
+        )
     incoming = settings.VAR_DIR / "incoming"
     incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(dir=incoming))  # mkdtemp makes it 0700.
     try:
-        files, unpacked = _unpack(upload, path)
-        if str(PurePosixPath(rel_path)) not in files:
-            raise BadRequest(
-                f"entrypoint file {rel_path!r} is not in the bundle",
-                details={"entrypoint": entrypoint, "files": sorted(files)[:20]},
-                code="bad_entrypoint",
-            )
+        _read_archive(upload, path)
     except BaseException:
         remove(path)
         raise
@@ -158,7 +161,12 @@ class _TarStream:
         return self._raw.tell()
 
 
-def _unpack(upload: BinaryIO, dest: Path) -> tuple[set[str], int]:
+def _read_archive(upload: BinaryIO, dest: Path | None) -> tuple[set[str], int]:
+    """Read the archive, checking every entry; unpack it into `dest` unless that is None.
+
+    Return the bundle's files and their total size.
+    """
+    upload.seek(0)
     stream = _TarStream(gzip.GzipFile(fileobj=upload, mode="rb"))
     tree: dict[str, str] = {}  # Normalised path -> "file", "dir" or "parent" (implied).
     files: set[str] = set()
@@ -181,8 +189,8 @@ def _unpack(upload: BinaryIO, dest: Path) -> tuple[set[str], int]:
                 raise BadRequest(
                     f"bundle has more than {settings.MAX_BUNDLE_MEMBERS} entries, the most "
                     "allowed (SWITCHBOARD_MAX_BUNDLE_MEMBERS); refused at "
-                    f"{_shown(member.name)!r}",
-                    details={"entry": _shown(member.name), "max": settings.MAX_BUNDLE_MEMBERS},
+                    f"{_shown(member.name)}",
+                    details={"entry": _plain(member.name), "max": settings.MAX_BUNDLE_MEMBERS},
                     code="bad_bundle",
                 )
             if len(tar.pax_headers) > MAX_GLOBAL_PAX_KEYS:
@@ -199,21 +207,26 @@ def _unpack(upload: BinaryIO, dest: Path) -> tuple[set[str], int]:
                 if member.isdir():
                     continue  # "./", as `tar -C dir .` writes it: the bundle directory itself.
                 raise _bad(member, "names the bundle directory itself")
-            _check_tree(member, path, tree, dest)
+            parents = _check_tree(member, path, tree)
             if member.isfile():
                 if unpacked + member.size > settings.MAX_BUNDLE_UNPACKED_BYTES:
                     raise TooLarge(
                         "bundle unpacks to more than "
                         f"{settings.MAX_BUNDLE_UNPACKED_BYTES} bytes, the most allowed "
-                        f"(SWITCHBOARD_MAX_BUNDLE_UNPACKED_BYTES); refused at {_shown(member.name)!r}",
+                        f"(SWITCHBOARD_MAX_BUNDLE_UNPACKED_BYTES); refused at {_shown(member.name)}",
                         details={
-                            "entry": _shown(member.name),
+                            "entry": _plain(member.name),
                             "max_unpacked": settings.MAX_BUNDLE_UNPACKED_BYTES,
                         },
                     )
                 unpacked += member.size
                 files.add(key)
-            _extract(tar, member, dest)
+            if dest is not None:
+                # Parents are made here, 0700, rather than by tarfile, which would make
+                # them with the process's default mode.
+                for parent in parents:
+                    (dest / parent).mkdir(mode=0o700)
+                _extract(tar, member, dest)
     return files, unpacked
 
 
@@ -232,8 +245,9 @@ def _read[T](call: Callable[[], T], stream: _TarStream, index: int, previous: st
         raise _header_refusal(exc, index, previous) from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         # EOFError: a truncated gzip stream; ValueError: tarfile's parsers on bad numbers.
+        after = f" (after {_shown(previous)})" if previous else ""
         raise BadRequest(
-            f"bundle is not a valid tar.gz archive: {exc}", code="bad_bundle"
+            f"bundle is not a valid tar.gz archive: {exc}{after}", code="bad_bundle"
         ) from None
     finally:
         stream.budget = None
@@ -241,25 +255,27 @@ def _read[T](call: Callable[[], T], stream: _TarStream, index: int, previous: st
 
 def _header_refusal(exc: _HeaderTooLarge, index: int, previous: str) -> BadRequest:
     limit = settings.MAX_BUNDLE_HEADER_BYTES
-    kind = "an extended"
+    what = f"more than {limit} bytes of headers (a chain of extended headers)"
     name = ""
     try:
         header = tarfile.TarInfo.frombuf(exc.block, "utf-8", "surrogateescape")
     except tarfile.HeaderError:
         header = None
     if header is not None and header.type in _EXTENSIONS:
-        kind = f"a {header.size}-byte {_EXTENSIONS[header.type]}"
+        if header.size > limit:
+            what = f"a {header.size}-byte {_EXTENSIONS[header.type]} header"
         # Name the entry by what it would have been called, when its start says so.
         if header.type == tarfile.GNUTYPE_LONGNAME:
             name = exc.start.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
         elif match := re.match(rb"\d+ path=([^\n]*)\n", exc.start):
             name = match.group(1).decode("utf-8", "backslashreplace")
-    where = f"{_shown(name)!r}" if name else f"#{index}"
-    after = f" (after {_shown(previous)!r})" if previous else " (the first)"
+    # Only the start of the name was read: show at most that much.
+    where = (_shown(name[:100]) + ("…" if len(name) >= 100 else "")) if name else f"#{index}"
+    after = f" (after {_shown(previous)})" if previous else " (the first)"
     return BadRequest(
-        f"bundle entry {where}{after} has {kind} header; the most allowed for one entry's "
-        f"headers is {limit} bytes (SWITCHBOARD_MAX_BUNDLE_HEADER_BYTES)",
-        details={"entry": _shown(name) if name else index, "max_header": limit},
+        f"bundle entry {where}{after} has {what}; the most allowed for one entry's headers "
+        f"is {limit} bytes (SWITCHBOARD_MAX_BUNDLE_HEADER_BYTES)",
+        details={"entry": _plain(name) if name else index, "max_header": limit},
         code="bad_bundle",
     )
 
@@ -272,8 +288,8 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
         raise _bad(member, f"is refused: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise BadRequest(
-            f"bundle is not a valid tar.gz archive: {exc} (at {_shown(member.name)!r})",
-            details={"entry": _shown(member.name)},
+            f"bundle is not a valid tar.gz archive: {exc} (at {_shown(member.name)})",
+            details={"entry": _plain(member.name)},
             code="bad_bundle",
         ) from None
     except OSError as exc:
@@ -293,17 +309,24 @@ def _private(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
 
 
 def _shown(name: str, limit: int = 100) -> str:
-    """A name as a message can show it: undecodable bytes escaped, and not too long."""
+    """A name as a message shows it: quoted as repr does, undecodable bytes as \\xNN (not
+    as the surrogates tarfile decodes them to), and shortened when long."""
+    shown = repr(name[:limit])
+    if len(name) > limit:
+        shown += f"… ({len(name.encode('utf-8', 'surrogateescape'))} bytes)"
+    return re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", shown)
+
+
+def _plain(name: str, limit: int = 100) -> str:
+    """A name for an answer's details: text, undecodable bytes as \\xNN, shortened."""
     text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if len(text) > limit:
-        return f"{text[:limit]}… ({len(text.encode())} bytes)"
-    return text
+    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 def _bad(member: tarfile.TarInfo, what: str) -> BadRequest:
     return BadRequest(
-        f"bundle entry {_shown(member.name)!r} {what}",
-        details={"entry": _shown(member.name)},
+        f"bundle entry {_shown(member.name)} {what}",
+        details={"entry": _plain(member.name)},
         code="bad_bundle",
     )
 
@@ -346,9 +369,9 @@ def _check_kind(member: tarfile.TarInfo) -> None:
 
 def _kind(member: tarfile.TarInfo) -> str:
     if member.issym():
-        return f"a symbolic link (to {_shown(member.linkname)!r})"
+        return f"a symbolic link (to {_shown(member.linkname)})"
     if member.islnk():
-        return f"a hard link (to {_shown(member.linkname)!r})"
+        return f"a hard link (to {_shown(member.linkname)})"
     if member.ischr() or member.isblk():
         return "a device"
     if member.isfifo():
@@ -356,29 +379,27 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "not a regular file or directory"
 
 
-def _check_tree(
-    member: tarfile.TarInfo, path: PurePosixPath, tree: dict[str, str], dest: Path
-) -> None:
-    """Refuse an entry that clashes with an earlier one, and make its parent directories.
+def _check_tree(member: tarfile.TarInfo, path: PurePosixPath, tree: dict[str, str]) -> list[str]:
+    """Refuse an entry that clashes with an earlier one; return its parent directories
+    that no earlier entry made.
 
     Unpacking would otherwise fail half-way (a file where a directory is needed) or
-    silently overwrite an earlier entry. Parents are made here, 0700, rather than by
-    tarfile, which would make them with the process's default mode.
+    silently overwrite an earlier entry.
     """
     parents = [str(p) for p in reversed(path.parents) if p.parts]
     for parent in parents:
         if tree.get(parent) == "file":
-            raise _bad(
-                member, f"is inside {_shown(parent)!r}, which is a file earlier in the bundle"
-            )
+            raise _bad(member, f"is inside {_shown(parent)}, which is a file earlier in the bundle")
     key = str(path)
     earlier = tree.get(key)
     if earlier in ("file", "dir"):
+        if earlier != ("dir" if member.isdir() else "file"):
+            raise _bad(member, "is both a file and a directory in the bundle")
         raise _bad(member, "appears more than once in the bundle")
     if earlier == "parent" and member.isfile():
         raise _bad(member, "is a file, but earlier entries are inside it as a directory")
-    for parent in parents:
-        if parent not in tree:
-            tree[parent] = "parent"
-            (dest / parent).mkdir(mode=0o700)
+    new = [parent for parent in parents if parent not in tree]
+    for parent in new:
+        tree[parent] = "parent"
     tree[key] = "dir" if member.isdir() else "file"
+    return new

@@ -3,7 +3,9 @@ service user: directories 0700, files 0600 (0700 when executable by their owner)
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import stat
 import tarfile
 
@@ -75,3 +77,15 @@ def test_a_long_name_within_the_limits_is_accepted(deployer):
     response = deployer.deploy("fresh", bundle)
     assert response.status_code == 202, response.json()
     assert (Revision.objects.get().bundle_dir / deep).is_file()
+
+
+def test_a_bundle_large_enough_to_be_spooled_to_disk_deploys(deployer):
+    # Django keeps uploads over FILE_UPLOAD_MAX_MEMORY_SIZE in a temporary file: the bundle
+    # is hashed and read from it as a stream.
+    noise = os.urandom(settings.FILE_UPLOAD_MAX_MEMORY_SIZE + 1024)
+    bundle = _bundle([("app.py", app_source().encode(), 0o644), ("noise.bin", noise, 0o644)])
+    response = deployer.deploy("fresh", bundle)
+    assert response.status_code == 202, response.json()
+    revision = Revision.objects.get()
+    assert revision.bundle_sha256 == hashlib.sha256(bundle).hexdigest()
+    assert (revision.bundle_dir / "noise.bin").read_bytes() == noise

@@ -167,7 +167,11 @@ def _read_archive(upload: BinaryIO, dest: Path | None) -> tuple[set[str], int]:
     Return the bundle's files and their total size.
     """
     upload.seek(0)
-    stream = _TarStream(gzip.GzipFile(fileobj=upload, mode="rb"))
+    with gzip.GzipFile(fileobj=upload, mode="rb") as raw:  # Leaves `upload` open.
+        return _read_tar(_TarStream(raw), dest)
+
+
+def _read_tar(stream: _TarStream, dest: Path | None) -> tuple[set[str], int]:
     tree: dict[str, str] = {}  # Normalised path -> "file", "dir" or "parent" (implied).
     files: set[str] = set()
     unpacked = 0

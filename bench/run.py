@@ -6,6 +6,11 @@ database, Redis db, ports and var dir), measures, prints the figures and stops i
 Figures are compared as ratios inside one run because these machines are noisy; the
 goals come from issues 2 and 3 and are printed beside each figure, never asserted.
 
+Each run is kept as bench/results/<UTC date>-<commit>.json: the commit (and whether the
+tree had changes), the machine, the date and every figure. The lines printed while it runs
+are made from those same figure records. `bench/compare.py` (`make bench-compare`) shows
+two runs side by side.
+
     --only platform|dashboard|browser   run one group
     --quick                             fewer samples (a smoke run)
 """
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -27,12 +33,20 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RESULTS: list[tuple[str, str, str]] = []
+RESULTS_DIR = ROOT / "bench" / "results"
+# Bumped when a figure record changes shape, so compare.py can tell old files apart.
+FORMAT = 1
+
+# Every figure of this run, in the order measured: the one record that is printed, saved
+# and compared (see report()).
+FIGURES: list[dict] = []
+_group = ""
 
 
 def free_port() -> int:
@@ -46,9 +60,53 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def report(name: str, figure: str, goal: str = "") -> None:
-    RESULTS.append((name, figure, goal))
-    print(f"  {name:<58} {figure:<36} {goal}", flush=True)
+def section(title: str) -> None:
+    """Starts a group of figures; the figures reported next belong to it."""
+    global _group
+    _group = title
+    print(f"\n{title}", flush=True)
+
+
+def format_values(figure: dict) -> str:
+    """A figure's values as one line: "p50 18  p90 25"; a lone "value" has no label."""
+    digits = figure["digits"]
+    parts = []
+    for label, value in figure["values"].items():
+        number = str(value) if isinstance(value, int) else f"{value:,.{digits}f}"
+        parts.append(number if label == "value" else f"{label} {number}")
+    return "  ".join(parts)
+
+
+def report(
+    name: str,
+    values: dict[str, float | int],
+    *,
+    digits: int = 0,
+    goal: str = "",
+    better: str = "lower",
+) -> None:
+    """Records one figure and prints it.
+
+    name is unique within a run (compare.py matches figures by it) and names the unit;
+    values maps a label ("p50", "p90", "value", ...) to a number; digits is how many
+    decimals are shown (the record keeps more); better says which way is an improvement,
+    for compare.py.
+    """
+    figure = {
+        "group": _group,
+        "name": name,
+        # Four decimals keep what any printed figure needs without float noise in the file.
+        "values": {k: v if isinstance(v, int) else round(v, 4) for k, v in values.items()},
+        "digits": digits,
+        "goal": goal,
+        "better": better,
+    }
+    FIGURES.append(figure)
+    print(f"  {name:<62} {format_values(figure):<36} {goal}", flush=True)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50": pct(values, 0.5), "p90": pct(values, 0.9)}
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
@@ -170,7 +228,7 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
 
     from dashboard.controlplane import runtime_client
 
-    print("\nPlatform (issue 2)")
+    section("Platform (issue 2)")
     gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
     revisions = [deploy_echo(api, var_dir, "bench", f"v{i}") for i in (1, 2)]
 
@@ -194,13 +252,10 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
         back_to_back.append(cold_start())
     report(
         "runner cold start, empty setup(), spare ready (ms)",
-        f"p50 {pct(spaced, 0.5):.0f}  p90 {pct(spaced, 0.9):.0f}",
-        "goal p50 < 500",
+        percentiles(spaced),
+        goal="goal p50 < 500",
     )
-    report(
-        "runner cold start, back to back (ms)",
-        f"p50 {pct(back_to_back, 0.5):.0f}  p90 {pct(back_to_back, 0.9):.0f}",
-    )
+    report("runner cold start, back to back (ms)", percentiles(back_to_back))
 
     # set-rev recreate: from sending the API call until the gateway routes to the target.
     # The target is kept warm, so its cold start is excluded, as the goal says. A second
@@ -229,13 +284,11 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
         answered.append((time.perf_counter() - started) * 1000)
     report(
         "set-rev recreate: API call → gateway routes (ms)",
-        f"p50 {pct(switch, 0.5):.1f}  p90 {pct(switch, 0.9):.1f}",
-        "goal p50 < 50",
+        percentiles(switch),
+        digits=1,
+        goal="goal p50 < 50",
     )
-    report(
-        "set-rev recreate: API call → API answered (ms)",
-        f"p50 {pct(answered, 0.5):.1f}  p90 {pct(answered, 0.9):.1f}",
-    )
+    report("set-rev recreate: API call → API answered (ms)", percentiles(answered), digits=1)
 
     # Rolling set-rev: whole operation, minus setup() (empty here, so nothing to subtract).
     # Rolling set-rev: whole operation (Celery pick-up, target runner start and health,
@@ -258,13 +311,10 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
         back_to_back_rolling.append(rolling_switch())
     report(
         "rolling set-rev total − setup(), spare ready (ms)",
-        f"p50 {pct(spaced_rolling, 0.5):.0f}  p90 {pct(spaced_rolling, 0.9):.0f}",
-        "goal p50 < 500",
+        percentiles(spaced_rolling),
+        goal="goal p50 < 500",
     )
-    report(
-        "rolling set-rev total − setup(), back to back (ms)",
-        f"p50 {pct(back_to_back_rolling, 0.5):.0f}  p90 {pct(back_to_back_rolling, 0.9):.0f}",
-    )
+    report("rolling set-rev total − setup(), back to back (ms)", percentiles(back_to_back_rolling))
 
     asyncio.run(gateway_overhead(api, gateway, samples))
 
@@ -374,14 +424,22 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
         for name in rates:
             rates[name].append(await throughput(name))
     d50, g50 = pct(latency["direct"], 0.5), pct(latency["gateway"], 0.5)
-    report("latency direct to runner (ms)", f"p50 {d50:.2f}  p90 {pct(latency['direct'], 0.9):.2f}")
-    report(
-        "latency through the gateway (ms)", f"p50 {g50:.2f}  p90 {pct(latency['gateway'], 0.9):.2f}"
-    )
-    report("gateway overhead at p50 (ms)", f"{g50 - d50:.2f}", "goal < 2")
+    report("latency direct to runner (ms)", percentiles(latency["direct"]), digits=2)
+    report("latency through the gateway (ms)", percentiles(latency["gateway"]), digits=2)
+    report("gateway overhead at p50 (ms)", {"value": g50 - d50}, digits=2, goal="goal < 2")
     d_rate, g_rate = max(rates["direct"]), max(rates["gateway"])
-    report("throughput direct / gateway (req/s, 16 clients)", f"{d_rate:.0f} / {g_rate:.0f}")
-    report("gateway throughput ÷ direct", f"{g_rate / d_rate:.2f}", "goal ≥ 0.5")
+    report(
+        "throughput, 16 clients (req/s)",
+        {"direct": d_rate, "gateway": g_rate},
+        better="higher",
+    )
+    report(
+        "gateway throughput ÷ direct",
+        {"value": g_rate / d_rate},
+        digits=2,
+        goal="goal ≥ 0.5",
+        better="higher",
+    )
 
 
 # -- dashboard (issue 3) -----------------------------------------------------------------
@@ -402,7 +460,7 @@ def bench_dashboard(samples: int) -> None:
         RevisionStatus,
     )
 
-    print("\nDashboard (issue 3)")
+    section("Dashboard (issue 3)")
     admin = get_user_model().objects.get(username="admin")
     client = Client()
     client.force_login(admin)
@@ -483,10 +541,14 @@ def bench_dashboard(samples: int) -> None:
     for n in sizes:
         report(
             f"Versions page, {n:>6,} revisions (ms, queries)",
-            f"p50 {timings[n]:.1f}  queries {queries[n]}",
+            {"p50": timings[n], "queries": queries[n]},
+            digits=1,
         )
     report(
-        "Versions page time ratio 10,000 ÷ 10", f"{timings[10_000] / timings[10]:.2f}", "goal ≤ 1.5"
+        "Versions page time ratio 10,000 ÷ 10",
+        {"value": timings[10_000] / timings[10]},
+        digits=2,
+        goal="goal ≤ 1.5",
     )
 
     app = App.objects.get(name="versions-10")
@@ -511,10 +573,7 @@ def bench_dashboard(samples: int) -> None:
         response = client.get(url, headers={"HX-Request": "true"})
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.status_code
-    report(
-        "progress poll, in-process test client (ms)",
-        f"p50 {pct(times, 0.5):.2f}  p90 {pct(times, 0.9):.2f}",
-    )
+    report("progress poll, in-process test client (ms)", percentiles(times), digits=2)
 
     # The same poll as a browser sends it: over HTTP to the running gunicorn, on one
     # keep-alive connection with the session cookie. The server's own time is its
@@ -546,13 +605,14 @@ def bench_dashboard(samples: int) -> None:
         bare, _ = poll_over_http("/favicon.ico", pause)
         report(
             f"progress poll over HTTP, {label}: server time (ms)",
-            f"p50 {pct(server, 0.5):.2f}  p90 {pct(server, 0.9):.2f}",
-            "goal p50 < 5",
+            percentiles(server),
+            digits=2,
+            goal="goal p50 < 5",
         )
         report(
-            "  round trip; bare request's server time (ms)",
-            f"p50 {pct(round_trip, 0.5):.2f}; {pct(bare, 0.5):.2f}",
+            f"progress poll over HTTP, {label}: round trip (ms)", percentiles(round_trip), digits=2
         )
+        report(f"bare request over HTTP, {label}: server time (ms)", percentiles(bare), digits=2)
     web.close()
 
 
@@ -578,7 +638,7 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
 
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
-    print("\nBrowser (issue 3)")
+    section("Browser (issue 3)")
     web = os.environ["SWITCHBOARD_API_URL"]
     revisions = [deploy_echo(api, var_dir, "clicks", f"v{i}") for i in (1, 2)]
     password = (var_dir / "admin-password").read_text().strip()
@@ -611,13 +671,61 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
         browser.close()
     report(
         "click Confirm (recreate) → Current badge moved (ms)",
-        f"p50 {pct(clicks, 0.5):.0f}  p90 {pct(clicks, 0.9):.0f}",
-        "goal < 1500",
+        percentiles(clicks),
+        goal="goal < 1500",
     )
-    report(
-        "  the same, as Playwright's wait for the badge sees it (ms)",
-        f"p50 {pct(waited, 0.5):.0f}  p90 {pct(waited, 0.9):.0f}",
-    )
+    report("the same, as Playwright's wait for the badge sees it (ms)", percentiles(waited))
+
+
+# -- the record -------------------------------------------------------------------------
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def commit_record() -> dict:
+    """The code measured: HEAD, and whether the tree had changes on top of it."""
+    try:
+        return {
+            "sha": git("rev-parse", "HEAD"),
+            "subject": git("log", "-1", "--format=%s"),
+            # Earlier runs' results not committed yet are not a change to the code measured.
+            "dirty": bool(git("status", "--porcelain", "--", ".", ":(exclude)bench/results")),
+        }
+    except (OSError, subprocess.CalledProcessError):  # Not a git checkout, or no git.
+        return {"sha": None, "subject": None, "dirty": None}
+
+
+def machine_record() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:  # Not Linux: platform's answer stands.
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def save(record: dict) -> Path:
+    sha = (record["commit"]["sha"] or "nogit")[:10]
+    stamp = datetime.fromisoformat(record["date"]).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{stamp}-{sha}.json"
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return path
 
 
 def main() -> int:
@@ -628,6 +736,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     samples = 5 if args.quick else 25
+    started = time.monotonic()
+    record = {
+        "format": FORMAT,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit_record(),
+        "machine": machine_record(),
+        "run": {
+            "only": args.only,
+            "quick": args.quick,
+            "samples": samples,
+            # The machine is shared: its load when the run began says how far to trust it.
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        "figures": FIGURES,
+    }
     var_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     env = prepare_environment(var_dir)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
@@ -639,7 +762,12 @@ def main() -> int:
     django.setup()
     from dashboard.api_client import ControlApi
 
-    print(f"Switchboard benchmarks on {os.cpu_count()} cores; private system in {var_dir}")
+    machine, commit = record["machine"], record["commit"]
+    print(
+        f"Switchboard benchmarks at {(commit['sha'] or 'no commit')[:10]}"
+        f"{' (with changes)' if commit['dirty'] else ''} on {machine['hostname']}, "
+        f"{machine['cores']} cores; private system in {var_dir}"
+    )
     proc = start_system(env, var_dir)
     try:
         token = json.loads((var_dir / "config" / "switchboard" / "config.json").read_text())[
@@ -654,10 +782,9 @@ def main() -> int:
             bench_browser(api, var_dir, max(3, samples // 3))
     finally:
         stop_system(proc)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(RESULTS, indent=1))
-    print(f"\nFigures saved to {out / 'latest.json'}")
+    record["run"]["seconds"] = round(time.monotonic() - started)
+    path = save(record)
+    print(f"\nFigures saved to {path.relative_to(ROOT)}; compare runs with `make bench-compare`")
     return 0
 
 

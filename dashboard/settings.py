@@ -8,10 +8,14 @@ SQLite under ./var, Redis on localhost, the web UI on :8000 and the gateway on :
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
+
+from dashboard.system.redis_service import celery_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,13 +55,77 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
 
 
+# Everything Switchboard writes (the var dir, the SQLite file, bundles, logs, the secret
+# key) is private to the service user. Set here, in the one module every process runs
+# first (manage.py commands, gunicorn's workers, the Celery worker, the runtime, whose
+# runner processes inherit it), before anything is written.
+os.umask(0o077)
+# Django's file storage chmods what it writes (collectstatic's copies too) to this, not to
+# what the umask leaves: 0644 unless told.
+FILE_UPLOAD_PERMISSIONS = 0o600
+
 # Where bundles, runner logs, runner sockets and the default SQLite file live.
 VAR_DIR = Path(env_str("SWITCHBOARD_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 # Created here so that a fresh checkout's first command (even `migrate`) just works.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# A var dir made before the umask above (an older install, or by hand) is made private
+# too: with its top directory 0700 nothing under it can be reached by another local user.
+try:
+    VAR_DIR.chmod(0o700)
+except OSError as exc:
+    raise ImproperlyConfigured(
+        f"SWITCHBOARD_VAR_DIR {VAR_DIR} must be a directory owned by the user Switchboard "
+        f"runs as (could not make it private: {exc.strerror})"
+    ) from None
 
-SECRET_KEY = env_str("SECRET_KEY", "switchboard-dev-only-secret-change-me-in-production")
+# The key this project shipped as a default before installations made their own. It is
+# public, so it is refused (below) unless DEBUG is on.
+DEVELOPMENT_SECRET_KEY = "switchboard-dev-only-secret-change-me-in-production"
+
+
+def installation_secret_key(path: Path) -> str:
+    """This installation's own key, kept in the var dir: made on first start, reused after.
+
+    Every process of an installation shares SWITCHBOARD_VAR_DIR, so `manage.py up`, the
+    runtime, the worker and a gunicorn started on its own all read the same file without
+    being told anything. The key is written whole to a file only this process created
+    (O_EXCL) and then linked into place: link() refuses an existing name, so when several
+    processes start at once exactly one key wins and the others read it complete.
+    """
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(get_random_secret_key() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # Another process made it first: its key is the installation's.
+        finally:
+            tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # Copied in or restored from a backup with wider permissions.
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(
+            f"{path} is empty: delete it to have a new key made, or set SECRET_KEY"
+        )
+    return key
+
+
 DEBUG = env_bool("DEBUG", False)
+# SECRET_KEY from the environment wins; otherwise the installation's own key file. What
+# derives from it and what rotating it does: README.md, "Rotating the secret key".
+SECRET_KEY = env_str("SECRET_KEY", "") or installation_secret_key(VAR_DIR / "secret-key")
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the public development key, which anyone can sign dashboard tokens "
+        "and the runtime's admin secret with. Unset SECRET_KEY to use this installation's "
+        f"own key ({VAR_DIR / 'secret-key'}, made on first start), or set it to a long "
+        "random value; only DEBUG=true allows the development key."
+    )
 ALLOWED_HOSTS = env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -123,6 +191,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A database that does not answer is reported within seconds, not after the OS's
+    # own connect timeout of minutes.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -147,7 +219,14 @@ STATIC_ROOT = VAR_DIR / "collected-static"
 # WhiteNoise serves it; it exists even before the first collectstatic (no start-up warning).
 STATIC_ROOT.mkdir(exist_ok=True)
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Where a Redis is looked for when REDIS_URL is unset; `manage.py up` starts a private one
+# (dashboard/system/redis_service.py) when nothing answers there.
+DEFAULT_REDIS_URL = env_str("SWITCHBOARD_DEFAULT_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_str("REDIS_URL", DEFAULT_REDIS_URL)
+# Names this installation's keys and change channel, so that two installations sharing
+# one Redis server (a demo and the test suite, say) never read each other's.
+REDIS_NAMESPACE = env_str("SWITCHBOARD_REDIS_NAMESPACE", "switchboard")
+
 
 # Redis is the cache every web worker shares; sessions are read through it (see
 # dashboard/web/sessions.py for why and what happens when Redis is down).
@@ -155,7 +234,7 @@ CACHES = {
     "default": {
         "BACKEND": "dashboard.web.rediscache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "switchboard",
+        "KEY_PREFIX": REDIS_NAMESPACE,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }
@@ -164,8 +243,8 @@ CSRF_FAILURE_VIEW = "dashboard.web.views.csrf_failure"
 
 # Celery reads only the CELERY_-prefixed names below (see dashboard/celery.py);
 # tests/test_celery_settings.py proves the ones we rely on are in effect.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", celery_redis_url(REDIS_URL))
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", celery_redis_url(REDIS_URL))
 CELERY_TASK_ACKS_LATE = True  # A task is acknowledged only after it finished...
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and requeued if its worker process died.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -22,9 +22,13 @@ import pytest
 import redis
 from django.conf import settings
 
-from dashboard.system.supervisor import runtime_command, worker_command
+from dashboard.system.supervisor import beat_command, runtime_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The suite's own key, not the one settings.py made in the var dir; the fixtures below pass
+# it to every process they start, so they all sign and check with it.
+settings.SECRET_KEY = "switchboard-test-suite-key-not-for-any-installation-7f3c9a1e52d84b06"
 
 
 def free_port() -> int:
@@ -68,9 +72,11 @@ class System:
 def _db_url() -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip(
-            "system tests need PostgreSQL: set DATABASE_URL (the README's test command does)"
-        )
+        missing = "system tests need PostgreSQL: set DATABASE_URL (the README's test command does)"
+        # In CI a missing service is a failed run, never a quietly smaller suite.
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
     user = db.get("USER") or "postgres"
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -97,7 +103,19 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 
 @pytest.fixture(scope="session")
 def redis_client():
+    """The suite's own Redis database, emptied once: never one a running system uses.
+
+    `make test` gives the suite database 15 and the namespace switchboard-test, while
+    `make demo` (and every installation's default) is database 0 and switchboard.
+    """
     client = redis.Redis.from_url(settings.REDIS_URL)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    if db == 0 or settings.REDIS_NAMESPACE == "switchboard":
+        pytest.fail(
+            f"the suite would share Redis database {db} / namespace {settings.REDIS_NAMESPACE} "
+            "with a running Switchboard: run it with `make test` (or set REDIS_URL to another "
+            "database and SWITCHBOARD_REDIS_NAMESPACE=switchboard-test)"
+        )
     client.flushdb()
     return client
 
@@ -129,7 +147,8 @@ def system(
         "PYTHONUNBUFFERED": "1",
     }
     runtime = _start(runtime_command(), env, var_dir / "runtime.log")
-    worker = _start(worker_command(var_dir / "beat-schedule"), env, var_dir / "worker.log")
+    worker = _start(worker_command(), env, var_dir / "worker.log")
+    beat = _start(beat_command(var_dir / "beat-schedule"), env, var_dir / "beat.log")
     sys_ = System(
         live_server.url, settings.GATEWAY_URL, settings.RUNTIME_URL, var_dir, env, runtime, worker
     )
@@ -152,5 +171,6 @@ def system(
         )
         raise
     finally:
+        _stop(beat)
         _stop(worker)
         _stop(runtime)

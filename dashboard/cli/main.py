@@ -24,6 +24,10 @@ from dashboard.controlplane import rules
 from dashboard.sdk.loader import SETTING_NAMES
 
 POLL_INTERVAL = 0.3
+# While following an operation: how long without any change before saying what it waits
+# for, and the longest pause between attempts to reach an API that went away.
+QUIET_AFTER = 10.0
+RECONNECT_CAP = 5.0
 REV_RE = re.compile(r"^[0-9a-fA-F-]{8,36}$")
 # `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
 SCALE_FLAGS = SETTING_NAMES
@@ -43,6 +47,7 @@ class State:
         self.json = False
         self.emitted = False
         self.wait = True  # False with --no-wait: report the accepted operation, not its end.
+        self.timeout: float | None = None  # --timeout: stop following after this long.
         self._api: ControlApi | None = None
         self.url = ""
 
@@ -65,15 +70,24 @@ def command(group: click.Group, name: str, *, operation: bool = False, **kwargs:
         @group.command(name, **kwargs)
         @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
         @functools.wraps(func)
-        def wrapper(as_json: bool, no_wait: bool = False, **params: Any) -> None:
+        def wrapper(
+            as_json: bool, no_wait: bool = False, timeout: float | None = None, **params: Any
+        ) -> None:
             state = click.get_current_context().ensure_object(State)
             state.json = state.json or as_json
             state.wait = not no_wait
+            state.timeout = timeout
             func(state, **params)
 
         if operation:
             help_text = "Return once the operation is accepted and print its id."
             wrapper = click.option("--no-wait", is_flag=True, help=help_text)(wrapper)
+            wrapper = click.option(
+                "--timeout",
+                type=click.FloatRange(min=1),
+                metavar="SECONDS",
+                help="Stop following after this long (exit 1; the operation goes on).",
+            )(wrapper)
         return wrapper
 
     return decorate
@@ -133,24 +147,72 @@ def is_finished(op: dict) -> bool:
     return bool(op.get("finished_at")) or op.get("state") in ("succeeded", "failed")
 
 
+def waiting_for(op: dict) -> str:
+    """What an operation that shows no progress is waiting for, in words."""
+    if op.get("state") == "queued":
+        return (
+            "a worker to pick it up; is the Celery worker running? "
+            "(`manage.py up` starts one; its log is var/logs/worker.log)"
+        )
+    steps = op.get("steps") or []
+    last = steps[-1].get("message", "") if steps else ""
+    return f"its current step to finish: {last}" if last else "its first step"
+
+
 def wait_for(state: State, payload: dict) -> dict:
-    """Follow an operation until it ends, printing each new step as `HH:MM:SS  message`."""
+    """Follow an operation until it ends, printing each new step as `HH:MM:SS  message`.
+
+    The operation runs on the server whatever happens to this process or the API, so an
+    outage of the API is waited out (saying so), and a long silence is explained.
+    """
     op = unwrap_operation(payload)
     if not state.wait:
         # --no-wait answers only that the operation was accepted, so no step is shown, even
         # the ones a quick operation (scale, suspend) already recorded in its first answer.
         return op
-    seen = 0
+    started = last_change = time.monotonic()
+    seen, pause = 0, POLL_INTERVAL
     while True:
         steps = op.get("steps") or []
         if not state.json:
             for step in steps[seen:]:
                 click.echo(output.progress_line(step.get("at"), step.get("message", "")))
+        if len(steps) > seen:
+            last_change = time.monotonic()
         seen = max(seen, len(steps))
         if is_finished(op) or not op.get("id"):
             return op
-        time.sleep(POLL_INTERVAL)
-        op = unwrap_operation(state.api.get_operation(op["id"]))
+        now = time.monotonic()
+        if state.timeout is not None and now - started >= state.timeout:
+            raise Failure(
+                f"stopped following operation {op['id']} after {state.timeout:g}s; it is "
+                f"still {op.get('state')} on the server (`switchboard apps history` shows it)"
+            )
+        if now - last_change >= QUIET_AFTER:
+            last_change = now
+            say(
+                state,
+                f"  still {op.get('state')} after {now - started:.0f}s: "
+                f"waiting for {waiting_for(op)}",
+            )
+        time.sleep(pause)
+        try:
+            op = unwrap_operation(state.api.get_operation(op["id"]))
+            pause = POLL_INTERVAL
+        except (httpclient.Unavailable, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status < 500:
+                raise
+            pause = min(RECONNECT_CAP, max(1.0, pause * 2))
+            say(
+                state,
+                f"  control API unavailable ({exc}); still following operation "
+                f"{op['id']}, retrying in {pause:g}s",
+            )
+
+
+def say(line: str) -> None:
+    """A note about following (not a step): to stderr, so --json output stays clean."""
+    click.echo(line, err=True)
 
 
 def summarise(error: str) -> str:

@@ -7,6 +7,10 @@ round trip; any other message makes the gateway reload the app from the database
 Redis is down the publish is skipped with a warning: the executor also calls
 runtime_client.sync_app for switches that must take effect before it goes on, and the
 gateway reloads every app whenever its subscription (re)connects.
+
+Messages are signed (signed() / read_message()): anyone who can publish on Redis could
+otherwise announce a state the control plane never committed, e.g. a private app made
+public, and the gateway would route by it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 if TYPE_CHECKING:
     from dashboard.controlplane.models import App
@@ -40,7 +45,9 @@ def apps_channel() -> str:
     each on its own database (as the tests and the bench do), from hearing each other:
     an announced state names revisions that only its own installation has.
     """
-    return f"switchboard:apps:{_redis().connection_pool.connection_kwargs.get('db', 0)}"
+    return (
+        f"{settings.REDIS_NAMESPACE}:apps:{_redis().connection_pool.connection_kwargs.get('db', 0)}"
+    )
 
 
 def app_state(app: App) -> dict[str, Any]:
@@ -69,6 +76,51 @@ def app_state(app: App) -> dict[str, Any]:
     }
 
 
+# Derives the messages' HMAC key from SECRET_KEY (Django's salted_hmac), so it is never
+# the key of anything else and rotates with it.
+SIGNATURE_SALT = "switchboard.controlplane.events.apps-channel"
+
+
+class UntrustedMessage(ValueError):
+    """A message on the apps channel that the control plane did not send (or not whole)."""
+
+
+def _signature(message: dict[str, Any]) -> str:
+    # Over a canonical form, so the receiver can check the object it parsed: any change,
+    # including a duplicated key that JSON parsing would resolve differently, breaks it.
+    body = json.dumps(message, sort_keys=True, separators=(",", ":"))
+    return salted_hmac(SIGNATURE_SALT, body, algorithm="sha256").hexdigest()
+
+
+def signed(message: dict[str, Any]) -> dict[str, Any]:
+    """The message with its signature under "sig"; still plain JSON for anyone reading."""
+    return {**message, "sig": _signature(message)}
+
+
+def read_message(data: bytes | str) -> dict[str, Any]:
+    """The message the control plane signed, or UntrustedMessage saying why not.
+
+    Why signatures rather than treating a message as a hint to re-read the database: the
+    state in an alias switch's message is what lets the gateway switch with no database
+    round trip (BENCHMARKS.md), and checking it costs one HMAC. A hint would cost a read
+    per message, forged ones included. A genuine message replayed later cannot undo a
+    change: switches are ordered by (App id, generation), and a message without state
+    only makes the gateway read the database.
+    """
+    try:
+        message = json.loads(data)
+    except ValueError:
+        raise UntrustedMessage("not JSON") from None
+    if not isinstance(message, dict):
+        raise UntrustedMessage("not a JSON object")
+    signature = message.pop("sig", None)
+    if not isinstance(signature, str):
+        raise UntrustedMessage("unsigned")
+    if not constant_time_compare(signature, _signature(message)):
+        raise UntrustedMessage("bad signature")
+    return message
+
+
 def publish_app_changed(app_name: str, state: dict[str, Any] | None = None) -> None:
     """Publish once the surrounding transaction commits (at once outside one).
 
@@ -83,7 +135,7 @@ def publish_app_changed(app_name: str, state: dict[str, Any] | None = None) -> N
         if state is not None:
             message["state"] = state
         try:
-            _redis().publish(apps_channel(), json.dumps(message))
+            _redis().publish(apps_channel(), json.dumps(signed(message)))
         except redis.RedisError as exc:
             log.warning("could not announce change of app %s: %s", app_name, exc)
 

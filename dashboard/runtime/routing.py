@@ -7,13 +7,14 @@ table reloads that one app. An alias switch's message also carries the app's new
 round trip on the way from the commit to the gateway. Messages from different processes
 may arrive in another order than their commits, so a switch older than the one the table
 has changes nothing. Every (re)subscription reloads everything, since changes may have
-been missed while Redis was away, and a gateway cache miss reloads that app.
+been missed while Redis was away, and a gateway cache miss reloads that app. A message
+without the control plane's signature (events.read_message) changes nothing: Redis is not
+the authority on who may call an app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -218,10 +219,14 @@ class RoutingTable:
 
     async def _reload_from(self, data: bytes) -> None:
         try:
-            message = json.loads(data)
+            message = events.read_message(data)
+        except events.UntrustedMessage as exc:
+            log.warning("ignoring an app-change message (%s): %r", exc, data[:500])
+            return
+        try:
             name, state = message["app"], message.get("state")
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed app-change message %r", data)
+        except KeyError:
+            log.warning("ignoring malformed app-change message %r", data[:500])
             return
         try:
             if state is None:

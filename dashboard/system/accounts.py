@@ -20,6 +20,7 @@ TOKEN_NAME = "local admin (manage.py up)"
 
 def _write_secret(path: Path, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # The mode above applies only to a file this call creates.
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
 

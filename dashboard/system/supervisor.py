@@ -1,8 +1,10 @@
-"""Starting, watching and stopping the processes that make up a running Switchboard.
+"""Starting, restarting and stopping the processes that make up a running Switchboard.
 
 Plain Python with no Django in it, so it can be read and tested on its own. Each child
 runs in its own session (process group): a Ctrl-C in the terminal reaches only the
 supervisor, which then stops the children in reverse order, giving each time to drain.
+A child that dies is started again at once, and again after a growing pause if it keeps
+dying, while the others go on: one crash is never an outage.
 """
 
 from __future__ import annotations
@@ -23,11 +25,35 @@ def runtime_command() -> list[str]:
     return [sys.executable, "manage.py", "runtime"]
 
 
-def worker_command(schedule: Path, name: str | None = None) -> list[str]:
-    """A Celery worker with beat embedded, which schedules the operations sweeper."""
-    command = [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--beat"]
-    command += ["--concurrency", "4", "--loglevel", "INFO", "--schedule", str(schedule)]
+def worker_command(name: str | None = None) -> list[str]:
+    """A Celery worker: runs operations and the sweeper's ticks."""
+    command = [sys.executable, "-m", "celery", "-A", "dashboard", "worker"]
+    command += ["--concurrency", "4", "--loglevel", "INFO"]
     return command + (["-n", name] if name else [])
+
+
+def beat_command(schedule: Path) -> list[str]:
+    """Celery beat, which schedules the operations sweeper.
+
+    A process of its own, supervised like the others: embedded in a worker (`--beat`) it
+    died unnoticed, and with it the only path that ends an operation whose worker died.
+    """
+    command = [sys.executable, "-m", "celery", "-A", "dashboard", "beat", "--loglevel", "INFO"]
+    return command + ["--schedule", str(schedule)]
+
+
+# A child that stayed up this long had a one-off crash, not a crash loop.
+STABLE_AFTER = 60.0
+RESTART_BACKOFF_CAP = 30.0
+
+
+def restart_delay(crashes: int) -> float:
+    """Seconds to wait before the restart after `crashes` quick crashes in a row.
+
+    The first is restarted at once (the gateway must be back within seconds of a runtime
+    crash); a loop backs off 1, 2, 4 ... up to the cap, so it neither spins nor gives up.
+    """
+    return 0.0 if crashes <= 1 else min(RESTART_BACKOFF_CAP, 2.0 ** (crashes - 2))
 
 
 class ChildFailed(Exception):
@@ -40,7 +66,11 @@ class Child:
     cmd: list[str]
     log_path: Path
     healthy: Callable[[], bool]
+    # Infrastructure the others use until they have stopped (the embedded Redis).
+    stop_last: bool = False
     proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    crashes: int = 0  # Quick crashes in a row, for restart_delay().
 
     @property
     def running(self) -> bool:
@@ -62,6 +92,11 @@ class Supervisor:
     stopping: bool = False
 
     def start(self, child: Child) -> Child:
+        self._spawn(child)
+        self.children.append(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(child.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime.
         try:
@@ -76,8 +111,7 @@ class Supervisor:
             )
         finally:
             log.close()
-        self.children.append(child)
-        return child
+        child.started_at = time.monotonic()
 
     def wait_healthy(self, child: Child, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -100,34 +134,55 @@ class Supervisor:
             f"last lines of {child.log_path}:\n{child.log_tail()}"
         )
 
-    def exited(self) -> Child | None:
-        """The first child that is no longer running, if any."""
-        return next((c for c in self.children if not c.running), None)
+    def supervise(self, say: Callable[[str], None], interval: float = 0.2) -> None:
+        """Until stop_all() begins, restart every child that exits, saying why.
 
-    def watch(self, interval: float = 0.5) -> Child | None:
-        """Block until a child exits (returned) or stop_all() began (None)."""
+        Before a restart the dead child's process group is emptied, so nothing it left
+        behind (a gunicorn worker whose master died, a pool process) holds its port.
+        """
+        due: dict[str, float] = {}
         while not self.stopping:
-            gone = self.exited()
-            if gone is not None:
-                return gone
+            now = time.monotonic()
+            for child in self.children:
+                if child.running or self.stopping:
+                    continue
+                if child.name not in due:
+                    if now - child.started_at > STABLE_AFTER:
+                        child.crashes = 0
+                    child.crashes += 1
+                    delay = restart_delay(child.crashes)
+                    due[child.name] = now + delay
+                    when = "now" if delay == 0 else f"in {delay:g}s"
+                    say(
+                        f"{child.name} exited with status {child.proc.returncode}; restarting "
+                        f"it {when} (crash {child.crashes} in a row). "
+                        f"Last lines of {child.log_path}:\n{child.log_tail()}"
+                    )
+                    _signal_group(child, signal.SIGKILL)
+                if now >= due[child.name]:
+                    del due[child.name]
+                    self._spawn(child)
+                    say(f"{child.name} restarted (pid {child.proc.pid})")
             time.sleep(interval)
-        return None
 
     def stop_all(self, timeout: float = 30.0) -> None:
         """SIGTERM every child's process group at once; SIGKILL what outlives the timeout.
 
         Asking all of them together lets each drain in parallel (the runtime lets its
-        runners finish in-flight requests) while the slowest bounds the wait.
+        runners finish in-flight requests) while the slowest bounds the wait. Children
+        marked stop_last go after the others, which need them while they drain.
         """
         self.stopping = True
-        for child in reversed(self.children):
-            _signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(c.running for c in self.children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for child in self.children:
-            # Anything still running, or left behind in the child's group, goes now.
-            _signal_group(child, signal.SIGKILL)
+        for last in (False, True):
+            wave = [c for c in reversed(self.children) if c.stop_last is last]
+            for child in wave:
+                _signal_group(child, signal.SIGTERM)
+            while any(c.running for c in wave) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for child in wave:
+                # Anything still running, or left behind in the child's group, goes now.
+                _signal_group(child, signal.SIGKILL)
 
 
 def _signal_group(child: Child, sig: signal.Signals) -> None:

@@ -11,12 +11,18 @@ from and written to the database alone and the dashboard keeps working (Django's
 would fail the request). A sign-out during such an outage cannot delete the cached copy,
 so cached copies live at most CACHE_SECONDS: a session ended while Redis was unreachable
 is over everywhere within that time, even if Redis kept its data through the outage.
+
+The cache key is a hash of the session key, never the key itself: Redis key names are
+listed by anyone who can run KEYS or MONITOR on the server, and a session key is a
+signed-in user's credential.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends import cached_db
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from redis.exceptions import RedisError
@@ -27,7 +33,21 @@ CACHE_SECONDS = 300
 KEY_PREFIX = cached_db.KEY_PREFIX
 
 
+def cache_key_of(session_key: str) -> str:
+    """The Redis cache key a session is kept under."""
+    # Plain SHA-256 is enough: a session key is 32 random characters, so its hash can be
+    # neither reversed nor guessed.
+    return KEY_PREFIX + hashlib.sha256(session_key.encode()).hexdigest()
+
+
 class SessionStore(cached_db.SessionStore):
+    @property
+    def cache_key(self) -> str:
+        return cache_key_of(self._get_or_create_session_key())
+
+    async def acache_key(self) -> str:
+        return cache_key_of(await self._aget_or_create_session_key())
+
     def load(self) -> dict:
         try:
             data = self._cache.get(self.cache_key)
@@ -45,7 +65,7 @@ class SessionStore(cached_db.SessionStore):
 
     def exists(self, session_key: str) -> bool:
         try:
-            if session_key and (self.cache_key_prefix + session_key) in self._cache:
+            if session_key and cache_key_of(session_key) in self._cache:
                 return True
         except RedisError:
             pass  # The database answers alone.
@@ -61,13 +81,21 @@ class SessionStore(cached_db.SessionStore):
         if session_key is None:
             return
         try:
-            self._cache.delete(self.cache_key_prefix + session_key)
+            self._cache.delete(cache_key_of(session_key))
         except RedisError as exc:
             log.warning(
                 "session cache unavailable, the ended session stays cached for at most %ss: %s",
                 CACHE_SECONDS,
                 exc,
             )
+
+    # Django's async variants build the raw cache key themselves: these go through the
+    # methods above instead.
+    async def aexists(self, session_key: str) -> bool:
+        return await sync_to_async(self.exists)(session_key)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
 
     def _cache_set(self, data: dict, expiry_age: int) -> None:
         try:

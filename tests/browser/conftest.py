@@ -23,7 +23,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to an ignored folder, so `make test` leaves the tree clean; `make
+# screenshots` runs the tests that take them and copies the README's into docs/screenshots/.
+SCREENSHOTS = Path(
+    os.environ.get("SWITCHBOARD_SCREENSHOTS_DIR")
+    or Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+).resolve()
 
 
 # Module scope, not session: Playwright's sync API keeps an event loop running in this
@@ -63,6 +68,11 @@ def page(browser: Browser) -> Iterator[Page]:
 def phone(browser: Browser) -> Iterator[Page]:
     """A page the width of a phone (390 px), where tables become cards."""
     yield from _page(browser, 390, 844)
+
+
+def save_screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
+    """Saves the page as SCREENSHOTS/name (Playwright creates the folder if missing)."""
+    page.screenshot(path=SCREENSHOTS / name, full_page=full_page)
 
 
 def sign_in(page: Page, base_url: str, username: str, password: str) -> None:

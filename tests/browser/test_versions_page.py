@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from dashboard.api_client import ControlApi
 from dashboard.cli import bundle
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision
-from tests.browser.conftest import SCREENSHOTS, sign_in
+from tests.browser.conftest import save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
@@ -84,7 +84,7 @@ def roll_back(page: Page, revision: Revision, strategy: str, *, screenshot: bool
     dialog.get_by_label(re.compile(strategy, re.I)).check()
     dialog.get_by_label("Reason").fill(f"browser test: {strategy}")
     if screenshot:
-        page.screenshot(path=SCREENSHOTS / "rollback-dialog.png")
+        save_screenshot(page, "rollback-dialog.png")
     dialog.get_by_test_id("confirm-button").click()
 
 
@@ -165,8 +165,7 @@ def test_an_admin_sees_every_status_and_only_the_actions_each_allows(
         expect(row(page, revision).get_by_test_id("status-badge")).to_contain_text(status)
     expect(page.get_by_test_id("current-badge")).to_have_count(1)
     expect(row(page, current).get_by_test_id("current-badge")).to_contain_text("Current")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "versions.png", full_page=True)
+    save_screenshot(page, "versions.png", full_page=True)
 
     # Only a Deployed revision that is not Current can be rolled back to; each disabled
     # button says why.
@@ -272,7 +271,7 @@ def test_a_failed_deploy_shows_its_error(system, api, people, page, tmp_path):
         re.compile("Error|raise|setup", re.I)
     )
     expect(newest.get_by_test_id("revision-log")).to_be_visible()
-    page.screenshot(path=SCREENSHOTS / "versions-failed.png", full_page=True)
+    save_screenshot(page, "versions-failed.png", full_page=True)
     expect(row(page, good).get_by_test_id("current-badge")).to_be_visible()
 
 

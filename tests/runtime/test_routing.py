@@ -134,7 +134,8 @@ def test_changes_announced_for_another_redis_database_are_not_heard(runtime, two
     version_served(runtime)
     foreign = events.apps_channel().rsplit(":", 1)[0] + ":999"
     message = {"app": "svc", "state": announced_switch(app, v2, generation=1)}
-    redis.Redis.from_url(settings.REDIS_URL).publish(foreign, json.dumps(message))
+    # Signed, as the other installation would if it shared this one's key.
+    redis.Redis.from_url(settings.REDIS_URL).publish(foreign, json.dumps(events.signed(message)))
 
     # Announced after it on this installation's channel: once this one is heard, the
     # other would have been too, had the runtime been listening to it.

@@ -1,7 +1,8 @@
 """`manage.py up --demo`: the Quick start's first command, run for real as a newcomer would.
 
 It runs in its own VAR_DIR with its own SQLite database (the zero-set-up default), its own
-Redis server and its own ports, so it shares nothing with the rest of the suite.
+ports and, as on a machine with no Redis listening, the private Redis `up` starts for
+itself, so it shares nothing with the rest of the suite.
 """
 
 from __future__ import annotations
@@ -10,170 +11,24 @@ import json
 import os
 import shutil
 import signal
-import socket
+import stat
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / ".venv" / "bin" / "switchboard"
-READY = "Switchboard is running."
+from tests.system.conftest import ROOT, Home, Run, processes_with
 
 pytestmark = pytest.mark.system
 
 
-def processes_with(marker: str) -> set[int]:
-    """Live (non-zombie) processes whose environment mentions marker: everything up started."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker.encode() not in (proc / "environ").read_bytes():
-                continue
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            found.add(int(proc.name))
-    return found
-
-
-@dataclass
-class Run:
-    output: str = ""
-    exit_code: int | None = None
-    revisions: list[dict] = field(default_factory=list)
-    greeting: dict = field(default_factory=dict)
-    children_while_running: set[int] = field(default_factory=set)
-    left_behind: set[int] = field(default_factory=set)
-
-
-class Home:
-    """Everything one `up` installation owns: var dir, config dir, Redis and ports."""
-
-    def __init__(self, base: Path, redis_port: int):
-        self.var_dir = base / "var"
-        self.config_home = base / "config"
-        self.web_port, self.gateway_port, self.runtime_port = free_port(), free_port(), free_port()
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SWITCHBOARD_", "CELERY_")) and k != "DATABASE_URL"
-        }
-        self.env.update(
-            {
-                "SWITCHBOARD_VAR_DIR": str(self.var_dir),
-                "XDG_CONFIG_HOME": str(self.config_home),
-                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "SWITCHBOARD_WEB_PORT": str(self.web_port),
-                "SWITCHBOARD_GATEWAY_PORT": str(self.gateway_port),
-                "SWITCHBOARD_RUNTIME_PORT": str(self.runtime_port),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        # Only XDG_CONFIG_HOME: the CLI must find the URL and token that `up` wrote.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-        env["XDG_CONFIG_HOME"] = str(self.config_home)
-        return subprocess.run(
-            [str(CLI), *args], env=env, capture_output=True, text=True, timeout=60
-        )
-
-    def run_up(
-        self,
-        run: Run,
-        while_running,
-        *,
-        stop: bool = True,
-        stop_signal: signal.Signals = signal.SIGTERM,
-        background: bool = False,
-    ) -> None:
-        log_path = self.var_dir.parent / f"up-{time.monotonic_ns()}.out"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "up", "--demo"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # What a shell does to a background job (`make demo &`): SIGINT ignored.
-                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-                if background
-                else None,
-            )
-        try:
-            wait_until(
-                lambda: READY in log_path.read_text() or proc.poll() is not None,
-                timeout=240,
-                interval=0.5,
-                what="`manage.py up --demo` to finish starting",
-            )
-            assert proc.poll() is None, log_path.read_text()
-            while_running(run)
-            run.children_while_running = processes_with(str(self.var_dir))
-            if stop:
-                proc.send_signal(stop_signal)
-            run.exit_code = proc.wait(90)
-            run.left_behind = processes_with(str(self.var_dir))
-        finally:
-            if proc.poll() is None:
-                # A failed check: let up stop its children before forcing anything.
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
-            for pid in processes_with(str(self.var_dir)):
-                # Only processes carrying this test's own VAR_DIR: never anyone else's.
-                os.kill(pid, signal.SIGKILL)
-            run.output = log_path.read_text()
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    redis_server = shutil.which("redis-server")
-    assert redis_server, "redis-server is needed (the README's set-up and .ci/run install it)"
-    base = tmp_path_factory.mktemp("up")
-    redis_port = free_port()
-    redis_proc = subprocess.Popen(
-        [
-            redis_server,
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: _tcp_open(redis_port), what="the test's own Redis server")
-        yield Home(base, redis_port)
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    assert shutil.which("redis-server"), "redis-server is needed (.ci/run installs it)"
+    return Home(tmp_path_factory.mktemp("up"))
 
 
 @pytest.fixture(scope="module")
@@ -234,18 +89,105 @@ def test_a_second_run_reuses_the_database_and_does_not_duplicate_the_demo(first_
     assert second.left_behind == set()
 
 
-def test_when_a_child_dies_up_names_it_and_stops_the_rest(first_run, home):
-    def kill_the_runtime(run: Run) -> None:
-        [runtime] = [
-            pid
-            for pid in processes_with(str(home.var_dir))
-            if b"manage.py\x00runtime" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
-        os.kill(runtime, signal.SIGKILL)
+def _pid_of(home: Home, *argv: bytes) -> int:
+    [pid] = [
+        pid
+        for pid in processes_with(str(home.var_dir))
+        if b"\x00".join(argv) in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return pid
+
+
+def test_a_crashed_process_is_restarted_and_everything_keeps_working(first_run, home):
+    gateway = f"http://127.0.0.1:{home.gateway_port}/demo/version"
+
+    def crash_the_runtime_then_the_worker(run: Run) -> None:
+        os.kill(_pid_of(home, b"manage.py", b"runtime"), signal.SIGKILL)
+        wait_until(
+            lambda: httpx.get(gateway, timeout=60).status_code == 200,
+            what="the gateway to serve again after the runtime was killed",
+            timeout=60,
+        )
+        os.kill(_pid_of(home, b"dashboard", b"worker"), signal.SIGKILL)
+        # An operation goes through the (restarted) worker.
+        rolled = home.cli("apps", "rollout", "demo")
+        assert rolled.returncode == 0, rolled.stderr
 
     crashed = Run()
-    home.run_up(crashed, kill_the_runtime, stop=False)
+    home.run_up(crashed, crash_the_runtime_then_the_worker)
 
-    assert crashed.exit_code == 1
-    assert "runtime exited unexpectedly" in crashed.output
+    assert "runtime exited with status -9; restarting it now" in crashed.output
+    assert "worker exited with status -9; restarting it now" in crashed.output
+    assert crashed.exit_code == 0, crashed.output
     assert crashed.left_behind == set()
+
+
+def test_a_second_up_refuses_at_once_naming_what_holds_the_var_dir_or_port(first_run, home):
+    def start_another(run: Run) -> None:
+        same_dir = _up_refuses(home)
+        assert same_dir.returncode == 1
+        assert "another `manage.py up` (pid " in same_dir.stderr
+        assert f"is already running on {home.var_dir}" in same_dir.stderr
+        other_dir = _up_refuses(home, SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-second")
+        assert other_dir.returncode == 1
+        assert f"port {home.web_port} (web) is already in use by pid " in other_dir.stderr
+        run.revisions = [same_dir.stdout, other_dir.stdout]
+
+    run = Run()
+    home.run_up(run, start_another)
+
+    assert run.revisions == ["", ""]  # Neither started anything, nor said it had.
+    assert run.exit_code == 0
+
+
+def test_up_ran_its_own_redis_on_a_private_socket_and_stopped_it(first_run, home):
+    redis_dir = home.var_dir / "redis"
+
+    assert f"starting a private one on {redis_dir / 'redis.sock'}" in first_run.output
+    assert stat.S_IMODE(redis_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((redis_dir / "redis.conf").stat().st_mode) == 0o600
+    # The password is in the config file only: never printed.
+    password = (redis_dir / "redis.conf").read_text().split("requirepass ")[1].split()[0]
+    assert password not in first_run.output
+    # Stopped with the rest (left_behind covers every process carrying this var dir).
+    assert first_run.left_behind == set()
+
+
+def _up_refuses(home: Home, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "up"],
+        cwd=ROOT,
+        env={**home.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_up_names_an_unreachable_redis_url_and_starts_nothing(home):
+    closed = f"redis://127.0.0.1:{free_port()}/3"
+
+    refused = _up_refuses(home, REDIS_URL=closed, SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-r")
+
+    assert refused.returncode == 1
+    assert f"Redis at {closed} (REDIS_URL) is unreachable" in refused.stderr
+    assert "Starting" not in refused.stdout
+
+
+def test_up_says_what_to_install_when_redis_server_is_missing(home):
+    refused = _up_refuses(home, PATH="/nonexistent", SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-m")
+
+    assert refused.returncode == 1
+    assert "redis-server is not installed" in refused.stderr
+    assert "apt-get install redis-server" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_up_names_an_unreachable_database_url_without_its_password(home):
+    closed = f"postgres://postgres:hunter2@127.0.0.1:{free_port()}/switchboard"
+
+    refused = _up_refuses(home, DATABASE_URL=closed, SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-d")
+
+    assert refused.returncode == 1
+    assert "the database at postgres://postgres:***@127.0.0.1:" in refused.stderr
+    assert "hunter2" not in refused.stderr + refused.stdout

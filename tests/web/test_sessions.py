@@ -9,7 +9,7 @@ from django.conf import settings as conf
 from django.core.cache import cache
 from django.test import Client
 
-from dashboard.web.sessions import KEY_PREFIX
+from dashboard.web.sessions import cache_key_of
 from tests.conftest import free_port
 from tests.web.factories import make_user
 
@@ -37,22 +37,22 @@ def alice():
 
 def test_a_signed_in_session_is_cached_in_redis(alice):
     _client, key = signed_in()
-    assert cache.get(KEY_PREFIX + key)["_auth_user_id"] == str(alice.pk)
+    assert cache.get(cache_key_of(key))["_auth_user_id"] == str(alice.pk)
     assert same_browser(key).get("/").status_code == 200
 
 
 def test_signing_out_ends_the_session_everywhere(alice):
     client, key = signed_in()
     assert client.post("/logout/").status_code == 302
-    assert cache.get(KEY_PREFIX + key) is None
+    assert cache.get(cache_key_of(key)) is None
     assert same_browser(key).get("/").status_code == 302
 
 
 def test_a_session_missing_from_the_cache_is_read_from_the_database(alice):
     _client, key = signed_in()
-    cache.delete(KEY_PREFIX + key)  # Redis restarted empty, say.
+    cache.delete(cache_key_of(key))  # Redis restarted empty, say.
     assert same_browser(key).get("/").status_code == 200
-    assert cache.get(KEY_PREFIX + key) is not None
+    assert cache.get(cache_key_of(key)) is not None
 
 
 def test_with_redis_down_sign_in_pages_and_sign_out_still_work(alice, settings):
@@ -79,4 +79,4 @@ def test_sessions_survive_redis_dropping_its_connections(alice):
     assert cache._cache.get_client() is redis_client
     assert redis_client.client_kill_filter(_id=redis_client.client_id(), skipme=False) == 1
     assert browser.get("/").status_code == 200
-    assert cache.get(KEY_PREFIX + key)["_auth_user_id"] == str(alice.pk)
+    assert cache.get(cache_key_of(key))["_auth_user_id"] == str(alice.pk)

@@ -1,14 +1,16 @@
 """`manage.py up [--demo]`: the whole system in one command, for a newcomer's first minute.
 
 It migrates, makes a local admin and an API token (written where the CLI finds them),
-starts the web/API server, the runtime and a Celery worker with beat as child processes,
+starts the web/API server, the runtime, a Celery worker and beat as child processes,
 waits until each answers, optionally seeds the demo app through the control API, and
-then supervises: if a child dies it says which and stops the rest; Ctrl-C or SIGTERM
-stops everything (the runtime takes its runner processes with it).
+then supervises: a child that dies is restarted (at once, then backing off if it keeps
+dying) while the rest go on; Ctrl-C or SIGTERM stops everything (the runtime takes its
+runner processes with it). A second `up` on the same var dir or ports refuses at once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,18 +18,21 @@ import socket
 import sys
 from pathlib import Path
 
+from celery import Celery
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
-from dashboard.system import accounts, demo
+from dashboard.system import accounts, demo, exclusive, redis_service
 from dashboard.system.supervisor import (
     Child,
     ChildFailed,
     Supervisor,
+    beat_command,
     runtime_command,
     worker_command,
 )
@@ -40,10 +45,28 @@ def _answers(url: str) -> bool:
     return response.status_code == 200
 
 
-def _worker_answers(name: str) -> bool:
-    from dashboard.celery import app as celery_app
+@functools.cache
+def _pinger(broker_url: str) -> Celery:
+    # A bare app on the children's broker: this process's own Celery settings were read
+    # before `up` chose Redis, and an app's control replies follow its own broker.
+    return Celery("switchboard-up", broker=broker_url)
 
-    return bool(celery_app.control.ping(destination=[name], timeout=0.5))
+
+def _worker_answers(name: str, broker_url: str) -> bool:
+    return bool(_pinger(broker_url).control.ping(destination=[name], timeout=0.5))
+
+
+def _check_database() -> None:
+    """Fail at once, naming it, when a database the user configured does not answer."""
+    if not os.environ.get("DATABASE_URL"):
+        return  # The SQLite default needs nothing running.
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # noqa: BLE001 - every driver error means the same here.
+        url = redis_service.redacted(os.environ["DATABASE_URL"])
+        raise CommandError(
+            f"the database at {url} (DATABASE_URL) is unreachable: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -75,14 +98,6 @@ class Command(BaseCommand):
         web_url = f"http://127.0.0.1:{web_port}"
         api_url = os.environ.get("SWITCHBOARD_API_URL") or web_url
 
-        self.say("Preparing the database and static files...")
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
-        user, password = accounts.ensure_admin(var_dir)
-        token = accounts.ensure_token(user, var_dir)
-        config_file = cli_config.config_path()
-        cli_config.write_file(config_file, api_url, token)
-
         env = {
             **os.environ,
             "SWITCHBOARD_VAR_DIR": str(var_dir),
@@ -96,19 +111,35 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         failure = ""
         try:
+            # What it needs first: anything missing or taken is reported before any work.
+            exclusive.lock_var_dir(var_dir)
+            exclusive.check_port("127.0.0.1", web_port, "web")
+            exclusive.check_port(settings.GATEWAY_HOST, settings.GATEWAY_PORT, "gateway")
+            exclusive.check_port("127.0.0.1", settings.RUNTIME_ADMIN_PORT, "runtime admin API")
+            _check_database()
+            env["REDIS_URL"] = self._redis(supervisor, var_dir)
+            self.say("Preparing the database and static files...")
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("collectstatic", interactive=False, verbosity=0)
+            user, password = accounts.ensure_admin(var_dir)
+            token = accounts.ensure_token(user, var_dir)
+            config_file = cli_config.config_path()
+            cli_config.write_file(config_file, api_url, token)
             self._start_all(supervisor, var_dir, web_port)
             if seed_demo:
                 self._seed_demo(api_url, token, var_dir)
             self._summary(web_url, api_url, password, var_dir, config_file, seed_demo)
-            gone = supervisor.watch()
-            if gone is not None:
-                failure = (
-                    f"{gone.name} exited unexpectedly with status {gone.proc.returncode}; "
-                    f"stopping everything. Last lines of {gone.log_path}:\n{gone.log_tail()}"
-                )
+            supervisor.supervise(self.say)
         except KeyboardInterrupt:
             self.say("\nStopping...")
-        except (ChildFailed, demo.DemoError) as exc:
+        except (
+            ChildFailed,
+            demo.DemoError,
+            redis_service.RedisUnavailable,
+            exclusive.AlreadyInUse,
+        ) as exc:
+            failure = str(exc)
+        except CommandError as exc:
             failure = str(exc)
         finally:
             # A second Ctrl-C must not cut the clean-up short: stop_all ends in SIGKILL anyway.
@@ -121,9 +152,35 @@ class Command(BaseCommand):
             raise CommandError(failure)
         self.say("All processes stopped.")
 
+    def _redis(self, supervisor: Supervisor, var_dir: Path) -> str:
+        """The Redis every process will use: REDIS_URL, a running default, or our own."""
+        if os.environ.get("REDIS_URL"):
+            redis_service.check(os.environ["REDIS_URL"])
+            return os.environ["REDIS_URL"]
+        if redis_service.answers(settings.DEFAULT_REDIS_URL):
+            return settings.DEFAULT_REDIS_URL
+        embedded = redis_service.EmbeddedRedis(var_dir / "redis")
+        child = Child(
+            "redis",
+            embedded.command(),
+            var_dir / "logs" / "redis.log",
+            embedded.answers,
+            stop_last=True,
+        )
+        self.say(
+            f"No Redis answers at {redis_service.redacted(settings.DEFAULT_REDIS_URL)}; "
+            f"starting a private one on {embedded.socket}..."
+        )
+        supervisor.start(child)
+        supervisor.wait_healthy(child, 10)
+        return embedded.url
+
     def _start_all(self, supervisor: Supervisor, var_dir: Path, web_port: int) -> None:
         logs = var_dir / "logs"
         worker_name = f"switchboard-up-{os.getpid()}@{socket.gethostname()}"
+        broker_url = supervisor.env.get("CELERY_BROKER_URL") or redis_service.celery_redis_url(
+            supervisor.env["REDIS_URL"]
+        )
         python = sys.executable
         children = [
             Child(
@@ -157,9 +214,15 @@ class Command(BaseCommand):
             ),
             Child(
                 "worker",
-                worker_command(var_dir / "celerybeat-schedule", worker_name),
+                worker_command(worker_name),
                 logs / "worker.log",
-                lambda: _worker_answers(worker_name),
+                lambda: _worker_answers(worker_name, broker_url),
+            ),
+            Child(
+                "beat",
+                beat_command(var_dir / "celerybeat-schedule"),
+                logs / "beat.log",
+                lambda: True,  # It has nothing to answer; a beat that dies is restarted.
             ),
         ]
         for child in children:

@@ -294,6 +294,12 @@ RUNTIME_URL = env_str("SWITCHBOARD_RUNTIME_URL", f"http://127.0.0.1:{RUNTIME_ADM
 # Bundles: an upload larger than this, compressed or unpacked, is refused.
 MAX_BUNDLE_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_BYTES", 20 * 1024 * 1024)
 MAX_BUNDLE_UNPACKED_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_UNPACKED_BYTES", 100 * 1024 * 1024)
+# Bundle bombs: checked while the archive is read, before the bytes they guard are
+# decompressed or written (dashboard/controlplane/bundles.py). The name limit leaves room
+# for the var dir's own path under Linux's 4096-byte PATH_MAX.
+MAX_BUNDLE_MEMBERS = env_int("SWITCHBOARD_MAX_BUNDLE_MEMBERS", 10_000)
+MAX_BUNDLE_NAME_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_NAME_BYTES", 1024)
+MAX_BUNDLE_HEADER_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_HEADER_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BUNDLE_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

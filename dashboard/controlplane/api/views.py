@@ -420,7 +420,9 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
         raise BadRequest(
             f"auth_mode must be one of {', '.join(AuthMode.values)}, got {auth_mode!r}"
         )
-    bundle = bundles.check(upload.read(), entrypoint)
+    # Checked and unpacked into a private staging directory before the app's lock and the
+    # transaction below: a slow or hostile bundle holds up nobody else.
+    bundle = bundles.stage(upload, entrypoint)
 
     actor = request.actor
     revision = None
@@ -481,7 +483,7 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
                 op,
                 f"bundle received ({bundle.size} bytes); revision {revision.short_id} is Deploying",
             )
-            bundles.unpack(bundle, revision.bundle_dir)
+            bundles.install(bundle, revision.bundle_dir)
             operations.submit(op)
     except operations.Replayed as exc:
         return _operation_answer(exc.operation, replayed=True)
@@ -489,6 +491,8 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
         if revision is not None:
             bundles.remove(revision.bundle_dir)
         raise
+    finally:
+        bundles.discard(bundle)  # Nothing left once installed; a refusal leaves nothing.
     revision.refresh_from_db()
     return _queued_or_unavailable(op, revision=revision_json(revision, app))
 

@@ -274,7 +274,19 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Unacknowledged tasks come back after this long if a whole worker vanished; the
 # operations sweeper (controlplane.tasks.sweep_operations) recovers them sooner.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600, "socket_connect_timeout": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600, "socket_connect_timeout": 1}
+# A web request that queues an operation while Redis is down is refused within about two
+# seconds (saying Redis is down) instead of holding its thread through Celery's default
+# 20 retries of the result store; the worker keeps reconnecting on its own meanwhile.
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 0.5,
+    }
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULE = {

@@ -191,7 +191,6 @@ def wait_for(state: State, payload: dict) -> dict:
         if now - last_change >= QUIET_AFTER:
             last_change = now
             say(
-                state,
                 f"  still {op.get('state')} after {now - started:.0f}s: "
                 f"waiting for {waiting_for(op)}",
             )
@@ -203,9 +202,9 @@ def wait_for(state: State, payload: dict) -> dict:
             if isinstance(exc, ApiError) and exc.status < 500:
                 raise
             pause = min(RECONNECT_CAP, max(1.0, pause * 2))
+            why = exc.detail if isinstance(exc, httpclient.Unavailable) else exc.message
             say(
-                state,
-                f"  control API unavailable ({exc}); still following operation "
+                f"  control API unavailable ({why}); still following operation "
                 f"{op['id']}, retrying in {pause:g}s",
             )
 

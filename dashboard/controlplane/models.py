@@ -248,6 +248,8 @@ class Operation(models.Model):
     # The executor holding this operation renews its lease; a lapsed lease means its
     # process died and the sweeper hands the operation to another worker.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # host:pid:start time of the process holding the lease (operations.this_process).
+    lease_holder = models.CharField(max_length=200, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
 
     class Meta:

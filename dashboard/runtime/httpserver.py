@@ -386,9 +386,7 @@ class _Connection(asyncio.Protocol):
     async def _drain(self) -> None:
         if self.writable is not None and not self.writable.done():
             try:
-                await asyncio.wait_for(
-                    asyncio.shield(self.writable), self.server.body_timeout
-                )
+                await asyncio.wait_for(asyncio.shield(self.writable), self.server.body_timeout)
             except TimeoutError:
                 raise ClientGone("the caller stopped reading the answer") from None
         if self.transport.is_closing():
@@ -542,9 +540,7 @@ class _Connection(asyncio.Protocol):
             waited = self.loop.time() - self.progress
             if waited < self.server.body_timeout:
                 # The body moved since the timer was set: wait out the rest from then.
-                self.timer = self.loop.call_later(
-                    self.server.body_timeout - waited, self._on_timer
-                )
+                self.timer = self.loop.call_later(self.server.body_timeout - waited, self._on_timer)
                 return
             message = f"the request body stalled for {self.server.body_timeout:g}s"
         else:

@@ -159,7 +159,10 @@ class Gateway:
         timeout = float(route.settings["request_timeout"])
         headers = upstream_headers(request, self.cookies)
         # A body that has arrived whole (most do, with their head) goes in one write; a
-        # larger one streams through as the caller sends it and the runner reads it.
+        # larger one streams through as the caller sends it and the runner reads it. Either
+        # way a runner's slot is taken only once the body is whole or fills the buffer: a
+        # caller who stalls before that is closed by the body timeout without holding one.
+        await request.body.settled()
         whole = request.body.ready()
         body = request.body if whole is None else whole
         runner, served, relayed = None, False, False

@@ -90,6 +90,20 @@ class Body:
         self._size = 0
         return data
 
+    async def settled(self) -> None:
+        """Wait until the body has arrived whole or has filled the buffer (or failed).
+
+        The gateway waits here before taking a runner's slot, so that a caller who sends
+        a head and then stalls (or trickles a small body) never holds a runner."""
+        while not (self.complete or self.failed is not None or self._size > HIGH_WATER):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.failed is not None:
+            raise self.failed
+
     async def read(self) -> bytes:
         while not self._chunks:
             if self.failed is not None:

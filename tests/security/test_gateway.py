@@ -13,17 +13,17 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.runtime.conftest import (  # noqa: F401 - fixtures used by name.
-    Runtime,
-    deploy_example,
-    runtime,
-    runtime_factory,
-)
+from tests.runtime import conftest as runtime_fixtures
+from tests.runtime.conftest import Runtime, deploy_example
+
+# The live runtime's fixtures, shared with tests/runtime (pytest finds them by name here).
+runtime_factory = runtime_fixtures.runtime_factory
+runtime = runtime_fixtures.runtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Endpoints added to examples/fast: what a hostile app could do with what reaches it.
-PROBE = '''
+PROBE = """
     @endpoint("/headers")
     async def headers(self, data: dict) -> dict:
         import sys
@@ -44,7 +44,7 @@ PROBE = '''
     def upload(self, data: dict) -> dict:
         return {"received": len(data["blob"])}
 
-    @endpoint("/pid", methods=("GET",))'''
+    @endpoint("/pid", methods=("GET",))"""
 
 MB = 1024 * 1024
 

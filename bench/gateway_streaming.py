@@ -1,14 +1,15 @@
 """Gateway streaming figures (issue 9): `make test PYTEST_ARGS="bench/gateway_streaming.py -s"`.
 
 A live runtime (the tests' fixture) and the probe app of tests/security/test_gateway.py:
-one 128 MB answer read as it streams, then one 19 MB upload (Content-Length) and one
-16 MB chunked upload. Prints wall time and the growth of the runtime process's peak RSS
+a 16 MB chunked upload, a 19 MB upload (Content-Length), four 19 MB uploads at
+once, then a 128 MB answer read as it streams. Prints wall time and the growth of the runtime process's peak RSS
 (VmHWM) for each; figures go to BENCHMARKS.md, nothing is asserted.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -48,7 +49,19 @@ def test_gateway_streaming_figures(runtime):
         response = runtime.gateway("POST", "/probe/upload", content=content, timeout=300)
         assert response.status_code == 200, response.text
 
-    measure("128 MB answer", download)
-    measure("19 MB upload, Content-Length", lambda: upload(19, False))
+    def uploads_at_once(count: int) -> None:
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(lambda _: upload(19, False), range(count)))
+
+    def small_requests() -> None:
+        with httpx.Client(base_url=runtime.gateway_url) as client:
+            for i in range(1000):
+                assert client.post("/probe/", json={"n": i}).status_code == 200
+
+    # Smallest first: VmHWM is a peak, so a larger transfer would hide a smaller one's.
+    measure("1000 small requests, one keep-alive connection", small_requests)
     measure("16 MB upload, chunked", lambda: upload(16, True))
+    measure("19 MB upload, Content-Length", lambda: upload(19, False))
+    measure("4 × 19 MB uploads at once", lambda: uploads_at_once(4))
+    measure("128 MB answer", download)
     print("\n" + "\n".join(lines))

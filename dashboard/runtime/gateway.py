@@ -3,6 +3,10 @@
 A request takes a slot on the least-loaded ready runner (at most max_multiplexing per
 runner) or waits in the app's queue, which wakes the autoscaler; it is aborted with 504
 after request_timeout, queueing included. Errors are JSON: {"error": {"code", "message"}}.
+
+Bodies stream through both ways (a large answer holds its runner's slot until the caller
+has read it, bounded by request_timeout). The dashboard's session and CSRF cookies and
+Switchboard's Authorization header never reach an app.
 """
 
 from __future__ import annotations

@@ -6,12 +6,19 @@ throughput. aiohttp's server side (request object, multidicts, URL parsing, stre
 response object) cost ≈120–200 µs per request, most of the gateway's share; parsing with
 httptools (llhttp, the parser Node.js uses) and answering with one prebuilt write costs
 a fraction of that (BENCHMARKS.md has the before and after). The gateway needs little
-of a web framework: one handler gets a whole request and returns a whole answer.
+of a web framework: one handler gets a request as soon as its head has arrived and
+returns an answer.
 
 What it does: keep-alive and pipelined requests (answered in order, one at a time),
 `Expect: 100-continue`, HEAD, bodies in Content-Length or chunked framing (httptools
-de-chunks), limits on the head and body sizes (431 and 413), 400 for what does not parse,
-an idle keep-alive timeout, and a graceful close that lets answers being computed finish.
+de-chunks; trailers are dropped), limits on the head and body sizes (431 and 413), 400 for
+what does not parse, an idle keep-alive timeout, and a graceful close that lets answers
+being computed finish. Bodies stream both ways with backpressure: a request body reaches
+the handler piece by piece (`Body.read()`), reading from the caller pauses while more than
+HIGH_WATER bytes wait, and an answer's body may be a StreamBody, written as the caller
+reads it. A head that does not arrive within the head timeout, or a body (or a reading of
+the answer) that stalls past the body timeout, closes the connection (408 when nothing
+was answered yet): a slow caller costs a socket, never a runner or unbounded memory.
 """
 
 from __future__ import annotations
@@ -71,15 +78,6 @@ class Body:
         self.complete = conn is None
         self.failed: Exception | None = None
         self.discarding = False
-
-    @classmethod
-    def of(cls, data: bytes) -> Body:
-        """A body that has arrived whole (for handlers called without a connection)."""
-        body = cls(None)
-        if data:
-            body._chunks.append(data)
-            body._size = len(data)
-        return body
 
     def ready(self) -> bytes | None:
         """The whole body, when all of it has already arrived and none was read; else None."""

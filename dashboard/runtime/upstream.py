@@ -8,6 +8,11 @@ its throughput on a small machine shared with the runners. This hop only
 ever talks to our own runner (an aiohttp server, dashboard/runtime/runner.py), so the client
 needs little: write one request, read a status line, headers and a body.
 
+Bodies stream both ways: `open()` sends a body that may arrive in pieces (Content-Length
+or chunked, never trailers), waiting while the runner does not read, and returns the
+answer once its head is in; its body is read piece by piece, and reading from the runner
+pauses while more than HIGH_WATER bytes wait, so the gateway never holds a large answer.
+
 One UpstreamPool per runner keeps its idle connections for reuse. It never holds more than
 `limit` connections (the runner's max_multiplexing; the supervisor already hands out no
 more slots than that, so the limit is a second line, not the queue). A connection carries

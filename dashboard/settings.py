@@ -301,6 +301,10 @@ GATEWAY_HOST = env_str("SWITCHBOARD_GATEWAY_HOST", "127.0.0.1")
 GATEWAY_PORT = env_int("SWITCHBOARD_GATEWAY_PORT", 8001)
 GATEWAY_URL = env_str("SWITCHBOARD_GATEWAY_URL", f"http://{GATEWAY_HOST}:{GATEWAY_PORT}")
 RUNTIME_ADMIN_PORT = env_int("SWITCHBOARD_RUNTIME_PORT", 8002)
+# A gateway caller that takes longer than this to send a request head, or whose request
+# body (or reading of an answer) makes no progress for this long, is disconnected.
+GATEWAY_HEAD_TIMEOUT = env_float("SWITCHBOARD_GATEWAY_HEAD_TIMEOUT", 10.0)
+GATEWAY_BODY_TIMEOUT = env_float("SWITCHBOARD_GATEWAY_BODY_TIMEOUT", 30.0)
 RUNTIME_URL = env_str("SWITCHBOARD_RUNTIME_URL", f"http://127.0.0.1:{RUNTIME_ADMIN_PORT}")
 
 # Bundles: an upload larger than this, compressed or unpacked, is refused.

@@ -3,6 +3,10 @@
 A request takes a slot on the least-loaded ready runner (at most max_multiplexing per
 runner) or waits in the app's queue, which wakes the autoscaler; it is aborted with 504
 after request_timeout, queueing included. Errors are JSON: {"error": {"code", "message"}}.
+
+Bodies stream through both ways (a large answer holds its runner's slot until the caller
+has read it, bounded by request_timeout). The dashboard's session and CSRF cookies and
+Switchboard's Authorization header never reach an app.
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ from django.conf import settings as conf
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
 from dashboard.runtime.routing import RoutingTable
-from dashboard.runtime.supervisor import ACTIVE, StartFailed, Supervisor
-from dashboard.runtime.upstream import UpstreamError
+from dashboard.runtime.supervisor import ACTIVE, Runner, StartFailed, Supervisor
+from dashboard.runtime.upstream import Answer, UpstreamError
 
-# Hop-by-hop and gateway-only headers are not passed on to the runner. The gateway has
-# read the whole body already, so it sends its own Content-Length and no Expect.
+# Hop-by-hop and gateway-only headers are not passed on to the runner. Authorization is
+# Switchboard's own (an API or dashboard token decides who may call a private or shared
+# app) and never reaches app code, whatever the app's auth mode. The gateway frames the
+# body itself (Content-Length, or chunked without trailers) and has answered any Expect.
 DROP_HEADERS = frozenset(
     {
         b"authorization",
+        b"proxy-authorization",
         b"host",
         b"connection",
         b"keep-alive",
@@ -50,15 +57,61 @@ def split_path(request: Request) -> tuple[str, str]:
     return unquote(name.decode("latin-1")), target.decode("utf-8", "surrogateescape")
 
 
-def upstream_headers(request: Request) -> bytes:
-    """The caller's headers as raw `Name: value` lines, without the ones in DROP_HEADERS."""
-    return b"".join(
-        [
-            b"%s: %s\r\n" % (name, value)
-            for name, value in request.headers
-            if name.lower() not in DROP_HEADERS
-        ]
+def dashboard_cookies() -> frozenset[bytes]:
+    """The dashboard's own cookies. A browser sends them to any port of the dashboard's
+    host name, the gateway's included, and an app that saw them could act as the
+    signed-in user: they are taken out of every Cookie header."""
+    return frozenset(
+        name.encode("latin-1") for name in (conf.SESSION_COOKIE_NAME, conf.CSRF_COOKIE_NAME)
     )
+
+
+def strip_cookies(value: bytes, names: frozenset[bytes]) -> bytes:
+    """A Cookie header's value without the pairs named in `names`."""
+    kept = [
+        pair.strip()
+        for pair in value.split(b";")
+        if pair.strip() and pair.split(b"=", 1)[0].strip() not in names
+    ]
+    return b"; ".join(kept)
+
+
+def upstream_headers(request: Request, cookies: frozenset[bytes]) -> bytes:
+    """The caller's headers as raw `Name: value` lines, without the ones in DROP_HEADERS
+    and without the dashboard's cookies."""
+    lines = []
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower in DROP_HEADERS:
+            continue
+        if lower == b"cookie":
+            value = strip_cookies(value, cookies)
+            if not value:
+                continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines)
+
+
+class Relay:
+    """A runner's answer body on its way to the caller: read piece by piece before the
+    request's deadline; close() gives back the runner's connection and slot."""
+
+    def __init__(
+        self, answer: Answer, supervisor: Supervisor, runner: Runner, deadline: float
+    ) -> None:
+        self.answer, self.supervisor, self.runner = answer, supervisor, runner
+        self.deadline = deadline
+        self.closed = False
+
+    async def read(self) -> bytes:
+        async with asyncio.timeout_at(self.deadline):
+            return await self.answer.read()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.answer.release()
+            self.supervisor.release(self.runner, served=self.answer.status < 500)
 
 
 def error(status: int, code: str, message: str, **headers: str) -> Reply:
@@ -72,8 +125,15 @@ class Gateway:
         self.supervisor = supervisor
         self.auth = auth
 
+        self.cookies = dashboard_cookies()
+
     def server(self) -> HttpServer:
-        return HttpServer(self.handle, max_body=conf.MAX_BUNDLE_BYTES)
+        return HttpServer(
+            self.handle,
+            max_body=conf.MAX_BUNDLE_BYTES,
+            head_timeout=conf.GATEWAY_HEAD_TIMEOUT,
+            body_timeout=conf.GATEWAY_BODY_TIMEOUT,
+        )
 
     async def handle(self, request: Request) -> Reply:
         name, target = split_path(request)
@@ -101,26 +161,42 @@ class Gateway:
             )
 
         timeout = float(route.settings["request_timeout"])
-        headers = upstream_headers(request)
-        runner, served = None, False
+        headers = upstream_headers(request, self.cookies)
+        # A body that has arrived whole (most do, with their head) goes in one write; a
+        # larger one streams through as the caller sends it and the runner reads it. Either
+        # way a runner's slot is taken only once the body is whole or fills the buffer: a
+        # caller who stalls before that is closed by the body timeout without holding one.
+        await request.body.settled()
+        whole = request.body.ready()
+        body = request.body if whole is None else whole
+        runner, served, relayed = None, False, False
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 runner = await self.supervisor.acquire(name, route.revision)
                 upstream = runner.upstream
                 if upstream is None:
                     raise UpstreamError("the runner is not serving")
-                answer = await upstream.request(request.method, target, headers, request.body)
-            served = answer.status < 500
-            return Reply(
-                answer.status,
-                answer.body,
-                answer.content_type or "application/json",
-                {
+                answer = await upstream.open(request.method, target, headers, body, request.length)
+                served = answer.status < 500
+                extra = {
                     "X-Switchboard-Runner": runner.id,
                     "X-Switchboard-Revision": runner.revision,
-                },
-            )
+                }
+                content_type = answer.content_type or "application/json"
+                if answer.complete:
+                    try:
+                        data = await answer.read_all()
+                    finally:
+                        answer.release()
+                    return Reply(answer.status, data, content_type, extra)
+            # A large answer streams to the caller as the caller reads it; the relay
+            # holds the runner's slot until it is closed.
+            relayed = True
+            relay = Relay(answer, self.supervisor, runner, deadline)
+            return Reply(answer.status, relay, content_type, extra, length=answer.length)
         except TimeoutError:
             waited = time.monotonic() - started
             return error(
@@ -141,7 +217,7 @@ class Gateway:
                 f"{where} went away before answering ({type(exc).__name__}: {exc})",
             )
         finally:
-            if runner is not None:
+            if runner is not None and not relayed:
                 self.supervisor.release(runner, served=served)
 
     def _failing(self, revision: str) -> str:

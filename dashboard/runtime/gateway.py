@@ -1,5 +1,12 @@
 """The gateway: `http://GATEWAY/<app>/<endpoint path>` → a runner of the app's Current revision.
 
+`http://GATEWAY/<app>@<revision prefix>/<path>` calls one revision of the app directly,
+whatever is Current (to try a rollback target before switching), under the app's auth
+rules. The prefix is resolved by the control plane's one resolver; only a Deployed
+revision serves. A revision that is not Current is served by one runner, cold-started by
+the first such call and stopped by the autoscaler once idle like any other that is not
+Current.
+
 A request takes a slot on the least-loaded ready runner (at most max_multiplexing per
 runner) or waits in the app's queue, which wakes the autoscaler; it is aborted with 504
 after request_timeout, queueing included. Errors are JSON: {"error": {"code", "message"}}.
@@ -18,9 +25,11 @@ from urllib.parse import unquote
 
 from django.conf import settings as conf
 
+from dashboard.controlplane.errors import ControlError
+from dashboard.controlplane.models import RevisionStatus
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
-from dashboard.runtime.routing import RoutingTable
+from dashboard.runtime.routing import RevisionInfo, RoutingTable, resolve_revision
 from dashboard.runtime.supervisor import ACTIVE, Runner, StartFailed, Supervisor
 from dashboard.runtime.upstream import Answer, UpstreamError
 
@@ -48,7 +57,8 @@ DROP_HEADERS = frozenset(
 
 def split_path(request: Request) -> tuple[str, str]:
     """`/<app>/<rest>?<query>` → the app's name and the runner's request target: the path
-    after `/<app>` and the query, still URL-encoded as received."""
+    after `/<app>` and the query, still URL-encoded as received. For `/<app>@<rev>/...`
+    the name is `<app>@<rev>` (an app name never holds '@')."""
     _, _, rest = request.path.partition(b"/")
     name, slash, rest = rest.partition(b"/")
     target = b"/" + rest
@@ -119,6 +129,23 @@ def error(status: int, code: str, message: str, **headers: str) -> Reply:
     return Reply(status, body, headers=headers)
 
 
+# Why a revision named in the URL does not serve, by its status: only Deployed ones do.
+NOT_SERVING = {
+    RevisionStatus.SUSPENDED: (
+        "revision_suspended",
+        "revision {short} of app {app!r} is Suspended: resume it to call it",
+    ),
+    RevisionStatus.FAILED: (
+        "revision_failed",
+        "revision {short} of app {app!r} is Failed and never serves",
+    ),
+    RevisionStatus.DEPLOYING: (
+        "revision_deploying",
+        "revision {short} of app {app!r} is still Deploying: call it once it is Deployed",
+    ),
+}
+
+
 class Gateway:
     def __init__(self, routing: RoutingTable, supervisor: Supervisor, auth: Authenticator):
         self.routing = routing
@@ -137,6 +164,7 @@ class Gateway:
 
     async def handle(self, request: Request) -> Reply:
         name, target = split_path(request)
+        name, at, ref = name.partition("@")
         if not name:
             return error(404, "app_not_found", "no app in the path: call /<app>/<endpoint path>")
         route = await self.routing.get(name)
@@ -148,19 +176,42 @@ class Gateway:
         except Denied as denied:
             extra = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else {}
             return error(denied.status, denied.code, denied.message, **extra)
-        if route.revision is None:
+        # The revision is looked up only after the caller passed the app's auth rules, so
+        # nobody learns which revisions a private app has.
+        direct: RevisionInfo | None = None
+        if at:
+            try:
+                direct = await resolve_revision(name, ref)
+            except ControlError as exc:
+                return error(exc.status, exc.code, exc.message)
+            if direct.status in NOT_SERVING:
+                code, text = NOT_SERVING[direct.status]
+                short = direct.id.replace("-", "")[:8]
+                return error(
+                    409,
+                    code,
+                    text.format(short=short, app=name),
+                    **{"X-Switchboard-Revision": direct.id},
+                )
+            if direct.id == route.revision:
+                direct = None  # The Current revision: served as the app is, by its runners.
+        if direct is not None:
+            revision, settings = direct.id, direct.settings
+        elif route.revision is None:
             return error(
                 503, "no_current_revision", f"app {name!r} has no Current revision: deploy one"
             )
-        if route.revision_status == "suspended":
+        elif route.revision_status == "suspended":
             return error(503, "app_suspended", "app suspended")
-        failed = self._failing(route.revision)
+        else:
+            revision, settings = route.revision, route.settings
+        failed = self._failing(revision)
         if failed:
             return error(
                 503, "runner_start_failed", f"runners of app {name!r} fail to start: {failed}"
             )
 
-        timeout = float(route.settings["request_timeout"])
+        timeout = float(settings["request_timeout"])
         headers = upstream_headers(request, self.cookies)
         # A body that has arrived whole (most do, with their head) goes in one write; a
         # larger one streams through as the caller sends it and the runner reads it. Either
@@ -175,7 +226,10 @@ class Gateway:
         deadline = loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                runner = await self.supervisor.acquire(name, route.revision)
+                if direct is None:
+                    runner = await self.supervisor.acquire(name, revision)
+                else:
+                    runner = await self._acquire_direct(direct)
                 upstream = runner.upstream
                 if upstream is None:
                     raise UpstreamError("the runner is not serving")
@@ -219,6 +273,32 @@ class Gateway:
         finally:
             if runner is not None and not relayed:
                 self.supervisor.release(runner, served=served)
+
+    async def _acquire_direct(self, rev: RevisionInfo) -> Runner:
+        """A slot on a runner of a revision that is not Current, called by its URL.
+
+        The app's queue and the autoscaler serve the Current revision only, so this waits
+        for its own runner: one is cold-started when none is alive, and a request finding
+        its slots taken waits until a runner of the revision changes (a slot freed, a runner
+        ready or gone). The caller's deadline bounds the wait.
+        """
+        sup = self.supervisor
+        while True:
+            runner = sup.try_acquire(rev.id)
+            if runner is not None:
+                return runner
+            mine = [r for r in sup.of_revision(rev.id) if r.state in ACTIVE and not r.stopping]
+            if not mine:
+                failed = self._failing(rev.id)
+                if failed:
+                    raise StartFailed(failed)
+                mine = [sup.start(rev, rev.settings)]
+            waits = [asyncio.ensure_future(r.changed.wait()) for r in mine]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
 
     def _failing(self, revision: str) -> str:
         """The reason a revision's runners fail to start, while none of them is alive."""

@@ -268,6 +268,41 @@ def _paths() -> dict[str, Any]:
                 OP_ACCEPTED,
             ),
         },
+        "/apps/{app}/revisions/preview": {
+            "parameters": [APP],
+            "post": {
+                "summary": "Deploy preview: the revision a deploy with this form would create",
+                "description": (
+                    "Needs the deployer role. Takes the deploy's form; stages the bundle and "
+                    "runs the import check as a deploy does, compares it with Current, then "
+                    "discards it: nothing is recorded or kept. 422 import_check_failed when "
+                    "the deploy would fail."
+                ),
+                # requestBody: the deploy's own form, set by document().
+                "responses": {
+                    "200": _json(_ref("DeployPreview")),
+                    **ERRORS,
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "422": _error_response("The import check fails: the deploy would fail"),
+                },
+            },
+        },
+        "/apps/{app}/diff": {
+            "parameters": [APP],
+            "get": {
+                "summary": "What changed from revision a to revision b",
+                "description": (
+                    "Entrypoint, message, annotations, settings (with their kind) and the "
+                    "bundles' files, with a unified diff for text files up to 256 KiB and "
+                    "2,000 lines each. Any other query parameter is refused (unknown_field)."
+                ),
+                "parameters": [
+                    {**REV, "name": "a", "in": "query"},
+                    {**REV, "name": "b", "in": "query"},
+                ],
+                "responses": {"200": _json(_ref("Diff")), **ERRORS},
+            },
+        },
         "/apps/{app}/set-rev": {
             "parameters": [APP],
             "post": _mutation(
@@ -428,6 +463,11 @@ def _error_response(description: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    paths = _paths()
+    # A preview takes exactly the deploy's form: one description of it.
+    paths["/apps/{app}/revisions/preview"]["post"]["requestBody"] = paths["/apps/{app}/revisions"][
+        "post"
+    ]["requestBody"]
     nullable_time = {"type": ["string", "null"], "format": "date-time"}
     return {
         "openapi": "3.1.0",
@@ -439,7 +479,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -503,6 +543,90 @@ def document() -> dict[str, Any]:
                         "error": {"type": "string"},
                         "log_tail": {"type": "string"},
                         "endpoints": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "Diff": {
+                    "type": "object",
+                    "properties": {
+                        "app": {"type": "string"},
+                        "a": {"type": "object"},
+                        "b": {"type": "object"},
+                        "fields": {"type": "array", "items": {"type": "object"}},
+                        "annotations": {"type": "array", "items": {"type": "object"}},
+                        "settings": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {
+                                        "type": "string",
+                                        "enum": ["runtime-tunable", "code-specific"],
+                                    },
+                                    "unit": {"type": "string"},
+                                    "a": {},
+                                    "b": {},
+                                    "changed": {"type": "boolean"},
+                                },
+                            },
+                        },
+                        "files": {
+                            "type": "object",
+                            "properties": {
+                                "available": {"type": "boolean"},
+                                "message": {"type": "string"},
+                                "counts": {"type": "object"},
+                                "entries": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "path": {"type": "string"},
+                                            "change": {
+                                                "type": "string",
+                                                "enum": ["added", "removed", "changed"],
+                                            },
+                                            "size_a": {"type": ["integer", "null"]},
+                                            "size_b": {"type": ["integer", "null"]},
+                                            "diff": {"type": ["string", "null"]},
+                                            "skipped": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                        "limits": {"type": "object"},
+                    },
+                },
+                "DeployPreview": {
+                    "type": "object",
+                    "properties": {
+                        "app": {"type": "string"},
+                        "app_exists": {"type": "boolean"},
+                        "entrypoint": {"type": "string"},
+                        "endpoints": {"type": "array", "items": {"type": "string"}},
+                        "strategy": {"type": "string"},
+                        "reset_scale": {"type": "boolean"},
+                        "bundle": {"type": "object"},
+                        "settings": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {"type": "string"},
+                                    "value": {},
+                                    "code": {},
+                                    "current": {},
+                                    "source": {
+                                        "type": "string",
+                                        "enum": ["code", "default", "previous_current"],
+                                    },
+                                },
+                            },
+                        },
+                        "current": {"type": ["string", "null"]},
+                        "diff": {"oneOf": [_ref("Diff"), {"type": "null"}]},
                     },
                 },
                 "Operation": {

@@ -314,6 +314,12 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
     type=click.Choice(["private", "shared", "public"]),
     help="Who may call the app through the gateway (default: keep the app's; new apps private).",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: show the revision this deploy would create (import check, "
+    "settings and where each comes from, diff against Current).",
+)
 def deploy(
     state: State,
     target: str,
@@ -323,6 +329,7 @@ def deploy(
     message: str,
     annotations: tuple[str, ...],
     auth_mode: str | None,
+    check: bool,
 ) -> None:
     """Bundle the directory holding FILE.py and deploy it as a new revision of an app."""
     notes = parse_annotations(annotations)
@@ -330,6 +337,19 @@ def deploy(
     # The API checks the role only once the whole bundle is uploaded; one small request
     # first lets a token that may not deploy be refused without that upload.
     check_role(state, "deployer")
+    if check:
+        preview = state.api.preview_deploy(
+            app_name,
+            data,
+            entrypoint,
+            strategy=strategy,
+            reset_scale=reset_scale,
+            message=message,
+            annotations=notes,
+            auth_mode=auth_mode,
+        )
+        show_preview(state, preview)
+        return
     if state.wait and not state.json:  # A progress line, like the operation's steps.
         click.echo(
             f"{output.clock(None)}  uploading {len(data) / 1024:.1f} KiB bundle "
@@ -356,6 +376,99 @@ def deploy(
         f"revision {output.short_id(rev_id)} of {app_name} is deployed and Current",
         {"revision": {"id": rev_id}},
     )
+
+
+SOURCES = {
+    "code": "the code",
+    "default": "default",
+    "previous_current": "previous Current",
+}
+
+
+def show_preview(state: State, preview: dict) -> None:
+    if state.json:
+        output.emit_json(preview)
+        return
+    app = preview.get("app")
+    click.echo(
+        f"deploy preview of app {app}: nothing was deployed or changed"
+        + ("" if preview.get("app_exists") else f" (the first deploy creates app {app})")
+    )
+    click.echo(f"entrypoint  {preview.get('entrypoint')}")
+    click.echo(f"endpoints   {', '.join(preview.get('endpoints') or []) or 'none'}")
+    click.echo(f"strategy    {preview.get('strategy')}")
+    click.echo("")
+    rows = [
+        (
+            r.get("name"),
+            r.get("kind"),
+            r.get("value"),
+            SOURCES.get(r.get("source"), r.get("source")),
+        )
+        for r in preview.get("settings") or []
+    ]
+    click.echo(output.table(("setting", "kind", "value", "from"), rows))
+    changes = preview.get("diff")
+    click.echo("")
+    if changes is None:
+        click.echo("no Current revision to compare with")
+    else:
+        click.echo(f"compared with Current revision {output.short_id(preview.get('current'))}:")
+        show_diff(changes, text=True)
+
+
+def _size(value: Any) -> str:
+    return "-" if value is None else f"{value} B"
+
+
+def show_diff(result: dict, *, text: bool) -> None:
+    """A diff as people read one: what changed, the settings table, then the files."""
+    for item in result.get("fields") or []:
+        if item.get("changed"):
+            click.echo(f"{item['name']}: {item.get('a')!r} → {item.get('b')!r}")
+        else:
+            click.echo(f"{item['name']}: unchanged ({output.cell(item.get('a'))})")
+    notes = [n for n in result.get("annotations") or [] if n.get("change") != "same"]
+    if notes:
+        click.echo("annotations:")
+        marks = {"added": "+", "removed": "-", "changed": "~"}
+        for n in notes:
+            value = n["b"] if n["change"] != "removed" else n["a"]
+            was = f" (was {n['a']})" if n["change"] == "changed" else ""
+            click.echo(f"  {marks[n['change']]} {n['key']}={value}{was}")
+    else:
+        click.echo("annotations: unchanged")
+    rows = [
+        (
+            ("* " if r.get("changed") else "  ") + str(r.get("name")),
+            r.get("kind"),
+            r.get("a"),
+            r.get("b"),
+        )
+        for r in result.get("settings") or []
+    ]
+    click.echo(output.table(("setting", "kind", "a", "b"), rows))
+    files = result.get("files") or {}
+    if not files.get("available"):
+        click.echo(f"files: {files.get('message')}")
+        return
+    counts = files.get("counts") or {}
+    click.echo(
+        f"files: {counts.get('added', 0)} added, {counts.get('removed', 0)} removed, "
+        f"{counts.get('changed', 0)} changed, {counts.get('unchanged', 0)} unchanged"
+    )
+    for entry in files.get("entries") or []:
+        sizes = {
+            "added": _size(entry.get("size_b")),
+            "removed": _size(entry.get("size_a")),
+            "changed": f"{_size(entry.get('size_a'))} → {_size(entry.get('size_b'))}",
+        }[entry["change"]]
+        skipped = f": {entry['skipped']}" if entry.get("skipped") else ""
+        click.echo(f"  {entry['change']:<8} {entry['path']} ({sizes}){skipped}")
+        if text and entry.get("diff"):
+            click.echo(entry["diff"], nl=False)
+    if files.get("message"):
+        click.echo(files["message"])
 
 
 # -- apps: reads ----------------------------------------------------------------------
@@ -491,6 +604,30 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
     click.echo(output.table(headers, rows, max_width=48))
     if note := page_note(payload, "revisions"):
         click.echo(note)
+
+
+@command(apps, "diff")
+@click.argument("app")
+@click.argument("a")
+@click.argument("b")
+@click.option("--stat", is_flag=True, help="List the changed files without their text diff.")
+def apps_diff(state: State, app: str, a: str, b: str, stat: bool) -> None:
+    """What changed from revision A to revision B of APP: entrypoint, message,
+    annotations, settings and the bundle's files."""
+    check_rev(a)
+    check_rev(b)
+    result = state.api.diff(app, a, b)
+    if state.json:
+        output.emit_json(result)
+        return
+    left, right = result.get("a") or {}, result.get("b") or {}
+
+    def label(side: dict) -> str:
+        current = ", Current" if side.get("current") else ""
+        return f"{side.get('short_id')} ({status_label(side.get('status'))}{current})"
+
+    click.echo(f"{app}: a = {label(left)}, b = {label(right)}")
+    show_diff(result, text=not stat)
 
 
 @command(apps, "runners")

@@ -160,6 +160,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "dashboard.web.middleware.HtmxSignInMiddleware",
     "dashboard.web.middleware.ViewerTimezoneMiddleware",
+    "dashboard.web.middleware.DatabaseLostMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -199,6 +200,9 @@ else:
     # A database that does not answer is reported within seconds, not after the OS's
     # own connect timeout of minutes.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
+    # A connection the server dropped (restart, failover, pg_terminate_backend) is found
+    # and replaced when the next request starts, instead of failing that request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

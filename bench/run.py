@@ -700,6 +700,8 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
     import httpx
 
     from dashboard.cli import bundle
+    from dashboard.controlplane import runtime_client
+    from dashboard.controlplane.models import Operation
 
     section("Recovery (issue 11)")
     gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
@@ -740,29 +742,29 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
         goal="goal < 3 s + the target's cold start",
     )
     api_down = [recover(web_pid, f"{web}/login/") for _ in range(min(samples, 3))]
-    report("API answering again after kill -9 of the web server (s)", percentiles(api_down), 2)
+    report(
+        "API answering again after kill -9 of the web server (s)", percentiles(api_down), digits=2
+    )
 
     # A deploy whose worker process dies while its runner is in setup(): time from the
     # kill until another worker process has resumed it.
     source = var_dir / "bench-src" / "slow"
     shutil.copytree(ROOT / "examples" / "slow_setup", source, dirs_exist_ok=True)
     app_py = source / "app.py"
-    app_py.write_text(re.sub(r"SETUP_SECONDS = .*", "SETUP_SECONDS = 4.0", app_py.read_text()))
+    app_py.write_text(re.sub(r"SETUP_SECONDS = .*", "SETUP_SECONDS = 6.0", app_py.read_text()))
     resumed = []
     for i in range(min(samples, 3)):
         data, entrypoint = bundle.build(f"{app_py}::SlowSetup")
         answer = api.deploy(f"crash-{i}", data, entrypoint, strategy="rolling", auth_mode="public")
         op_id = answer["operation"]["id"]
-        from dashboard.controlplane.models import Operation
 
-        holder = wait_until(
-            lambda op_id=op_id: (
-                any("is SETUP" in s["message"] for s in api.get_operation(op_id)["steps"])
-                and Operation.objects.get(pk=op_id).lease_holder
-            ),
-            60,
-            "the deploy's runner in setup()",
-        )
+        def in_setup(app: str = f"crash-{i}", op_id: str = op_id) -> str:
+            runners = runtime_client.list_runners(app=app)
+            if any(r["state"] == "SETUP" for r in runners):
+                return Operation.objects.get(pk=op_id).lease_holder
+            return ""
+
+        holder = wait_until(in_setup, 60, "the deploy's runner in setup()")
         os.kill(int(holder.split(":")[1]), signal.SIGKILL)
         started = time.perf_counter()
         wait_until(

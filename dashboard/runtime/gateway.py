@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from urllib.parse import unquote
 
@@ -30,7 +31,7 @@ from dashboard.controlplane.models import RevisionStatus
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
 from dashboard.runtime.routing import RevisionInfo, RoutingTable, resolve_revision
-from dashboard.runtime.supervisor import ACTIVE, Runner, StartFailed, Supervisor
+from dashboard.runtime.supervisor import ACTIVE, CrashLooping, Runner, StartFailed, Supervisor
 from dashboard.runtime.upstream import Answer, UpstreamError
 
 # Hop-by-hop and gateway-only headers are not passed on to the runner. Authorization is
@@ -129,6 +130,18 @@ def error(status: int, code: str, message: str, **headers: str) -> Reply:
     return Reply(status, body, headers=headers)
 
 
+def crash_looping(app: str, looping: CrashLooping) -> Reply:
+    """503 at once while every runner of the revision waits out a crash backoff."""
+    retry = max(1, math.ceil(looping.retry_after))
+    return error(
+        503,
+        "revision_crash_looping",
+        f"every runner of app {app!r} is crash-looping (last: {looping.reason}); "
+        f"the next restart is in {retry}s",
+        **{"Retry-After": str(retry)},
+    )
+
+
 # Why a revision named in the URL does not serve, by its status: only Deployed ones do.
 NOT_SERVING = {
     RevisionStatus.SUSPENDED: (
@@ -210,6 +223,9 @@ class Gateway:
             return error(
                 503, "runner_start_failed", f"runners of app {name!r} fail to start: {failed}"
             )
+        looping = self.supervisor.crash_looping(revision)
+        if looping is not None:
+            return crash_looping(name, looping)
 
         timeout = float(settings["request_timeout"])
         headers = upstream_headers(request, self.cookies)
@@ -263,6 +279,8 @@ class Gateway:
             return error(
                 503, "runner_start_failed", f"no runner of app {name!r} could start: {exc}"
             )
+        except CrashLooping as exc:
+            return crash_looping(name, exc)
         except (UpstreamError, OSError) as exc:
             where = f"runner {runner.id}" if runner else "the runner"
             return error(

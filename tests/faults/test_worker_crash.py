@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import Operation, OperationState
 from tests.conftest import wait_until
 
@@ -27,7 +28,7 @@ def test_a_deploy_whose_worker_process_was_killed_resumes_and_succeeds(sb, syste
         what="a worker process to take the deploy",
     )
     wait_until(
-        lambda: op.steps.filter(message__contains="is SETUP").exists(),
+        lambda: any(r["state"] == "SETUP" for r in runtime_client.list_runners(app="crashy")),
         timeout=60,
         what="the deploy's runner to be in setup()",
     )

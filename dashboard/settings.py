@@ -167,6 +167,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "dashboard.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"
+# The web server (granian, see dashboard/asgi.py) answers 408 and closes a connection whose
+# request body sends nothing for this many seconds; its header read timeout is granian's
+# own GRANIAN_HTTP1_HEADER_READ_TIMEOUT (milliseconds, default 30000).
+WEB_BODY_TIMEOUT = env_float("SWITCHBOARD_WEB_BODY_TIMEOUT", 30.0)
 
 TEMPLATES = [
     {

@@ -23,7 +23,9 @@ from dashboard.system.supervisor import web_command
 from tests.conftest import ROOT, _db_url, _stop, free_port, wait_until
 from tests.web.factories import make_app, make_user
 
-FLOOD = 40  # More connections than gunicorn's 2 x 4 threads that the flood used to block.
+# More connections than gunicorn's 2 x 4 threads, which such a flood used to hold (whether
+# it then blocked the API call depended on which worker accepted it: BENCHMARKS.md).
+FLOOD = 40
 # Generous bounds, not timings: the server must answer or close well within them.
 ANSWER_WITHIN = 30.0
 EOF_WITHIN = 30.0
@@ -141,4 +143,3 @@ def test_a_stalled_body_is_answered_408_and_its_connection_closed(web):
 
     assert received.startswith(b"HTTP/1.1 408 ")
     assert received.endswith(b"the request body stalled: nothing arrived for 2s")
-

@@ -9,6 +9,7 @@ test database, with both timeouts shortened to 2 s so the tests wait on EOF brie
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from dashboard.controlplane.models import ApiToken, Role
+from dashboard.controlplane import parameters
+from dashboard.controlplane.models import ApiToken, App, Operation, Role
 from dashboard.system.supervisor import web_command
 from tests.conftest import ROOT, _db_url, _stop, free_port, wait_until
 from tests.web.factories import make_app, make_user
@@ -80,7 +82,7 @@ def web(django_db_setup, tmp_path_factory) -> Iterator[str]:
 def token(transactional_db) -> str:
     # Committed (transactional_db), so the server process sees the user, token and app.
     make_app("probe")
-    _, raw = ApiToken.issue(make_user(Role.VIEWER), "slow clients", Role.VIEWER)
+    _, raw = ApiToken.issue(make_user(Role.DEPLOYER), "slow clients", Role.DEPLOYER)
     return raw
 
 
@@ -143,3 +145,39 @@ def test_a_stalled_body_is_answered_408_and_its_connection_closed(web):
 
     assert received.startswith(b"HTTP/1.1 408 ")
     assert received.endswith(b"the request body stalled: nothing arrived for 2s")
+
+
+def test_a_stalled_api_body_is_answered_408_in_the_api_shape_and_changes_nothing(web, token):
+    app = App.objects.get(name="probe")
+    stalled_scale = (
+        b"POST /api/v1/apps/probe/scale HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {token}\r\n".encode()
+        + b'Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{"min_concurrency": 1'
+    )
+    with opened(web, 1, stalled_scale) as [conn]:
+        received = read_until_closed(conn)
+
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body) == {
+        "error": {
+            "code": "body_timeout",
+            "message": "the request body stalled: nothing arrived for 2s",
+            "details": {},
+        }
+    }
+    assert not Operation.objects.exists()
+    app.refresh_from_db()
+    assert app.settings == parameters.defaults()
+
+
+def test_a_body_over_the_largest_accepted_size_is_refused_413_unread(web):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    too_large = STALLED_BODY.replace(
+        b"Content-Length: 1000", f"Content-Length: {limit + 1}".encode()
+    )
+    with opened(web, 1, too_large) as [conn]:
+        received = read_until_closed(conn)
+
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert received.endswith(f"the request body is over {limit} bytes".encode())

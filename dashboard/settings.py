@@ -149,7 +149,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "dashboard.web.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Serves collected static files from gunicorn, so `manage.py up` needs no web server.
+    # Serves collected static files from the Django process, so no other web server is needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

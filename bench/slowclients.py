@@ -3,14 +3,15 @@
 
 Side by side in one run, for the threaded WSGI server `manage.py up` used before
 (gunicorn gthread, 2 workers x 4 threads), the one it uses now (web_command: granian
-serving dashboard/asgi.py) and, when uvicorn-worker is installed, uvicorn workers
-under gunicorn serving the same ASGI app:
+serving dashboard/asgi.py), granian's WSGI interface with as many threads, and, when
+uvicorn-worker is installed, uvicorn workers under gunicorn serving the same ASGI app:
 
 - a flood of N slow-header connections (a request line, then one header line a second,
   never the blank line) and, apart, N stalled bodies (a form POST that announces 1000
   bytes and sends one): does an authenticated `GET /api/v1/apps` answer, how fast, and
   when does the server close the slow connections (EOF);
-- the plain latency (one client) and throughput (8 clients) of that GET.
+- the plain latency (one client) and throughput (8 clients) of that GET, with all the
+  servers running and measured in turn, 2 s each, interleaved.
 
 Everything is on 127.0.0.1, on free ports, in a temporary var dir with its own SQLite
 database (what `manage.py up` uses by default) and Redis db 9 (BENCH_REDIS_URL). Each
@@ -60,21 +61,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def servers(port: int) -> dict[str, list[str]]:
+def servers() -> dict[str, tuple[int, list[str]]]:
+    """Each server to compare, on its own free port."""
     python = sys.executable
     found = {
-        "gunicorn gthread 2x4 (before)": [
+        "gunicorn gthread 2x4 (before)": lambda port: [
             python, "-m", "gunicorn", "dashboard.wsgi", "-b", f"127.0.0.1:{port}",
             "--workers", "2", "--threads", "4", "--timeout", "120",
         ],
-        "granian ASGI, 4 workers (web_command)": web_command(port),
+        "granian ASGI, 4 workers (web_command, now)": web_command,
+        "granian WSGI 2x4": lambda port: [
+            python, "-m", "granian", "--interface", "wsgi", "dashboard.wsgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            "--blocking-threads", "4",
+        ],
     }  # fmt: skip
     if importlib.util.find_spec("uvicorn_worker"):
-        found["uvicorn workers under gunicorn, 4"] = [
+        found["uvicorn workers under gunicorn, 4"] = lambda port: [
             python, "-m", "gunicorn", "dashboard.asgi:application", "-b", f"127.0.0.1:{port}",
             "--workers", "4", "-k", "uvicorn_worker.UvicornWorker",
         ]  # fmt: skip
-    return found
+    ports = {name: free_port() for name in found}
+    return {name: (ports[name], command(ports[name])) for name, command in found.items()}
 
 
 def prepare(var_dir: Path) -> tuple[dict[str, str], str]:
@@ -218,24 +226,37 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N=20 only, shorter load")
     args = parser.parse_args()
     sizes = [20] if args.quick else [20, 50]
-    seconds = 3.0 if args.quick else 8.0
+    rounds = 2 if args.quick else 5
     with tempfile.TemporaryDirectory(prefix="sb-slowclients-") as tmp:
         var_dir = Path(tmp) / "var"
         env, token = prepare(var_dir)
-        port = free_port()
-        for name, cmd in servers(port).items():
-            print(f"\n{name}", flush=True)
-            proc = start(cmd, env, port, Path(tmp) / "web.log")
-            try:
-                # First: it also warms every worker before the floods.
-                _, one = throughput(port, token, seconds, 1)
-                rps, eight = throughput(port, token, seconds, 8)
-                figures = (
-                    f"1 client p50 {statistics.median(one):.1f} ms, p90 {pct(one, 0.9):.1f}; "
-                    f"8 clients {rps:.0f} req/s, p50 {statistics.median(eight):.1f} ms, "
-                    f"p90 {pct(eight, 0.9):.1f}"
+        running: dict[str, tuple[int, subprocess.Popen]] = {}
+        try:
+            for name, (port, cmd) in servers().items():
+                running[name] = port, start(cmd, env, port, Path(tmp) / f"web-{port}.log")
+            # Plain latency and throughput, interleaved (2 s of each server in turn, for
+            # each number of clients) so that the machine's noise falls on all alike.
+            one: dict[str, list[float]] = {name: [] for name in running}
+            eight: dict[str, list[float]] = {name: [] for name in running}
+            served: dict[str, int] = dict.fromkeys(running, 0)
+            for _ in range(rounds):
+                for name, (port, _proc) in running.items():
+                    one[name] += throughput(port, token, 2.0, 1)[1]
+                    times = throughput(port, token, 2.0, 8)[1]
+                    eight[name] += times
+                    served[name] += len(times)
+            print("\nGET /api/v1/apps with a token", flush=True)
+            for name in running:
+                print(
+                    f"  {name}: 1 client p50 {statistics.median(one[name]):.1f} ms, "
+                    f"p90 {pct(one[name], 0.9):.1f}; 8 clients "
+                    f"{served[name] / (2.0 * rounds):.0f} req/s, "
+                    f"p50 {statistics.median(eight[name]):.1f} ms, p90 {pct(eight[name], 0.9):.1f}",
+                    flush=True,
                 )
-                print(f"  {figures}", flush=True)
+            # The floods, one server at a time: each must be alone to be fair.
+            for name, (port, _proc) in running.items():
+                print(f"\n{name}", flush=True)
                 for n in sizes:
                     for kind, opening, trickle in (
                         ("slow headers", SLOW_HEADER, b"X-Slow: 1\r\n"),
@@ -243,7 +264,8 @@ def main() -> int:
                     ):
                         answer, closed = flood(port, token, n, opening, trickle)
                         print(f"  {n} {kind}: API {answer}; {closed}", flush=True)
-            finally:
+        finally:
+            for _port, proc in running.values():
                 stop(proc)
     return 0
 

@@ -68,6 +68,7 @@ def servers() -> dict[str, tuple[int, list[str]]]:
         "gunicorn gthread 2x4 (before)": lambda port: [
             python, "-m", "gunicorn", "dashboard.wsgi", "-b", f"127.0.0.1:{port}",
             "--workers", "2", "--threads", "4", "--timeout", "120",
+            "--graceful-timeout", "10", "--access-logfile", "-",  # as `up` ran it
         ],
         "granian ASGI, 4 workers (web_command, now)": web_command,
         "granian WSGI 2x4": lambda port: [

@@ -33,7 +33,8 @@ ANSWER_WITHIN = 30.0
 EOF_WITHIN = 30.0
 
 SLOW_HEADER = b"GET /api/v1/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n"
-# A CSRF cookie of the right shape makes Django read the form body before refusing it.
+# Django under ASGI reads every body before a view runs; the CSRF cookie of the right shape
+# makes the sign-in form read it under WSGI too, so the same bytes stall either server.
 STALLED_BODY = (
     b"POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     b"Content-Type: application/x-www-form-urlencoded\r\n"

@@ -149,7 +149,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "dashboard.web.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Serves collected static files from gunicorn, so `manage.py up` needs no web server.
+    # Serves collected static files from the Django process, so no other web server is needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -167,6 +167,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "dashboard.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"
+# The web server (granian, see dashboard/asgi.py) answers 408 and closes a connection whose
+# request body sends nothing for this many seconds; its header read timeout is granian's
+# own GRANIAN_HTTP1_HEADER_READ_TIMEOUT (milliseconds, default 30000).
+WEB_BODY_TIMEOUT = env_float("SWITCHBOARD_WEB_BODY_TIMEOUT", 30.0)
 
 TEMPLATES = [
     {

@@ -6,6 +6,7 @@ checked by one set of rules and refused in the same words wherever it comes from
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ MAX_URL = 2000
 MAX_DESCRIPTION = 200
 # What a subscription may name: every event but the test event, which is always sent.
 SUBSCRIBABLE = [e for e in EventType.values if e != TEST_EVENT]
+ID_RE = re.compile(r"\A[0-9]{1,18}\Z")
 CREATE_FIELDS = ("url", "app", "events", "format", "description")
 
 
@@ -109,10 +111,10 @@ def create(
 
 
 def get(endpoint_id: Any) -> Endpoint:
-    try:
-        key = int(endpoint_id)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{endpoint_id!r} is not a webhook id (a whole number)") from None
+    # Bounded, so a 30-digit id is this 400 and not the database's integer overflow.
+    if not ID_RE.match(str(endpoint_id)):
+        raise BadRequest(f"{endpoint_id!r} is not a webhook id (a whole number)")
+    key = int(endpoint_id)
     found = Endpoint.objects.select_related("app", "created_by").filter(pk=key).first()
     if found is None:
         raise NotFound(f"no webhook {key}", details={"webhook": key})

@@ -61,7 +61,12 @@ def _summary(op: Operation, direction: str | None) -> str:
             f" to {short_id(_uuid(op.params['revision']))}"
         )
     elif op.subject:
-        target = f" of {op.subject}"
+        noun = (
+            "runner"
+            if op.kind in (OperationKind.RUNNER_STOP, OperationKind.RUNNER_KILL)
+            else "revision"
+        )
+        target = f" ({noun} {op.subject})"
     line = f"{what} of {op.app.name}{target} {op.get_state_display().lower()}"
     line += f", by {op.requester_name or 'unknown'} ({op.source})"
     if op.reason:

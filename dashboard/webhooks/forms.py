@@ -36,7 +36,7 @@ class EndpointForm(forms.Form):
         help_text="None ticked: every event.",
     )
     format = forms.ChoiceField(
-        label="Format", choices=PayloadFormat.choices, initial=PayloadFormat.JSON
+        label="Format", choices=PayloadFormat.choices, initial=PayloadFormat.JSON, required=False
     )
     description = forms.CharField(
         label="Description", required=False, max_length=endpoints.MAX_DESCRIPTION

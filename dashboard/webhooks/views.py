@@ -73,10 +73,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 def _detail(request: HttpRequest, endpoint: Endpoint, secret: str = "") -> HttpResponse:
     table = DeliveriesTable(endpoint.deliveries.select_related("endpoint").order_by("-created_at"))
     RequestConfig(request, paginate={"per_page": DELIVERIES_PER_PAGE}).configure(table)
-    busy = any(
-        d.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
-        for d in table.page.object_list
-    )
+    unfinished = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+    busy = any(row.record.status in unfinished for row in table.page.object_list)
     context = {"endpoint": endpoint, "table": table, "secret": secret, "busy": busy}
     if request.htmx:
         response = render(request, "webhooks/detail.html#deliveries", context)

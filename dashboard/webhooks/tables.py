@@ -47,6 +47,7 @@ class EndpointsTable(PagedTable):
         orderable = False
         template_name = "django_tables2/table.html"
         attrs = {"class": "table cards", "data-testid": "webhooks-table"}
+        empty_text = "No webhooks yet: add one below."
         row_attrs = {"data-testid": "webhook-row", "data-webhook": lambda record: record.id}
 
     def render_url(self, record: Endpoint) -> str:

@@ -23,6 +23,8 @@ def webhooks(request: HttpRequest) -> JsonResponse:
             events_=body.get("events"),
             format=body.get("format"),
             description=body.get("description"),
+            idempotency_key=request.actor.idempotency_key,
+            request_hash=request.actor.request_hash,
         )
         # The only answer that carries the secret: receivers need it to check signatures.
         return JsonResponse(

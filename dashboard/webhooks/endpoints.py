@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 
-from dashboard.controlplane.errors import BadRequest, NotFound
+from dashboard.controlplane.errors import BadRequest, ControlError, NotFound
 from dashboard.controlplane.revisions import get_app
 from dashboard.webhooks import events
 from dashboard.webhooks.delivery import enqueue
@@ -87,6 +87,23 @@ def check_description(value: Any) -> str:
     return value
 
 
+def replay(user: Any, key: str, request_hash: str) -> Endpoint | None:
+    """The endpoint this user already registered with this Idempotency-Key, if any; the
+    key on a different request is refused, as the control API refuses it for operations."""
+    if not key:
+        return None
+    earlier = Endpoint.objects.filter(created_by=user, idempotency_key=key).first()
+    if earlier is not None and earlier.request_hash != request_hash:
+        raise ControlError(
+            f"Idempotency-Key {key!r} was already used for a different request (webhook "
+            f"{earlier.id}); send a new key for a new request",
+            details={"webhook": earlier.id},
+            status=422,
+            code="idempotency_key_reused",
+        )
+    return earlier
+
+
 def create(
     user: Any,
     *,
@@ -95,8 +112,13 @@ def create(
     events_: Any = None,
     format: Any = None,
     description: Any = None,
+    idempotency_key: str = "",
+    request_hash: str = "",
 ) -> Endpoint:
-    """Check every field (nothing is written unless all pass), then register the endpoint."""
+    """Check every field (nothing is written unless all pass), then register the endpoint
+    (or return the one a first try with the same Idempotency-Key registered)."""
+    if earlier := replay(user, idempotency_key, request_hash):
+        return earlier
     checked = {
         "url": check_url(url),
         "events": check_events(events_),
@@ -107,7 +129,19 @@ def create(
         if not isinstance(app, str):
             raise BadRequest("app must be an app's name, or left out for every app")
         checked["app"] = get_app(app)
-    return Endpoint.objects.create(created_by=user, **checked)
+    try:
+        with transaction.atomic():
+            return Endpoint.objects.create(
+                created_by=user,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash if idempotency_key else "",
+                **checked,
+            )
+    except IntegrityError:  # A concurrent try with the same key won.
+        earlier = replay(user, idempotency_key, request_hash)
+        if earlier is None:
+            raise
+        return earlier
 
 
 def get(endpoint_id: Any) -> Endpoint:

@@ -80,9 +80,21 @@ class Endpoint(models.Model):
         conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # The creating request's Idempotency-Key and what it is bound to (api.body.fingerprint):
+    # a retried POST (the CLI's client retries with the same key) replays this endpoint
+    # instead of registering a second one that would receive every event twice.
+    idempotency_key = models.CharField(max_length=200, blank=True, editable=False)
+    request_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_webhook_idempotency_key_per_user",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.url} ({self.app.name if self.app_id else 'all apps'})"

@@ -196,3 +196,19 @@ def test_an_unknown_or_malformed_id_is_refused(api_as, ref, status, message):
         assert response.status_code == status
         assert response.json()["error"]["message"] == message
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_retried_registration_with_the_same_idempotency_key_registers_one_endpoint(api_as):
+    admin = api_as("admin")
+    key = {"Idempotency-Key": "retry-me"}
+    first = admin.post("webhooks", {"url": "https://hooks.example.com/in"}, **key)
+    again = admin.post("webhooks", {"url": "https://hooks.example.com/in"}, **key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert Endpoint.objects.count() == 1
+
+    other = admin.post("webhooks", {"url": "https://hooks.example.com/other"}, **key)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert list(Endpoint.objects.values_list("url", flat=True)) == ["https://hooks.example.com/in"]

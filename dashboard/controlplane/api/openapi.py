@@ -452,6 +452,7 @@ def _webhook_paths() -> dict[str, Any]:
                 "description": admin + " The URL must be http(s) with a host, at most 2000 "
                 "characters. Deliveries go wherever it points (admins are trusted with that); "
                 "redirects are never followed.",
+                "parameters": [IDEMPOTENCY],
                 "requestBody": _body(
                     {
                         "url": {"type": "string", "maxLength": 2000},
@@ -478,9 +479,10 @@ def _webhook_paths() -> dict[str, Any]:
                                 "secret": {"type": "string"},
                             },
                         },
-                        "Created",
+                        "Created (or, for a repeated Idempotency-Key, the first answer)",
                     ),
                     **ERRORS,
+                    "422": {"$ref": "#/components/responses/KeyReused"},
                 },
             },
         },

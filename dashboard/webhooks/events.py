@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -39,7 +40,7 @@ def _direction(op: Operation) -> str | None:
     if not all(ids):
         return "roll_forward"
     created = dict(Revision.objects.filter(pk__in=ids).values_list("id", "created_at"))
-    before, after = (created.get(Revision._meta.pk.to_python(i)) for i in ids)
+    before, after = (created.get(uuid.UUID(str(i))) for i in ids)
     if before and after and after < before:
         return "rollback"
     return "roll_forward"
@@ -57,8 +58,8 @@ def _summary(op: Operation, direction: str | None) -> str:
     target = ""
     if op.params.get("from_revision") and op.params.get("revision"):
         target = (
-            f" from {short_id(_uuid(op.params['from_revision']))}"
-            f" to {short_id(_uuid(op.params['revision']))}"
+            f" from {short_id(uuid.UUID(str(op.params['from_revision'])))}"
+            f" to {short_id(uuid.UUID(str(op.params['revision'])))}"
         )
     elif op.subject:
         noun = (
@@ -74,10 +75,6 @@ def _summary(op: Operation, direction: str | None) -> str:
     if op.error.strip():
         line += f" — {op.error.strip().splitlines()[0][:300]}"
     return line
-
-
-def _uuid(value: Any):
-    return Revision._meta.pk.to_python(value)
 
 
 def operation_payload(op: Operation) -> dict[str, Any]:

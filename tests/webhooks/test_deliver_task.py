@@ -210,3 +210,23 @@ def test_a_delivery_whose_message_was_lost_is_queued_again_by_the_sweeper(system
     assert deliveries.sweep() == 1
     assert _finished(pk=lost.pk).status == DeliveryStatus.SUCCEEDED
     assert [json.loads(r.body)["id"] for r in receiver.wait_for(1)] == [str(lost.id)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deploys_ended_by_the_worker_send_deploy_succeeded_and_deploy_failed(
+    system, api_as, receiver
+):
+    from tests.controlplane.conftest import app_source, make_bundle
+
+    _register(api_as, receiver.url, events=["deploy.succeeded", "deploy.failed"])
+    deployer = api_as("deployer")
+    for source in (app_source(), "import no_such_module\n"):
+        response = deployer.deploy("fresh", make_bundle({"app.py": source}), strategy="recreate")
+        assert response.status_code == 202, response.content
+        operation = response.json()["operation"]["id"]
+        wait_until(lambda op=operation: Operation.objects.get(pk=op).is_finished, what="the deploy")
+    got = receiver.wait_for(2)
+    payloads = sorted((json.loads(r.body) for r in got), key=lambda p: p["event"])
+    assert [p["event"] for p in payloads] == ["deploy.failed", "deploy.succeeded"]
+    assert "ModuleNotFoundError" in payloads[0]["operation"]["error"]
+    assert payloads[0]["text"].startswith("deploy of fresh (revision ")

@@ -306,3 +306,40 @@ class ControlApi:
             json_body={"reason": reason},
             idempotency_key=idempotency_key,
         )
+
+    # -- webhooks (admin) ---------------------------------------------------------------
+
+    def list_webhooks(self) -> list[dict]:
+        return self.call("GET", "webhooks")["webhooks"]
+
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        app: str | None = None,
+        events: list[str] | None = None,
+        format: str = "json",
+        description: str = "",
+    ) -> dict:
+        """Register an endpoint; the answer carries its signing secret, shown only here."""
+        body: dict[str, Any] = {"url": url, "format": format, "events": events or []}
+        if app:
+            body["app"] = app
+        if description:
+            body["description"] = description
+        return self.call("POST", "webhooks", json_body=body)
+
+    def remove_webhook(self, webhook_id: int | str) -> dict:
+        return self.call("DELETE", f"webhooks/{webhook_id}")
+
+    def webhook_deliveries(
+        self, webhook_id: int | str, *, page: int = 1, page_size: int = 50
+    ) -> dict:
+        return self.call(
+            "GET",
+            f"webhooks/{webhook_id}/deliveries",
+            params={"page": page, "page_size": page_size},
+        )
+
+    def test_webhook(self, webhook_id: int | str) -> dict:
+        return self.call("POST", f"webhooks/{webhook_id}/test")["delivery"]

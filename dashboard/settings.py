@@ -144,6 +144,7 @@ INSTALLED_APPS = [
     "dashboard.web",
     "dashboard.runtime",
     "dashboard.system",
+    "dashboard.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -299,6 +300,7 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
+    "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -338,6 +340,14 @@ MACHINE_TYPES = {
     "M": {"memory_mb": 4096, "nice": 0},
     "L": {"memory_mb": 8192, "nice": 0},
 }
+
+# Webhook deliveries (dashboard/webhooks): each attempt waits this long for an answer; a
+# failed one is tried again after WEBHOOK_RETRY_DELAY s, doubling each time up to the cap,
+# until WEBHOOK_MAX_ATTEMPTS attempts were made.
+WEBHOOK_TIMEOUT = env_float("SWITCHBOARD_WEBHOOK_TIMEOUT", 10.0)
+WEBHOOK_MAX_ATTEMPTS = env_int("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_RETRY_DELAY = env_float("SWITCHBOARD_WEBHOOK_RETRY_DELAY", 10.0)
+WEBHOOK_RETRY_CAP = env_float("SWITCHBOARD_WEBHOOK_RETRY_CAP", 3600.0)
 
 # Timeouts and retries of the one outbound HTTP seam (dashboard/httpclient.py).
 HTTP_TIMEOUT = env_float("SWITCHBOARD_HTTP_TIMEOUT", 10.0)

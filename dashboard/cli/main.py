@@ -882,6 +882,126 @@ def logs(state: State, app: str, rev: str | None, runner: str | None, tail: int)
         click.echo(text, nl=not text.endswith("\n"))
 
 
+# -- webhooks (admin) -----------------------------------------------------------------
+
+
+@cli.group()
+def webhooks() -> None:
+    """Endpoints that receive signed deliveries when operations end (admins only)."""
+
+
+@command(webhooks, "list")
+def webhooks_list(state: State) -> None:
+    """Every registered endpoint."""
+    items = state.api.list_webhooks()
+    if state.json:
+        output.emit_json({"webhooks": items})
+        return
+    if not items:
+        click.echo("no webhooks yet: add one with `switchboard webhooks add URL`")
+        return
+    rows = [
+        (
+            w.get("id"),
+            w.get("url"),
+            w.get("app") or "all apps",
+            ", ".join(w.get("events") or []) or "all events",
+            w.get("format"),
+            w.get("description"),
+        )
+        for w in items
+    ]
+    click.echo(output.table(("id", "url", "app", "events", "format", "description"), rows))
+
+
+@command(webhooks, "add")
+@click.argument("url")
+@click.option("--app", help="Only this app's events (default: every app).")
+@click.option(
+    "--events",
+    "events",
+    multiple=True,
+    metavar="EVENT",
+    help="An event to send, e.g. set_rev.succeeded (repeat, or comma-separate; default: all).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "slack"]),
+    default="json",
+    show_default=True,
+    help='slack: {"text": ...}, which Slack-compatible incoming webhooks accept.',
+)
+@click.option("--description", default="", help="A note shown in listings.")
+def webhooks_add(
+    state: State, url: str, app: str | None, events: tuple[str, ...], fmt: str, description: str
+) -> None:
+    """Register URL; prints its signing secret, which is not shown again."""
+    names = [e.strip() for item in events for e in item.split(",") if e.strip()]
+    payload = state.api.add_webhook(url, app=app, events=names, format=fmt, description=description)
+    if state.json:
+        output.emit_json(payload)
+        return
+    hook = payload["webhook"]
+    click.echo(f"webhook {hook['id']} added: {hook['url']} ({hook.get('app') or 'all apps'})")
+    click.echo(f"signing secret (shown only now): {payload['secret']}")
+
+
+@command(webhooks, "remove")
+@click.argument("webhook_id", metavar="ID", type=int)
+def webhooks_remove(state: State, webhook_id: int) -> None:
+    """Delete endpoint ID and its delivery records."""
+    payload = state.api.remove_webhook(webhook_id)
+    if state.json:
+        output.emit_json(payload)
+        return
+    click.echo(f"webhook {webhook_id} removed ({payload['deleted']['url']})")
+
+
+@command(webhooks, "deliveries")
+@click.argument("webhook_id", metavar="ID", type=int)
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
+def webhooks_deliveries(state: State, webhook_id: int, page: int, page_size: int) -> None:
+    """Deliveries to endpoint ID, newest first: event, status, attempts, response code."""
+    payload = state.api.webhook_deliveries(webhook_id, page=page, page_size=page_size)
+    if state.json:
+        output.emit_json(payload)
+        return
+    items = payload.get("deliveries", [])
+    if not items:
+        click.echo(page_note(payload, "deliveries") or f"webhook {webhook_id} has no deliveries")
+        return
+    rows = [
+        (
+            output.relative(output.parse_time(d.get("created_at"))),
+            d.get("event"),
+            d.get("status"),
+            d.get("attempts"),
+            d.get("response_code"),
+            d.get("error"),
+        )
+        for d in items
+    ]
+    click.echo(output.table(("when", "event", "status", "attempts", "code", "error"), rows))
+    if note := page_note(payload, "deliveries"):
+        click.echo(note)
+
+
+@command(webhooks, "test")
+@click.argument("webhook_id", metavar="ID", type=int)
+def webhooks_test(state: State, webhook_id: int) -> None:
+    """Queue a test event to endpoint ID; see it with `webhooks deliveries ID`."""
+    delivery = state.api.test_webhook(webhook_id)
+    if state.json:
+        output.emit_json({"delivery": delivery})
+        return
+    click.echo(
+        f"test event queued (delivery {delivery['id']}); "
+        f"`switchboard webhooks deliveries {webhook_id}` shows how it went"
+    )
+
+
 # -- entry point ----------------------------------------------------------------------
 
 

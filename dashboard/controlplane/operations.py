@@ -38,6 +38,7 @@ from dashboard.controlplane.models import (
     Role,
 )
 from dashboard.system.redis_service import redacted
+from dashboard.webhooks.events import operation_finished
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ def _finish(op: Operation, state: OperationState, *, error: str = "", result: di
         started_at=Coalesce("started_at", Value(now)),
     )
     if done:
+        # Webhooks hear of the end once it is committed; robust: they never fail the operation.
+        transaction.on_commit(functools.partial(operation_finished, op.pk), robust=True)
         op.state, op.finished_at, op.error, op.result = state, now, error, merged
         op.started_at = op.started_at or now
     return bool(done)

@@ -458,6 +458,171 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _webhook_paths() -> dict[str, Any]:
+    """/webhooks...: admin only (an endpoint's URL can be a secret itself)."""
+    admin = "Needs the admin role."
+    webhook_id = {
+        "name": "webhook_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer"},
+    }
+    return {
+        "/webhooks": {
+            "get": {
+                "summary": "Every webhook endpoint",
+                "description": admin,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+                        }
+                    ),
+                    **ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Register an endpoint; the answer carries its signing secret, once",
+                "description": admin + " The URL must be http(s) with a host, at most 2000 "
+                "characters. Deliveries go wherever it points (admins are trusted with that); "
+                "redirects are never followed.",
+                "parameters": [IDEMPOTENCY],
+                "requestBody": _body(
+                    {
+                        "url": {"type": "string", "maxLength": 2000},
+                        "app": {
+                            "type": ["string", "null"],
+                            "description": "Only this app's events; left out: every app",
+                        },
+                        "events": {
+                            "type": "array",
+                            "items": _ref("WebhookEvent"),
+                            "description": "Empty or left out: every event",
+                        },
+                        "format": {"type": "string", "enum": ["json", "slack"]},
+                        "description": {"type": "string", "maxLength": 200},
+                    },
+                    ["url"],
+                ),
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "webhook": _ref("Webhook"),
+                                "secret": {"type": "string"},
+                            },
+                        },
+                        "Created (or, for a repeated Idempotency-Key, the first answer)",
+                    ),
+                    **ERRORS,
+                    "422": {"$ref": "#/components/responses/KeyReused"},
+                },
+            },
+        },
+        "/webhooks/{webhook_id}": {
+            "parameters": [webhook_id],
+            "get": {
+                "summary": "One webhook endpoint",
+                "description": admin,
+                "responses": {"200": _json(_ref("Webhook")), **ERRORS},
+            },
+            "delete": {
+                "summary": "Remove an endpoint and its delivery records",
+                "description": admin,
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"deleted": _ref("Webhook")}}),
+                    **ERRORS,
+                },
+            },
+        },
+        "/webhooks/{webhook_id}/deliveries": {
+            "parameters": [webhook_id],
+            "get": {
+                "summary": "Deliveries to the endpoint, newest first, paginated",
+                "description": admin,
+                "parameters": PAGE,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "deliveries": {
+                                    "type": "array",
+                                    "items": _ref("WebhookDelivery"),
+                                },
+                                "count": {"type": "integer"},
+                                "page": {"type": "integer"},
+                                "page_size": {"type": "integer"},
+                                "next": {"type": ["integer", "null"]},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            },
+        },
+        "/webhooks/{webhook_id}/test": {
+            "parameters": [webhook_id],
+            "post": {
+                "summary": "Queue a test event to the endpoint, whatever events it takes",
+                "description": admin,
+                "responses": {
+                    "202": _json(
+                        {"type": "object", "properties": {"delivery": _ref("WebhookDelivery")}},
+                        "Queued",
+                    ),
+                    **ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    from dashboard.webhooks.models import EventType
+
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "WebhookEvent": {"type": "string", "enum": list(EventType.values)},
+        "Webhook": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "url": {"type": "string"},
+                "app": {"type": ["string", "null"]},
+                "events": {"type": "array", "items": _ref("WebhookEvent")},
+                "format": {"type": "string", "enum": ["json", "slack"]},
+                "description": {"type": "string"},
+                "secret_hint": {"type": "string"},
+                "created_by": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "WebhookDelivery": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "webhook": {"type": "integer"},
+                "event": _ref("WebhookEvent"),
+                "operation": {"type": ["string", "null"], "format": "uuid"},
+                "status": {
+                    "type": "string",
+                    "enum": ["pending", "retrying", "succeeded", "failed"],
+                },
+                "attempts": {"type": "integer"},
+                "response_code": {"type": ["integer", "null"]},
+                "error": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "last_attempt_at": nullable_time,
+                "next_attempt_at": nullable_time,
+                "finished_at": nullable_time,
+            },
+        },
+    }
+
+
 def _error_response(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
@@ -479,7 +644,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": paths,
+        "paths": {**paths, **_webhook_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -695,6 +860,7 @@ def document() -> dict[str, Any]:
                         "parameters": {"type": "array", "items": {"type": "object"}},
                     },
                 },
+                **_webhook_schemas(),
                 "Runner": {
                     "type": "object",
                     "properties": {

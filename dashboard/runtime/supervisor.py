@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from django.conf import settings as conf
 
 from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
 from dashboard.runtime.routing import AppRoute, RevisionInfo
+from dashboard.runtime.sandbox import SOCKET_NAME
 from dashboard.runtime.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
@@ -85,7 +87,8 @@ class Runner:
 
     @property
     def socket_path(self) -> Path:
-        return conf.VAR_DIR / "run" / f"{self.id}.sock"
+        # A folder of its own: the one host folder its sandbox may write (sandbox.py).
+        return conf.VAR_DIR / "run" / self.id / SOCKET_NAME
 
     @property
     def log_path(self) -> Path:
@@ -298,7 +301,7 @@ class Supervisor:
     def _end(self, runner: Runner, state: str) -> None:
         runner.ended_at = time.monotonic()
         runner.stopped_at = utcnow()
-        runner.socket_path.unlink(missing_ok=True)
+        shutil.rmtree(runner.socket_path.parent, ignore_errors=True)
         self._set_state(runner, state)
         if state == "FAILED":
             self._fail_waiters_if_hopeless(runner)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 
 log = logging.getLogger("switchboard.sandbox")
 
@@ -81,8 +81,11 @@ UID_SPAN = 1 << 24
 INSTALL_HINT = "install it with `apt-get install bubblewrap`"
 
 
-class SandboxUnavailable(ImproperlyConfigured):
-    """The sandbox cannot run here; the message is one line saying what to do."""
+class SandboxUnavailable(CommandError):
+    """The sandbox cannot run here; the message is one line saying what to do.
+
+    A CommandError, so `manage.py up` and `manage.py runtime` end on that one line.
+    """
 
 
 @dataclass(frozen=True)

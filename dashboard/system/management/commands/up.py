@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
+from dashboard.runtime import sandbox
 from dashboard.system import accounts, demo
 from dashboard.system.supervisor import (
     Child,
@@ -75,6 +76,7 @@ class Command(BaseCommand):
         web_url = f"http://127.0.0.1:{web_port}"
         api_url = os.environ.get("SWITCHBOARD_API_URL") or web_url
 
+        sandbox.ensure_available()  # Refuse to start if deployed code cannot be sandboxed.
         self.say("Preparing the database and static files...")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)

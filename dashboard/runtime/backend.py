@@ -104,6 +104,9 @@ class LocalProcess:
         code = await self._proc.wait()
         for folder in self.owned:
             shutil.rmtree(folder, ignore_errors=True)
+        if self.pid != self._proc.pid and code > 128:
+            # bwrap reports its child's death by signal N as exit code 128 + N.
+            return -(code - 128)
         return code
 
     def _signal(self, sig: int) -> None:

@@ -90,6 +90,11 @@ class LocalProcess:
         # The sandboxed Python process itself (bwrap's child): signals go to it, since
         # bwrap does not forward them.
         self.pid = pid
+        # A pidfd: a signal never reaches another process that reused the pid after the
+        # sandboxed one ended (bwrap reaps it, not us).
+        self._pidfd: int | None = None
+        with contextlib.suppress(OSError):
+            self._pidfd = os.pidfd_open(pid)
         self.wrapped = wrapped  # Its paths as it sees them.
         self.owned = owned  # Host folders made for it, removed when it ends.
         self.channel = channel  # A spare's assignment socket.
@@ -102,6 +107,9 @@ class LocalProcess:
 
     async def wait(self) -> int:
         code = await self._proc.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         for folder in self.owned:
             shutil.rmtree(folder, ignore_errors=True)
         if self.pid != self._proc.pid and code > 128:
@@ -110,9 +118,9 @@ class LocalProcess:
         return code
 
     def _signal(self, sig: int) -> None:
-        if self._proc.returncode is None:
+        if self._proc.returncode is None and self._pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+                signal.pidfd_send_signal(self._pidfd, sig)
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)

@@ -80,24 +80,37 @@ class LocalProcess:
         self,
         proc: asyncio.subprocess.Process,
         ready_reader: asyncio.StreamReader,
-        pid: int,
+        init: int,
         wrapped: sandbox.Wrapped,
         owned: list[Path],
         channel: socket.socket | None = None,
     ):
         self._proc = proc
         self._ready_reader = ready_reader
-        # The sandboxed Python process itself (bwrap's child): signals go to it, since
-        # bwrap does not forward them.
-        self.pid = pid
-        # A pidfd: a signal never reaches another process that reused the pid after the
-        # sandboxed one ended (bwrap reaps it, not us).
-        self._pidfd: int | None = None
-        with contextlib.suppress(OSError):
-            self._pidfd = os.pidfd_open(pid)
+        # Sandboxed, `init` is bwrap's PID 1 of the sandbox, and the Python process is its
+        # child, found once it exists; unsandboxed, both are the child itself. Signals go
+        # through pidfds, so none reaches a process that reused a pid after these ended.
+        self._init = init
+        self._pid: int | None = init if init == proc.pid else None
+        self._pidfds: dict[int, int] = {}
         self.wrapped = wrapped  # Its paths as it sees them.
         self.owned = owned  # Host folders made for it, removed when it ends.
         self.channel = channel  # A spare's assignment socket.
+
+    @property
+    def pid(self) -> int:
+        """The Python process's host pid (the sandbox's init until that child exists)."""
+        if self._pid is None:
+            self._pid = _only_child(self._init)
+        return self._pid or self._init
+
+    def _pidfd(self, pid: int) -> int | None:
+        if pid not in self._pidfds:
+            try:
+                self._pidfds[pid] = os.pidfd_open(pid)
+            except OSError:
+                return None
+        return self._pidfds[pid]
 
     async def ready_message(self) -> str:
         # The runner writes one message and closes its end, so EOF ends the message; a
@@ -107,26 +120,30 @@ class LocalProcess:
 
     async def wait(self) -> int:
         code = await self._proc.wait()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        for fd in self._pidfds.values():
+            os.close(fd)
+        self._pidfds.clear()
         for folder in self.owned:
             shutil.rmtree(folder, ignore_errors=True)
-        if self.pid != self._proc.pid and code > 128:
+        if self._init != self._proc.pid and code > 128:
             # bwrap reports its child's death by signal N as exit code 128 + N.
             return -(code - 128)
         return code
 
-    def _signal(self, sig: int) -> None:
-        if self._proc.returncode is None and self._pidfd is not None:
+    def _signal(self, pid: int, sig: int) -> None:
+        if self._proc.returncode is None and (fd := self._pidfd(pid)) is not None:
             with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
+                signal.pidfd_send_signal(fd, sig)
 
     def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
+        # To the Python process: its handler starts teardown(). (The sandbox's init would
+        # ignore it.) Terminate is asked of ready runners, whose process surely exists.
+        self._signal(self.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        self._signal(signal.SIGKILL)
+        # SIGKILL to the sandbox's init ends everything in its PID namespace.
+        self._signal(self._init, signal.SIGKILL)
+        self._signal(self.pid, signal.SIGKILL)
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
@@ -303,8 +320,16 @@ class LocalProcessBackend:
         return LocalProcess(proc, reader, pid, wrapped, owned, channel)
 
 
+def _only_child(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 async def _sandboxed_pid(info_fd: int, fallback: int) -> int:
-    """The host pid of the sandboxed process, from the JSON bwrap writes on its info fd."""
+    """The host pid of the sandbox's init, from the JSON bwrap writes on its info fd."""
     loop = asyncio.get_running_loop()
     with os.fdopen(info_fd, "rb") as info:
         data = await loop.run_in_executor(None, info.read)

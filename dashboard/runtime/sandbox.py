@@ -167,7 +167,8 @@ def wrap(
     """The command line running `python *python_args` on `bundle_dir` in the sandbox.
 
     `run_dir` (a runner's) is the host folder bound writable at RUN_DIR for its socket;
-    `info_fd`, if given, receives bwrap's JSON with the sandboxed process's host pid.
+    `info_fd`, if given, receives bwrap's JSON with the host pid of the sandbox's init,
+    whose one child is the Python process.
     """
     python = [sys.executable, *python_args]
     if not enabled():
@@ -182,11 +183,11 @@ def wrap(
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        # bwrap's own init is PID 1 of the namespace and keeps this parent-death signal
+        # (setpriv's change of uid would clear it in the app's process): when the runtime
+        # dies, bwrap does, its init does, and with it everything in the namespace.
         "--die-with-parent",
         "--new-session",
-        # The Python process is PID 1 of its namespace: the runtime signals it directly
-        # (SIGTERM starts teardown()), and when it ends everything it started ends too.
-        "--as-pid-1",
         "--hostname",
         "sandbox",
         "--clearenv",

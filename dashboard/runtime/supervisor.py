@@ -260,6 +260,7 @@ class Supervisor:
             self._close_upstream(runner)
             return await self._fail(runner, f"setup() finished but /_health failed: {problem}")
         runner.ready_at = utcnow()
+        runner.pid = process.pid  # The sandboxed Python process, which surely exists now.
         runner.error = ""
         self.failed_at.pop(runner.revision, None)
         runner.note("ready")

@@ -1,7 +1,7 @@
 """The warm spare: one pre-started runner process that the next start takes over.
 
-A spare is a Python process started with `--spare`, in its sandbox (a child of bwrap, which
-is the runtime's child); until assigned its output goes to /dev/null, after that to its
+A spare is a Python process started with `--spare`, in its sandbox (a grandchild of bwrap,
+which is the runtime's child); until assigned its output goes to /dev/null, after that to its
 runner's log, so its stdout tells them apart.
 """
 
@@ -35,8 +35,11 @@ def _spares(runtime_pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             if b"--spare" not in cmdline or cmdline[0].endswith((b"bwrap", b"setpriv")):
                 continue
-            parent = _parent(entry.name)
-            ours = runtime_pid in (parent, _parent(parent))
+            # Runtime → bwrap → bwrap's init (PID 1 of the sandbox) → the spare.
+            ancestors = [_parent(entry.name)]
+            while len(ancestors) < 3 and ancestors[-1] > 1:
+                ancestors.append(_parent(ancestors[-1]))
+            ours = runtime_pid in ancestors
             stdout = os.readlink(entry / "fd" / "1")
         except (OSError, IndexError):
             continue  # Ended while we looked.

@@ -151,3 +151,27 @@ def test_a_huge_import_error_comes_back_bounded(system, deployer_env, tmp_path):
     assert revision.error.startswith("import check failed: ValueError: xxx")
     assert len(revision.error) <= len("import check failed: ") + 500
     assert len(revision.log_tail) <= 2000
+
+
+@pytest.mark.parametrize("command", ["runtime", "up"])
+def test_without_bubblewrap_the_runtime_and_up_refuse_to_start_and_say_how_to_install_it(
+    command, tmp_path
+):
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # SQLite in var.
+        "SWITCHBOARD_SANDBOX_BWRAP": str(tmp_path / "no-bwrap"),
+        "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "apt-get install bubblewrap" in result.stderr
+    assert "SWITCHBOARD_SANDBOX=none" in result.stderr
+    # It refused before doing anything: no database was made in its var dir.
+    assert not (tmp_path / "var" / "switchboard.sqlite3").exists()

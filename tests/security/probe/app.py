@@ -27,6 +27,7 @@ ALLOWED_ENV = {
     "PYTHONDONTWRITEBYTECODE",
     "MALLOC_ARENA_MAX",
     "LC_CTYPE",  # Python sets it itself from LANG (PEP 538).
+    "PWD",  # bwrap sets it to the folder it starts in, /app.
 }
 
 
@@ -128,5 +129,5 @@ class Probe(App):
             "reached": probe(data),
             "scratch_works": _scratch_works(),
             "uid": os.getuid(),
-            "pid": os.getpid(),
+            "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         }

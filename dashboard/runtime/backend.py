@@ -93,6 +93,7 @@ class LocalProcess:
         self._init = init
         self._pid: int | None = init if init == proc.pid else None
         self._pidfds: dict[int, int] = {}
+        self._open_pidfd(init)
         self.wrapped = wrapped  # Its paths as it sees them.
         self.owned = owned  # Host folders made for it, removed when it ends.
         self.channel = channel  # A spare's assignment socket.
@@ -100,17 +101,16 @@ class LocalProcess:
     @property
     def pid(self) -> int:
         """The Python process's host pid (the sandbox's init until that child exists)."""
-        if self._pid is None:
+        if self._pid is None and self._proc.returncode is None:
             self._pid = _only_child(self._init)
+            if self._pid is not None:
+                self._open_pidfd(self._pid)
         return self._pid or self._init
 
-    def _pidfd(self, pid: int) -> int | None:
-        if pid not in self._pidfds:
-            try:
-                self._pidfds[pid] = os.pidfd_open(pid)
-            except OSError:
-                return None
-        return self._pidfds[pid]
+    def _open_pidfd(self, pid: int) -> None:
+        # Opened as soon as the pid is known, while the process surely is that one.
+        with contextlib.suppress(OSError):
+            self._pidfds[pid] = os.pidfd_open(pid)
 
     async def ready_message(self) -> str:
         # The runner writes one message and closes its end, so EOF ends the message; a
@@ -124,14 +124,14 @@ class LocalProcess:
             os.close(fd)
         self._pidfds.clear()
         for folder in self.owned:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder)
         if self._init != self._proc.pid and code > 128:
             # bwrap reports its child's death by signal N as exit code 128 + N.
             return -(code - 128)
         return code
 
     def _signal(self, pid: int, sig: int) -> None:
-        if self._proc.returncode is None and (fd := self._pidfd(pid)) is not None:
+        if self._proc.returncode is None and (fd := self._pidfds.get(pid)) is not None:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, sig)
 
@@ -159,7 +159,7 @@ class LocalProcessBackend:
     assignment on its stdin socket. Its sandbox shows an empty folder at /app and its
     own socket folder; a start fills that folder with hard links to the bundle's files
     (the bundle stays read-only: the bind is, and the files are not the sandbox uid's),
-    renames the socket folder to the runner's, hands it its runner (the log file as a
+    links the runner's socket folder to its own, hands it its runner (the log file as a
     descriptor, the machine type) and at once spawns the next spare. A start that finds
     no spare (two at once, or the spare died) spawns its runner directly, as without
     spares. The cost is one idle interpreter, about 40 MB. The spare dies with the
@@ -242,10 +242,11 @@ class LocalProcessBackend:
             return None
         try:
             # The spare's /app is its (empty) link folder, its socket folder becomes the
-            # runner's: both were bound when it started, and a rename does not undo a bind.
+            # runner's (through a link): both stay where they are, as the sandbox may still
+            # be binding them.
             spare_dir = spare.owned[0]
             _link_tree(spec.bundle_dir, spare_dir / "app")
-            os.rename(spare_dir / "run", spec.socket_path.parent)
+            os.symlink(spare_dir / "run", spec.socket_path.parent)
             spare.owned.append(spec.socket_path.parent)
             inside = spare.wrapped.socket_path if sandbox.enabled() else str(spec.socket_path)
             job = {
@@ -318,6 +319,14 @@ class LocalProcessBackend:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
         return LocalProcess(proc, reader, pid, wrapped, owned, channel)
+
+
+def remove(folder: Path) -> None:
+    """Remove a runner's folder, or the link that stands for it."""
+    if folder.is_symlink():
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _only_child(pid: int) -> int | None:

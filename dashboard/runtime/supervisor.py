@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import shutil
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 from django.conf import settings as conf
 
-from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
+from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec, remove
 from dashboard.runtime.routing import AppRoute, RevisionInfo
 from dashboard.runtime.sandbox import SOCKET_NAME
 from dashboard.runtime.upstream import UpstreamError, UpstreamPool
@@ -302,7 +301,7 @@ class Supervisor:
     def _end(self, runner: Runner, state: str) -> None:
         runner.ended_at = time.monotonic()
         runner.stopped_at = utcnow()
-        shutil.rmtree(runner.socket_path.parent, ignore_errors=True)
+        remove(runner.socket_path.parent)
         self._set_state(runner, state)
         if state == "FAILED":
             self._fail_waiters_if_hopeless(runner)

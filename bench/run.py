@@ -387,7 +387,7 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
     assert await probe.get() == 200
     runner_id = probe.headers[b"x-switchboard-runner"].decode()
     probe.transport.close()
-    socket_path = str(Path(settings.VAR_DIR) / "run" / f"{runner_id}.sock")
+    socket_path = str(Path(settings.VAR_DIR) / "run" / runner_id / "runner.sock")  # sandbox.py
 
     async def timed(conn: _Connection) -> float:
         started = time.perf_counter()

@@ -333,12 +333,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 RUNNER_BACKOFF_STEP = env_float("SWITCHBOARD_RUNNER_BACKOFF_STEP", 30.0)
 RUNNER_BACKOFF_CAP = env_float("SWITCHBOARD_RUNNER_BACKOFF_CAP", 600.0)
 
-# The machine catalogue: a memory cap (bytes of address space) and a CPU share (nice).
+# The machine catalogue, applied inside each runner's sandbox as resource limits: a memory
+# cap (address space), a CPU share (nice), processes and threads (a runner's handler pool
+# alone may hold max_multiplexing <= 1000 threads), open files, and the largest file.
 MACHINE_TYPES = {
-    "XS": {"memory_mb": 1024, "nice": 10},
-    "S": {"memory_mb": 2048, "nice": 5},
-    "M": {"memory_mb": 4096, "nice": 0},
-    "L": {"memory_mb": 8192, "nice": 0},
+    "XS": {"memory_mb": 1024, "nice": 10, "processes": 1200, "open_files": 1024, "file_mb": 256},
+    "S": {"memory_mb": 2048, "nice": 5, "processes": 1200, "open_files": 2048, "file_mb": 512},
+    "M": {"memory_mb": 4096, "nice": 0, "processes": 2400, "open_files": 4096, "file_mb": 1024},
+    "L": {"memory_mb": 8192, "nice": 0, "processes": 2400, "open_files": 4096, "file_mb": 2048},
 }
 
 # Webhook deliveries (dashboard/webhooks): each attempt waits this long for an answer; a
@@ -348,6 +350,16 @@ WEBHOOK_TIMEOUT = env_float("SWITCHBOARD_WEBHOOK_TIMEOUT", 10.0)
 WEBHOOK_MAX_ATTEMPTS = env_int("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", 8)
 WEBHOOK_RETRY_DELAY = env_float("SWITCHBOARD_WEBHOOK_RETRY_DELAY", 10.0)
 WEBHOOK_RETRY_CAP = env_float("SWITCHBOARD_WEBHOOK_RETRY_CAP", 3600.0)
+
+# The runner sandbox (dashboard/runtime/sandbox.py): "bwrap" (bubblewrap) or "none", which
+# runs deployed code unsandboxed and is for development only (logged as a WARNING).
+SANDBOX = env_str("SWITCHBOARD_SANDBOX", "bwrap")
+if SANDBOX not in ("bwrap", "none"):
+    raise ImproperlyConfigured(f"SWITCHBOARD_SANDBOX must be bwrap or none, got {SANDBOX!r}")
+SANDBOX_BWRAP = env_str("SWITCHBOARD_SANDBOX_BWRAP", "/usr/bin/bwrap")
+SANDBOX_SETPRIV = "/usr/bin/setpriv"
+# The size of each sandbox's private /tmp (a tmpfs: it is memory, outside RLIMIT_AS).
+SANDBOX_SCRATCH_MB = env_int("SWITCHBOARD_SANDBOX_SCRATCH_MB", 256)
 
 # Timeouts and retries of the one outbound HTTP seam (dashboard/httpclient.py).
 HTTP_TIMEOUT = env_float("SWITCHBOARD_HTTP_TIMEOUT", 10.0)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,10 +30,15 @@ from dashboard.controlplane.models import (
     RevisionStatus,
     short_id,
 )
+from dashboard.runtime import sandbox
 
 log = logging.getLogger(__name__)
 
 IMPORT_TIMEOUT = 45.0  # Well within operations.LEASE, which is not renewed meanwhile.
+# What a failed import check may bring back: the error line and the tail of its traceback
+# or of its stderr, no more (the code chooses that text).
+IMPORT_ERROR_CHARS = 500
+IMPORT_TAIL_CHARS = 2000
 STARTUP_SLACK = 30.0  # Process start and health check on top of the code's startup_timeout.
 LOG_TAIL_LINES = 60
 
@@ -192,42 +195,49 @@ def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deplo
 
 
 def import_check(revision: Revision) -> dict[str, Any]:
-    """Import the app in a child process (user code never runs in the control plane)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(conf.BASE_DIR),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "HOME": str(revision.bundle_dir),
-    }
+    """Import the app in a child process inside the runner sandbox (sandbox.py).
+
+    User code never runs in the control plane, and here it sees only its bundle, the SDK
+    and a private /tmp, under the smallest machine type's limits. What it raised comes
+    back bounded (the error line, the traceback's tail): never the rest of its output.
+    """
+    try:
+        sandbox.share_bundle(revision.bundle_dir)
+    except OSError as exc:
+        raise Failed(f"the bundle cannot be prepared for the sandbox: {exc.strerror}") from None
+    limits = json.dumps(conf.MACHINE_TYPES["XS"])
+    wrapped = sandbox.wrap(["-m", "dashboard.sdk.inspect"], bundle_dir=revision.bundle_dir)
+    # The command line ends with the Python arguments: these follow them.
+    argv = [*wrapped.argv, wrapped.app_dir, revision.entrypoint, limits]
     try:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dashboard.sdk.inspect",
-                str(revision.bundle_dir),
-                revision.entrypoint,
-            ],
-            cwd=revision.bundle_dir,
-            env=env,
+            argv,
+            cwd=wrapped.cwd,
+            env=wrapped.env,
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=IMPORT_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise Failed(f"import check timed out after {IMPORT_TIMEOUT:.0f}s") from None
+    except OSError as exc:
+        raise Failed(f"the import check could not start: {exc.strerror}") from None
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     try:
         outcome = json.loads(lines[-1])
+        if not isinstance(outcome, dict):
+            raise ValueError
     except (IndexError, ValueError):
-        tail = (proc.stdout + proc.stderr)[-2000:]
+        tail = proc.stderr[-IMPORT_TAIL_CHARS:]
         raise ImportCheckFailed(
             f"import check crashed (exit code {proc.returncode})", tail
         ) from None
     if not outcome.get("ok"):
+        error = str(outcome.get("error"))[:IMPORT_ERROR_CHARS]
         raise ImportCheckFailed(
-            f"import check failed: {outcome.get('error')}",
-            (outcome.get("traceback", "") + proc.stderr[-2000:]).strip(),
+            f"import check failed: {error}",
+            str(outcome.get("traceback", ""))[-IMPORT_TAIL_CHARS:].strip(),
         )
     return outcome
 

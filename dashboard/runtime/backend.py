@@ -14,17 +14,18 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
+import shutil
 import signal
-import sys
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
 
-from dashboard.runtime.runner import apply_machine_type
+from dashboard.runtime import sandbox
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 PR_SET_PDEATHSIG = 1
 
 
@@ -70,17 +71,46 @@ def _die_with_runtime() -> None:
         os._exit(1)
 
 
-def _limit_child(memory_mb: int, nice: int) -> None:
-    """Runs in the child between fork and exec: die with the runtime, apply the machine type."""
-    _die_with_runtime()
-    apply_machine_type(memory_mb, nice)
+def _machine(spec: RunnerSpec) -> dict[str, int]:
+    return settings.MACHINE_TYPES.get(spec.machine_type) or settings.MACHINE_TYPES["XS"]
 
 
 class LocalProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, ready_reader: asyncio.StreamReader):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        ready_reader: asyncio.StreamReader,
+        init: int,
+        wrapped: sandbox.Wrapped,
+        owned: list[Path],
+        channel: socket.socket | None = None,
+    ):
         self._proc = proc
         self._ready_reader = ready_reader
-        self.pid = proc.pid
+        # Sandboxed, `init` is bwrap's PID 1 of the sandbox, and the Python process is its
+        # child, found once it exists; unsandboxed, both are the child itself. Signals go
+        # through pidfds, so none reaches a process that reused a pid after these ended.
+        self._init = init
+        self._pid: int | None = init if init == proc.pid else None
+        self._pidfds: dict[int, int] = {}
+        self._open_pidfd(init)
+        self.wrapped = wrapped  # Its paths as it sees them.
+        self.owned = owned  # Host folders made for it, removed when it ends.
+        self.channel = channel  # A spare's assignment socket.
+
+    @property
+    def pid(self) -> int:
+        """The Python process's host pid (the sandbox's init until that child exists)."""
+        if self._pid is None and self._proc.returncode is None:
+            self._pid = _only_child(self._init)
+            if self._pid is not None:
+                self._open_pidfd(self._pid)
+        return self._pid or self._init
+
+    def _open_pidfd(self, pid: int) -> None:
+        # Opened as soon as the pid is known, while the process surely is that one.
+        with contextlib.suppress(OSError):
+            self._pidfds[pid] = os.pidfd_open(pid)
 
     async def ready_message(self) -> str:
         # The runner writes one message and closes its end, so EOF ends the message; a
@@ -89,31 +119,52 @@ class LocalProcess:
         return data.decode(errors="replace").strip()
 
     async def wait(self) -> int:
-        return await self._proc.wait()
+        code = await self._proc.wait()
+        for fd in self._pidfds.values():
+            os.close(fd)
+        self._pidfds.clear()
+        for folder in self.owned:
+            remove(folder)
+        if self._init != self._proc.pid and code > 128:
+            # bwrap reports its child's death by signal N as exit code 128 + N.
+            return -(code - 128)
+        return code
 
-    def _signal(self, sig: int) -> None:
-        if self._proc.returncode is None:
+    def _signal(self, pid: int, sig: int) -> None:
+        if self._proc.returncode is None and (fd := self._pidfds.get(pid)) is not None:
             with contextlib.suppress(ProcessLookupError):
-                self._proc.send_signal(sig)
+                signal.pidfd_send_signal(fd, sig)
 
     def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
+        # To the Python process: its handler starts teardown(). (The sandbox's init would
+        # ignore it.) Terminate is asked of ready runners, whose process surely exists.
+        self._signal(self.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        self._signal(signal.SIGKILL)
+        # SIGKILL to the sandbox's init ends everything in its PID namespace.
+        self._signal(self._init, signal.SIGKILL)
+        self._signal(self.pid, signal.SIGKILL)
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
 
 
 class LocalProcessBackend:
-    """Runners as child processes: `python -m dashboard.runtime.runner`, one per runner.
+    """Runners as child processes: `python -m dashboard.runtime.runner`, one per runner,
+    each inside its own sandbox (sandbox.py).
 
     A warm spare: most of a runner's start is importing aiohttp, uvloop and the SDK
     (about 300 ms on a quiet 2-core machine), the same for every app. So one unassigned
-    runner process is kept that has done it and waits for an assignment on stdin; a start
-    hands it its runner (bundle, socket, log, machine type) and at once spawns the next
-    spare. A start that finds no spare (two at once, or the spare died) spawns its runner
-    directly, as without spares. The cost is one idle interpreter, about 40 MB. The spare
-    dies with the runtime (PR_SET_PDEATHSIG, and EOF on its stdin), and it is never a
-    runner the supervisor knows of.
+    runner process is kept, in a sandbox of its own, that has done it and waits for an
+    assignment on its stdin socket. Its sandbox shows an empty folder at /app and its
+    own socket folder; a start fills that folder with hard links to the bundle's files
+    (the bundle stays read-only: the bind is, and the files are not the sandbox uid's),
+    links the runner's socket folder to its own, hands it its runner (the log file as a
+    descriptor, the machine type) and at once spawns the next spare. A start that finds
+    no spare (two at once, or the spare died) spawns its runner directly, as without
+    spares. The cost is one idle interpreter, about 40 MB. The spare dies with the
+    runtime (PR_SET_PDEATHSIG, and EOF on its stdin), and it is never a runner the
+    supervisor knows of.
     """
 
     def __init__(self) -> None:
@@ -123,40 +174,58 @@ class LocalProcessBackend:
             self._replenish()
 
     async def start(self, spec: RunnerSpec) -> LocalProcess:
-        machine = settings.MACHINE_TYPES.get(spec.machine_type) or settings.MACHINE_TYPES["XS"]
+        machine = _machine(spec)
+        sandbox.warn_if_disabled()
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        run_dir = spec.socket_path.parent
         process = await self._assign_spare(spec, machine)
         if process is not None:
             return process
+        run_dir.mkdir(parents=True, exist_ok=True)
         with open(spec.log_path, "ab") as log:
             return await self._exec(
-                "--bundle-dir",
-                str(spec.bundle_dir),
-                "--entrypoint",
-                spec.entrypoint,
-                "--socket",
-                str(spec.socket_path),
-                "--max-multiplexing",
-                str(spec.max_multiplexing),
-                cwd=spec.bundle_dir,
+                [
+                    "--machine",
+                    json.dumps(machine),
+                    "--entrypoint",
+                    spec.entrypoint,
+                    "--max-multiplexing",
+                    str(spec.max_multiplexing),
+                ],
+                bundle_dir=spec.bundle_dir,
+                run_dir=run_dir,
+                owned=[run_dir],
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=lambda: _limit_child(machine["memory_mb"], machine["nice"]),
             )
 
     def _replenish(self) -> None:
-        self._spare = asyncio.ensure_future(
-            self._exec(
-                "--spare",
-                cwd=Path("/"),
-                stdin=asyncio.subprocess.PIPE,
+        self._spare = asyncio.ensure_future(self._spawn_spare())
+
+    async def _spawn_spare(self) -> LocalProcess:
+        spare_dir = Path(settings.VAR_DIR) / "run" / f"spare-{secrets.token_hex(4)}"
+        (spare_dir / "app").mkdir(parents=True)
+        (spare_dir / "app").chmod(0o755)  # The sandbox's uid reads it; it owns nothing.
+        (spare_dir / "run").mkdir()
+        ours, theirs = socket.socketpair()
+        try:
+            return await self._exec(
+                ["--spare"],
+                bundle_dir=spare_dir / "app",
+                run_dir=spare_dir / "run",
+                owned=[spare_dir],
+                stdin=theirs.fileno(),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=None,  # Until assigned, its errors go where the runtime's go.
-                preexec_fn=_die_with_runtime,
+                channel=ours,
             )
-        )
+        except BaseException:
+            ours.close()
+            shutil.rmtree(spare_dir, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
 
     async def _assign_spare(self, spec: RunnerSpec, machine: dict) -> LocalProcess | None:
         """Hand `spec` to the spare if there is a live one; None means: spawn directly."""
@@ -169,64 +238,126 @@ class LocalProcessBackend:
         if task.cancelled() or task.exception() is not None:
             return None
         spare = task.result()
-        if spare._proc.returncode is not None:
+        if spare._proc.returncode is not None or spare.channel is None:
             return None
-        job = {
-            "bundle_dir": str(spec.bundle_dir),
-            "entrypoint": spec.entrypoint,
-            "socket": str(spec.socket_path),
-            "log_path": str(spec.log_path),
-            "max_multiplexing": spec.max_multiplexing,
-            "memory_mb": machine["memory_mb"],
-            "nice": machine["nice"],
-        }
-        stdin = spare._proc.stdin
-        assert stdin is not None
         try:
-            stdin.write(json.dumps(job).encode() + b"\n")
-            await stdin.drain()
-            stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
+            # The spare's /app is its (empty) link folder, its socket folder becomes the
+            # runner's (through a link): both stay where they are, as the sandbox may still
+            # be binding them.
+            spare_dir = spare.owned[0]
+            _link_tree(spec.bundle_dir, spare_dir / "app")
+            os.symlink(spare_dir / "run", spec.socket_path.parent)
+            spare.owned.append(spec.socket_path.parent)
+            inside = spare.wrapped.socket_path if sandbox.enabled() else str(spec.socket_path)
+            job = {
+                "bundle_dir": spare.wrapped.app_dir,
+                "entrypoint": spec.entrypoint,
+                "socket": inside,
+                "max_multiplexing": spec.max_multiplexing,
+                "machine": machine,
+            }
+            with open(spec.log_path, "ab") as log:
+                socket.send_fds(spare.channel, [json.dumps(job).encode() + b"\n"], [log.fileno()])
+        except OSError:
             spare.kill()
             return None
+        finally:
+            spare.channel.close()
+            spare.channel = None
         return spare
 
-    async def _exec(self, *args: str, cwd: Path, **kwargs) -> LocalProcess:
+    async def _exec(
+        self,
+        runner_args: list[str],
+        *,
+        bundle_dir: Path,
+        run_dir: Path,
+        owned: list[Path],
+        channel: socket.socket | None = None,
+        **kwargs,
+    ) -> LocalProcess:
         read_fd, write_fd = os.pipe()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
-            ),
-            "PYTHONUNBUFFERED": "1",
-            # glibc reserves 64 MB of address space per thread arena; under the RLIMIT_AS
-            # cap of the machine type that would starve a runner with many handler threads.
-            "MALLOC_ARENA_MAX": "2",
-        }
+        info_read, info_write = os.pipe() if sandbox.enabled() else (None, None)
+        wrapped = sandbox.wrap(
+            ["-m", "dashboard.runtime.runner", "--ready-fd", str(write_fd)],
+            bundle_dir=bundle_dir,
+            run_dir=run_dir,
+            info_fd=info_write,
+        )
+        argv = list(wrapped.argv)
+        if runner_args[0] != "--spare":
+            argv += ["--bundle-dir", wrapped.app_dir, "--socket", str(wrapped.socket_path)]
+        argv += runner_args
+        pass_fds = (write_fd,) if info_write is None else (write_fd, info_write)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dashboard.runtime.runner",
-                "--ready-fd",
-                str(write_fd),
-                *args,
-                cwd=cwd,
-                env=env,
-                pass_fds=(write_fd,),
+                *argv,
+                cwd=wrapped.cwd,
+                env=wrapped.env,
+                pass_fds=pass_fds,
                 # Its own session: a Ctrl-C in the runtime's terminal reaches only the
                 # runtime, which then stops its runners in order.
                 start_new_session=True,
+                preexec_fn=_die_with_runtime,
                 **kwargs,
             )
         except BaseException:
             os.close(read_fd)
+            if info_read is not None:
+                os.close(info_read)
             raise
         finally:
             os.close(write_fd)
+            if info_write is not None:
+                os.close(info_write)
+        pid = proc.pid
+        if info_read is not None:
+            pid = await _sandboxed_pid(info_read, proc.pid)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
-        return LocalProcess(proc, reader)
+        return LocalProcess(proc, reader, pid, wrapped, owned, channel)
+
+
+def remove(folder: Path) -> None:
+    """Remove a runner's folder, or the link that stands for it."""
+    if folder.is_symlink():
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _only_child(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+async def _sandboxed_pid(info_fd: int, fallback: int) -> int:
+    """The host pid of the sandbox's init, from the JSON bwrap writes on its info fd."""
+    loop = asyncio.get_running_loop()
+    with os.fdopen(info_fd, "rb") as info:
+        data = await loop.run_in_executor(None, info.read)
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return fallback  # bwrap failed before starting it; its exit code says why.
+
+
+def _link_tree(source: Path, dest: Path) -> None:
+    """Fill `dest` with hard links to the files of `source` (folders are made anew)."""
+    for root, dirs, files in os.walk(source):
+        target = dest / os.path.relpath(root, source)
+        for name in dirs:
+            (target / name).mkdir(exist_ok=True)
+            (target / name).chmod(0o755)
+        for name in files:
+            src = os.path.join(root, name)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), target / name)
+            else:
+                os.link(src, target / name)

@@ -17,6 +17,9 @@ on a quiet 2-core machine, aiohttp alone 200), before any runner is asked for. I
 its assignment, one JSON line, on stdin, then becomes that runner: its log on stdout and
 stderr, the bundle as its folder, the machine type's limits (lowering RLIMIT_AS and
 raising niceness need no privilege), and on as above.
+
+It always runs inside the runner sandbox (sandbox.py): it sees its bundle, its socket
+folder and a private /tmp, and the socket is its one channel to the runtime.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import asyncio
 import inspect
 import json
 import os
-import resource
 import signal
+import socket
 import sys
 import traceback
 import uuid
@@ -38,7 +41,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from dashboard.sdk.loader import endpoints, load_app_class
+from dashboard.sdk.loader import apply_limits, endpoints, load_app_class
 
 JSON = "application/json"
 
@@ -185,22 +188,23 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def apply_machine_type(memory_mb: int, nice: int) -> None:
-    """The machine type's limits: a cap on address space, and a lower CPU priority."""
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if nice:
-        os.nice(nice)
-
-
 def await_assignment(args: argparse.Namespace) -> None:
-    """A spare waits here, everything heavy imported, until the runtime gives it a runner."""
-    line = sys.stdin.buffer.readline()
-    if not line:
+    """A spare waits here, everything heavy imported, until the runtime gives it a runner.
+
+    Its stdin is a Unix socket: the assignment is one JSON line, with the runner's log
+    file as an attached descriptor, since the log folder is not visible in the sandbox.
+    """
+    channel = socket.socket(fileno=0)
+    try:
+        line, fds, _, _ = socket.recv_fds(channel, 64 * 1024, 1)
+    except OSError:
+        line, fds = b"", []
+    if not line or not fds:
         os._exit(0)  # The runtime ended (or stopped needing a spare) before using it.
     job = json.loads(line)
-    log = os.open(job["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    log = fds[0]
     null = os.open(os.devnull, os.O_RDONLY)
+    channel.close()
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -208,7 +212,7 @@ def await_assignment(args: argparse.Namespace) -> None:
     os.close(log)
     os.chdir(job["bundle_dir"])
     sys.path[0] = job["bundle_dir"]  # Where `-m` would have put it, started in the bundle.
-    apply_machine_type(job["memory_mb"], job["nice"])
+    apply_limits(job["machine"])
     args.bundle_dir = job["bundle_dir"]
     args.entrypoint = job["entrypoint"]
     args.socket = job["socket"]
@@ -223,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket")
     parser.add_argument("--ready-fd", type=int, required=True)
     parser.add_argument("--max-multiplexing", type=int, default=1)
+    parser.add_argument("--machine", type=json.loads, help="resource limits as JSON")
     args = parser.parse_args(argv)
+    if args.machine:
+        apply_limits(args.machine)
     if args.spare:
         await_assignment(args)
     elif not (args.bundle_dir and args.entrypoint and args.socket):

@@ -25,8 +25,9 @@ from typing import Any
 
 from django.conf import settings as conf
 
-from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
+from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec, remove
 from dashboard.runtime.routing import AppRoute, RevisionInfo
+from dashboard.runtime.sandbox import SOCKET_NAME
 from dashboard.runtime.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
@@ -111,7 +112,8 @@ class Runner:
 
     @property
     def socket_path(self) -> Path:
-        return conf.VAR_DIR / "run" / f"{self.id}.sock"
+        # A folder of its own: the one host folder its sandbox may write (sandbox.py).
+        return conf.VAR_DIR / "run" / self.id / SOCKET_NAME
 
     @property
     def log_path(self) -> Path:
@@ -290,6 +292,7 @@ class Supervisor:
             self._close_upstream(runner)
             return await self._fail(runner, f"setup() finished but /_health failed: {problem}")
         runner.ready_at = utcnow()
+        runner.pid = process.pid  # The sandboxed Python process, which surely exists now.
         runner.error = ""
         self.failed_at.pop(runner.revision, None)
         runner.note("ready")
@@ -333,7 +336,7 @@ class Supervisor:
     def _end(self, runner: Runner, state: str) -> None:
         runner.ended_at = time.monotonic()
         runner.stopped_at = utcnow()
-        runner.socket_path.unlink(missing_ok=True)
+        remove(runner.socket_path.parent)
         self._set_state(runner, state)
         if state == "FAILED":
             self._fail_waiters_if_hopeless(runner)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,26 @@ def describe(cls: type[App]) -> dict[str, Any]:
         "settings": {name: getattr(cls, name) for name in SETTING_NAMES},
         "endpoints": sorted(endpoints(cls)),
     }
+
+
+# The machine type's limits (settings.MACHINE_TYPES keys) and the rlimits they become.
+LIMITS = {
+    "memory_mb": (resource.RLIMIT_AS, 1024 * 1024),
+    "processes": (resource.RLIMIT_NPROC, 1),
+    "open_files": (resource.RLIMIT_NOFILE, 1),
+    "file_mb": (resource.RLIMIT_FSIZE, 1024 * 1024),
+}
+
+
+def apply_limits(machine: dict[str, int]) -> None:
+    """The machine type's limits, applied to this process (inside its sandbox).
+
+    Lowering a limit and raising niceness need no privilege, so a spare applies them to
+    itself once it knows its machine type; children inherit them.
+    """
+    for key, (limit, unit) in LIMITS.items():
+        if key in machine:
+            value = int(machine[key]) * unit
+            resource.setrlimit(limit, (value, value))
+    if machine.get("nice"):
+        os.nice(int(machine["nice"]))

@@ -1,7 +1,8 @@
 """The warm spare: one pre-started runner process that the next start takes over.
 
-A spare is a child of the runtime started with `--spare` that is still in "/", the folder
-it was started in; once assigned it moves into its bundle, so the folder tells them apart.
+A spare is a Python process started with `--spare`, in its sandbox (a grandchild of bwrap,
+which is the runtime's child); until assigned its output goes to /dev/null, after that to its
+runner's log, so its stdout tells them apart.
 """
 
 from __future__ import annotations
@@ -20,19 +21,29 @@ from tests.runtime.test_runner_lifecycle import _alive
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _parent(pid: int | str) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+
+
 def _spares(runtime_pid: int) -> list[int]:
-    """The runtime's unassigned spare processes."""
+    """The runtime's unassigned spare processes (the sandboxed Python, not bwrap)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            cwd = os.readlink(entry / "cwd")
+            if b"--spare" not in cmdline or cmdline[0].endswith((b"bwrap", b"setpriv")):
+                continue
+            # Runtime → bwrap → bwrap's init (PID 1 of the sandbox) → the spare.
+            ancestors = [_parent(entry.name)]
+            while len(ancestors) < 3 and ancestors[-1] > 1:
+                ancestors.append(_parent(ancestors[-1]))
+            ours = runtime_pid in ancestors
+            stdout = os.readlink(entry / "fd" / "1")
         except (OSError, IndexError):
             continue  # Ended while we looked.
-        if ppid == runtime_pid and b"--spare" in cmdline and cwd == "/":
+        if ours and stdout == os.devnull:
             found.append(int(entry.name))
     return found
 
@@ -62,7 +73,8 @@ def test_a_start_takes_the_spare_which_becomes_that_runner_and_a_new_spare_appea
     ready = runtime.runner(started["id"], wait_for="ready", timeout=30)
     assert ready["state"] == "IDLE"
     assert ready["pid"] == spare
-    assert os.readlink(f"/proc/{spare}/cwd") == str(revision.bundle_dir)
+    log_file = runtime.var_dir / "logs" / "spared" / str(revision.id) / f"{started['id']}.log"
+    assert os.readlink(f"/proc/{spare}/fd/1") == str(log_file)
 
     # The machine type's limits, applied by the spare itself when it was assigned.
     machine = settings.MACHINE_TYPES["S"]

@@ -8,6 +8,7 @@ import uvloop
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from dashboard.runtime import sandbox
 from dashboard.runtime.server import serve
 
 
@@ -18,6 +19,8 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        # Deployed code runs only sandboxed: no runtime at all rather than an open one.
+        sandbox.ensure_available()
         # uvloop roughly halves the gateway's own CPU per proxied request, which is what
         # limits its throughput on a small machine shared with the runners.
         asyncio.run(

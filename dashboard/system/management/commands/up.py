@@ -26,6 +26,7 @@ from django.db import connection
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
+from dashboard.runtime import sandbox
 from dashboard.system import accounts, demo, exclusive, redis_service
 from dashboard.system.supervisor import (
     Child,
@@ -117,6 +118,7 @@ class Command(BaseCommand):
             exclusive.check_port(settings.GATEWAY_HOST, settings.GATEWAY_PORT, "gateway")
             exclusive.check_port("127.0.0.1", settings.RUNTIME_ADMIN_PORT, "runtime admin API")
             _check_database()
+            sandbox.ensure_available()  # Deployed code must never run unsandboxed by accident.
             env["REDIS_URL"] = self._redis(supervisor, var_dir)
             self.say("Preparing the database and static files...")
             call_command("migrate", interactive=False, verbosity=0)

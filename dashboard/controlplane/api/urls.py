@@ -26,6 +26,7 @@ urlpatterns = [
         name="api-cancel",
     ),
     path("apps/<str:app>/release", views.release, name="api-release"),
+    path("apps/<str:app>/hold-policy", views.hold_policy, name="api-hold-policy"),
     path("runners/<str:runner_id>/stop", views.runner_stop, name="api-runner-stop"),
     path("runners/<str:runner_id>/kill", views.runner_kill, name="api-runner-kill"),
     path("operations/<str:operation_id>", views.operation_detail, name="api-operation"),

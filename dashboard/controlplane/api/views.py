@@ -70,7 +70,7 @@ SCALE_FIELDS = (*parameters.PARAMETERS, "reason")
 SUSPEND_FIELDS = ("revision", "reason", "expected_current")
 CANCEL_FIELDS = ("reason",)
 RELEASE_FIELDS = ("reason",)
-APP_FIELDS = ("hold_on_rollback", "reason")
+HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
 RUNNER_STOP_FIELDS = ("replace", "reason")
 RUNNER_KILL_FIELDS = ("reason",)
 # What app_json reads besides the app row: Current, Previous, and who set Current and the hold.
@@ -247,10 +247,8 @@ def apps(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER, PATCH=Role.DEPLOYER, fields=APP_FIELDS)
+@api_view(GET=Role.VIEWER)
 def app_detail(request: HttpRequest, app: str) -> JsonResponse:
-    if request.method == "PATCH":
-        return _hold_policy(request, app)
     found = App.objects.select_related(*APP_RELATED).filter(name=app).first()
     if found is None:
         raise NotFound(f"no app named {app!r}", details={"app": app})
@@ -926,7 +924,8 @@ def release(request: HttpRequest, app: str) -> JsonResponse:
     return _operation_answer(op)
 
 
-def _hold_policy(request: HttpRequest, app: str) -> JsonResponse:
+@api_view(POST=Role.DEPLOYER, fields=HOLD_POLICY_FIELDS)
+def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
     if "hold_on_rollback" not in body:
         raise BadRequest("nothing to change: give hold_on_rollback (true or false)")

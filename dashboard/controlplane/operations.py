@@ -302,11 +302,13 @@ def is_rollback(app: App, target: Revision) -> bool:
 def request_cancel(op: Operation, actor: Actor, why: str) -> Operation:
     """Ask `op` to stop at its next safe point; call with the app's row locked.
 
-    An operation no executor holds (queued, or its worker's lease lapsed) ends cancelled at
-    once: a worker that claims it later finds it finished. One that runs keeps running
-    until its executor notices (operations.renew, within about a second while it waits
-    for a runner) and ends it, undoing what it started. Either way it stops counting
-    against one_active_operation_per_app now, so the next operation may start.
+    An operation no worker ever took ends cancelled at once (it started nothing): a worker
+    that claims it later finds it finished. One that runs keeps running until its executor
+    notices (operations.renew, within about a second while it waits for a runner) and
+    ends it, undoing what it started; if its worker died, the sweeper queues it again and
+    the next worker does that before anything else (executors.execute). Either way it
+    stops counting against one_active_operation_per_app now, so the next operation may
+    start.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -315,9 +317,9 @@ def request_cancel(op: Operation, actor: Actor, why: str) -> Operation:
             return op
         op.cancel_requested_at, op.cancel_requested_by, op.cancel_reason = now, actor.user, why
         op.save(update_fields=["cancel_requested_at", "cancel_requested_by", "cancel_reason"])
-        held = op.state == OperationState.RUNNING and op.lease_until and op.lease_until > now
-        step(op, f"cancel requested: {why}" + ("" if held else "; no worker holds it"))
-        if not held:
+        untouched = op.state == OperationState.QUEUED and op.attempts == 0
+        step(op, f"cancel requested: {why}")
+        if untouched:
             end_cancelled(op)
     return op
 
@@ -441,13 +443,8 @@ def deadline_of(op: Operation) -> datetime | None:
 def sweep() -> dict[str, int]:
     """Recover unfinished operations: fail the overdue, re-queue the orphaned."""
     now = timezone.now()
-    counts = {"failed": 0, "requeued": 0, "cancelled": 0}
+    counts = {"failed": 0, "requeued": 0}
     for op in Operation.objects.filter(finished_at__isnull=True).select_related("app"):
-        if op.cancel_requested_at and not (op.lease_until and op.lease_until > now):
-            # Its executor died (or it was never claimed): nobody else will end it.
-            if end_cancelled(op):
-                counts["cancelled"] += 1
-            continue
         deadline = deadline_of(op)
         if deadline and now > deadline:
             if fail(op, f"exceeded its deadline ({deadline.isoformat()}) without finishing"):

@@ -116,7 +116,7 @@ def test_a_set_rev_to_a_revision_being_deleted_is_refused(admin, demo_app):
 
     assert response.status_code == 409
     assert (
-        f"is being deleted (delete-rev operation {delete['id']})"
+        f"is being deleted by delete-rev operation {delete['id']}, still in progress"
         in (response.json()["error"]["message"])
     )
     assert Operation.objects.get(pk=delete["id"]).cancel_requested_at is None

@@ -530,8 +530,8 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
             ).first()
             if deleting is not None:
                 raise Conflict(
-                    f"revision {target.short_id} is being deleted (delete-rev operation "
-                    f"{deleting.id}); it cannot become Current",
+                    f"revision {target.short_id} is being deleted by delete-rev operation "
+                    f"{deleting.id}, still in progress; it cannot become Current",
                     details={"operation": str(deleting.id), "kind": deleting.kind},
                     code="operation_in_progress",
                 )

@@ -11,7 +11,7 @@ tree had changes), the machine, the date and every figure. The lines printed whi
 are made from those same figure records. `bench/compare.py` (`make bench-compare`) shows
 two runs side by side.
 
-    --only platform|dashboard|browser   run one group
+    --only platform|dashboard|browser|recovery   run one group
     --quick                             fewer samples (a smoke run)
 """
 
@@ -677,6 +677,114 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
     report("the same, as Playwright's wait for the badge sees it (ms)", percentiles(waited))
 
 
+# -- recovery (issue 11) ---------------------------------------------------------------
+
+
+def _child_of_up(up: subprocess.Popen, *words: str) -> int:
+    """The pid of the process `up` started whose command line has every word: its group
+    leader (a Celery worker's pool processes share its command line)."""
+    import psutil
+
+    for proc in psutil.Process(up.pid).children(recursive=True):
+        try:
+            line = " ".join(proc.cmdline())
+            if all(w in line for w in words) and os.getpgid(proc.pid) == proc.pid:
+                return proc.pid
+        except (psutil.Error, ProcessLookupError):
+            continue
+    raise SystemExit(f"bench: no child of up runs {words}")
+
+
+def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> None:
+    """Time to recover from each single crash, under `manage.py up` as a user runs it."""
+    import httpx
+
+    from dashboard.cli import bundle
+    from dashboard.controlplane import runtime_client
+    from dashboard.controlplane.models import Operation
+
+    section("Recovery (issue 11)")
+    gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
+    web = os.environ["SWITCHBOARD_API_URL"]
+    deploy_echo(api, var_dir, "healing", "v1")
+
+    def answers(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def recover(pid: Callable[[], int], url: str) -> float:
+        os.kill(pid(), signal.SIGKILL)
+        started = time.perf_counter()
+        time.sleep(0.05)  # Let the kill land before the first probe.
+        wait_until(lambda: answers(url), 60, f"{url} to answer after the kill")
+        return time.perf_counter() - started
+
+    def runtime_pid() -> int:
+        return _child_of_up(up, "manage.py", "runtime")
+
+    def web_pid() -> int:
+        # Whatever serves the web port: the group leader is its master process.
+        import psutil
+
+        port = int(web.rsplit(":", 1)[1])
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                return os.getpgid(conn.pid)
+        raise SystemExit("bench: nothing listens on the web port")
+
+    runtime = [recover(runtime_pid, f"{gateway}/healing/") for _ in range(samples)]
+    report(
+        "gateway serving again after kill -9 of the runtime (s)",
+        percentiles(runtime),
+        digits=2,
+        goal="goal < 3 s + the target's cold start",
+    )
+    api_down = [recover(web_pid, f"{web}/login/") for _ in range(min(samples, 3))]
+    report(
+        "API answering again after kill -9 of the web server (s)", percentiles(api_down), digits=2
+    )
+
+    # A deploy whose worker process dies while its runner is in setup(): time from the
+    # kill until another worker process has resumed it.
+    source = var_dir / "bench-src" / "slow"
+    shutil.copytree(ROOT / "examples" / "slow_setup", source, dirs_exist_ok=True)
+    app_py = source / "app.py"
+    app_py.write_text(re.sub(r"SETUP_SECONDS = .*", "SETUP_SECONDS = 6.0", app_py.read_text()))
+    resumed = []
+    for i in range(min(samples, 3)):
+        data, entrypoint = bundle.build(f"{app_py}::SlowSetup")
+        answer = api.deploy(f"crash-{i}", data, entrypoint, strategy="rolling", auth_mode="public")
+        op_id = answer["operation"]["id"]
+
+        def in_setup(app: str = f"crash-{i}", op_id: str = op_id) -> str:
+            runners = runtime_client.list_runners(app=app)
+            if any(r["state"] == "SETUP" for r in runners):
+                return Operation.objects.get(pk=op_id).lease_holder
+            return ""
+
+        holder = wait_until(in_setup, 60, "the deploy's runner in setup()")
+        os.kill(int(holder.split(":")[1]), signal.SIGKILL)
+        started = time.perf_counter()
+        wait_until(
+            lambda op_id=op_id: any(
+                s["message"].startswith("resumed by a worker")
+                for s in api.get_operation(op_id)["steps"]
+            ),
+            120,
+            "the deploy to be resumed",
+        )
+        resumed.append(time.perf_counter() - started)
+        finish(api, op_id)
+    report(
+        "operation resumed after kill -9 of its worker process (s)",
+        percentiles(resumed),
+        digits=2,
+        goal="goal < 5 s",
+    )
+
+
 # -- the record -------------------------------------------------------------------------
 
 
@@ -732,7 +840,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["platform", "dashboard", "browser"])
+    parser.add_argument("--only", choices=["platform", "dashboard", "browser", "recovery"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     samples = 5 if args.quick else 25
@@ -780,6 +888,8 @@ def main() -> int:
             bench_dashboard(samples)
         if args.only in (None, "browser"):
             bench_browser(api, var_dir, max(3, samples // 3))
+        if args.only in (None, "recovery"):
+            bench_recovery(api, var_dir, proc, max(3, samples // 5))
     finally:
         stop_system(proc)
     record["run"]["seconds"] = round(time.monotonic() - started)

@@ -8,6 +8,7 @@ The API's error body is always {"error": {"code": "...", "message": "...", "deta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -131,6 +132,41 @@ class ControlApi:
             f"apps/{app}/logs",
             params={"revision": revision, "runner": runner, "tail": tail},
             raw=True,
+        )
+
+    def diff(self, app: str, a: str, b: str) -> dict:
+        """What changed from revision `a` to revision `b` of `app`."""
+        return self.call("GET", f"apps/{app}/diff", params={"a": a, "b": b})
+
+    def preview_deploy(
+        self,
+        app: str,
+        bundle: bytes,
+        entrypoint: str,
+        *,
+        strategy: str = "rolling",
+        reset_scale: bool = False,
+        message: str = "",
+        annotations: dict[str, str] | None = None,
+        auth_mode: str | None = None,
+    ) -> dict:
+        """The revision this deploy would create; the server changes nothing."""
+        fields = {
+            "entrypoint": entrypoint,
+            "strategy": strategy,
+            "reset_scale": "true" if reset_scale else "false",
+            "message": message,
+            "annotations": json.dumps(annotations or {}),
+        }
+        if auth_mode:
+            fields["auth_mode"] = auth_mode
+        # The server runs the import check within the request (up to 45 s): wait for it.
+        slow = dataclasses.replace(self, timeout=max(self.timeout, 90.0))
+        return slow.call(
+            "POST",
+            f"apps/{app}/revisions/preview",
+            data=fields,
+            files={"bundle": ("bundle.tar.gz", bundle, "application/gzip")},
         )
 
     # -- mutations: each returns {"operation": {...}, ...} -------------------------------
@@ -322,3 +358,39 @@ def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, 
     """The body with expected_current when the caller gave one (the API's 409
     current_changed then refuses the call if Current moved since they looked)."""
     return {**body, "expected_current": expected_current} if expected_current else body
+    # -- webhooks (admin) ---------------------------------------------------------------
+
+    def list_webhooks(self) -> list[dict]:
+        return self.call("GET", "webhooks")["webhooks"]
+
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        app: str | None = None,
+        events: list[str] | None = None,
+        format: str = "json",
+        description: str = "",
+    ) -> dict:
+        """Register an endpoint; the answer carries its signing secret, shown only here."""
+        body: dict[str, Any] = {"url": url, "format": format, "events": events or []}
+        if app:
+            body["app"] = app
+        if description:
+            body["description"] = description
+        return self.call("POST", "webhooks", json_body=body)
+
+    def remove_webhook(self, webhook_id: int | str) -> dict:
+        return self.call("DELETE", f"webhooks/{webhook_id}")
+
+    def webhook_deliveries(
+        self, webhook_id: int | str, *, page: int = 1, page_size: int = 50
+    ) -> dict:
+        return self.call(
+            "GET",
+            f"webhooks/{webhook_id}/deliveries",
+            params={"page": page, "page_size": page_size},
+        )
+
+    def test_webhook(self, webhook_id: int | str) -> dict:
+        return self.call("POST", f"webhooks/{webhook_id}/test")["delivery"]

@@ -144,12 +144,13 @@ INSTALLED_APPS = [
     "dashboard.web",
     "dashboard.runtime",
     "dashboard.system",
+    "dashboard.webhooks",
 ]
 
 MIDDLEWARE = [
     "dashboard.web.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Serves collected static files from gunicorn, so `manage.py up` needs no web server.
+    # Serves collected static files from the Django process, so no other web server is needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -160,12 +161,17 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "dashboard.web.middleware.HtmxSignInMiddleware",
     "dashboard.web.middleware.ViewerTimezoneMiddleware",
+    "dashboard.web.middleware.DatabaseLostMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"
+# The web server (granian, see dashboard/asgi.py) answers 408 and closes a connection whose
+# request body sends nothing for this many seconds; its header read timeout is granian's
+# own GRANIAN_HTTP1_HEADER_READ_TIMEOUT (milliseconds, default 30000).
+WEB_BODY_TIMEOUT = env_float("SWITCHBOARD_WEB_BODY_TIMEOUT", 30.0)
 
 TEMPLATES = [
     {
@@ -199,6 +205,9 @@ else:
     # A database that does not answer is reported within seconds, not after the OS's
     # own connect timeout of minutes.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
+    # A connection the server dropped (restart, failover, pg_terminate_backend) is found
+    # and replaced when the next request starts, instead of failing that request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -274,11 +283,24 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Unacknowledged tasks come back after this long if a whole worker vanished; the
 # operations sweeper (controlplane.tasks.sweep_operations) recovers them sooner.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600, "socket_connect_timeout": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600, "socket_connect_timeout": 1}
+# A web request that queues an operation while Redis is down is refused within about two
+# seconds (saying Redis is down) instead of holding its thread through Celery's default
+# 20 retries of the result store; the worker keeps reconnecting on its own meanwhile.
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 0.5,
+    }
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
+    "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -289,6 +311,10 @@ GATEWAY_HOST = env_str("SWITCHBOARD_GATEWAY_HOST", "127.0.0.1")
 GATEWAY_PORT = env_int("SWITCHBOARD_GATEWAY_PORT", 8001)
 GATEWAY_URL = env_str("SWITCHBOARD_GATEWAY_URL", f"http://{GATEWAY_HOST}:{GATEWAY_PORT}")
 RUNTIME_ADMIN_PORT = env_int("SWITCHBOARD_RUNTIME_PORT", 8002)
+# A gateway caller that takes longer than this to send a request head, or whose request
+# body (or reading of an answer) makes no progress for this long, is disconnected.
+GATEWAY_HEAD_TIMEOUT = env_float("SWITCHBOARD_GATEWAY_HEAD_TIMEOUT", 10.0)
+GATEWAY_BODY_TIMEOUT = env_float("SWITCHBOARD_GATEWAY_BODY_TIMEOUT", 30.0)
 RUNTIME_URL = env_str("SWITCHBOARD_RUNTIME_URL", f"http://127.0.0.1:{RUNTIME_ADMIN_PORT}")
 
 # Bundles: an upload larger than this, compressed or unpacked, is refused.
@@ -314,6 +340,14 @@ MACHINE_TYPES = {
     "M": {"memory_mb": 4096, "nice": 0},
     "L": {"memory_mb": 8192, "nice": 0},
 }
+
+# Webhook deliveries (dashboard/webhooks): each attempt waits this long for an answer; a
+# failed one is tried again after WEBHOOK_RETRY_DELAY s, doubling each time up to the cap,
+# until WEBHOOK_MAX_ATTEMPTS attempts were made.
+WEBHOOK_TIMEOUT = env_float("SWITCHBOARD_WEBHOOK_TIMEOUT", 10.0)
+WEBHOOK_MAX_ATTEMPTS = env_int("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_RETRY_DELAY = env_float("SWITCHBOARD_WEBHOOK_RETRY_DELAY", 10.0)
+WEBHOOK_RETRY_CAP = env_float("SWITCHBOARD_WEBHOOK_RETRY_CAP", 3600.0)
 
 # Timeouts and retries of the one outbound HTTP seam (dashboard/httpclient.py).
 HTTP_TIMEOUT = env_float("SWITCHBOARD_HTTP_TIMEOUT", 10.0)

@@ -204,7 +204,6 @@ def wait_for(state: State, payload: dict) -> dict:
         if now - last_change >= QUIET_AFTER:
             last_change = now
             say(
-                state,
                 f"  still {op.get('state')} after {now - started:.0f}s: "
                 f"waiting for {waiting_for(op)}",
             )
@@ -216,9 +215,9 @@ def wait_for(state: State, payload: dict) -> dict:
             if isinstance(exc, ApiError) and exc.status < 500:
                 raise
             pause = min(RECONNECT_CAP, max(1.0, pause * 2))
+            why = exc.detail if isinstance(exc, httpclient.Unavailable) else exc.message
             say(
-                state,
-                f"  control API unavailable ({exc}); still following operation "
+                f"  control API unavailable ({why}); still following operation "
                 f"{op['id']}, retrying in {pause:g}s",
             )
 
@@ -336,6 +335,12 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
     is_flag=True,
     help="Make it Current even if a rollback holds the app (and release the hold).",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: show the revision this deploy would create (import check, "
+    "settings and where each comes from, diff against Current).",
+)
 def deploy(
     state: State,
     target: str,
@@ -346,6 +351,7 @@ def deploy(
     annotations: tuple[str, ...],
     auth_mode: str | None,
     promote: bool,
+    check: bool,
 ) -> None:
     """Bundle the directory holding FILE.py and deploy it as a new revision of an app."""
     notes = parse_annotations(annotations)
@@ -353,6 +359,19 @@ def deploy(
     # The API checks the role only once the whole bundle is uploaded; one small request
     # first lets a token that may not deploy be refused without that upload.
     check_role(state, "deployer")
+    if check:
+        preview = state.api.preview_deploy(
+            app_name,
+            data,
+            entrypoint,
+            strategy=strategy,
+            reset_scale=reset_scale,
+            message=message,
+            annotations=notes,
+            auth_mode=auth_mode,
+        )
+        show_preview(state, preview)
+        return
     if state.wait and not state.json:  # A progress line, like the operation's steps.
         click.echo(
             f"{output.clock(None)}  uploading {len(data) / 1024:.1f} KiB bundle "
@@ -385,6 +404,99 @@ def deploy(
         note = held[-1] if held else f"deployed; not made Current: {app_name} is held"
         done = f"revision {output.short_id(rev_id)} of {app_name} is {note}"
     finish(state, op, done, {"revision": {"id": rev_id}})
+
+
+SOURCES = {
+    "code": "the code",
+    "default": "default",
+    "previous_current": "previous Current",
+}
+
+
+def show_preview(state: State, preview: dict) -> None:
+    if state.json:
+        output.emit_json(preview)
+        return
+    app = preview.get("app")
+    click.echo(
+        f"deploy preview of app {app}: nothing was deployed or changed"
+        + ("" if preview.get("app_exists") else f" (the first deploy creates app {app})")
+    )
+    click.echo(f"entrypoint  {preview.get('entrypoint')}")
+    click.echo(f"endpoints   {', '.join(preview.get('endpoints') or []) or 'none'}")
+    click.echo(f"strategy    {preview.get('strategy')}")
+    click.echo("")
+    rows = [
+        (
+            r.get("name"),
+            r.get("kind"),
+            r.get("value"),
+            SOURCES.get(r.get("source"), r.get("source")),
+        )
+        for r in preview.get("settings") or []
+    ]
+    click.echo(output.table(("setting", "kind", "value", "from"), rows))
+    changes = preview.get("diff")
+    click.echo("")
+    if changes is None:
+        click.echo("no Current revision to compare with")
+    else:
+        click.echo(f"compared with Current revision {output.short_id(preview.get('current'))}:")
+        show_diff(changes, text=True)
+
+
+def _size(value: Any) -> str:
+    return "-" if value is None else f"{value} B"
+
+
+def show_diff(result: dict, *, text: bool) -> None:
+    """A diff as people read one: what changed, the settings table, then the files."""
+    for item in result.get("fields") or []:
+        if item.get("changed"):
+            click.echo(f"{item['name']}: {item.get('a')!r} → {item.get('b')!r}")
+        else:
+            click.echo(f"{item['name']}: unchanged ({output.cell(item.get('a'))})")
+    notes = [n for n in result.get("annotations") or [] if n.get("change") != "same"]
+    if notes:
+        click.echo("annotations:")
+        marks = {"added": "+", "removed": "-", "changed": "~"}
+        for n in notes:
+            value = n["b"] if n["change"] != "removed" else n["a"]
+            was = f" (was {n['a']})" if n["change"] == "changed" else ""
+            click.echo(f"  {marks[n['change']]} {n['key']}={value}{was}")
+    else:
+        click.echo("annotations: unchanged")
+    rows = [
+        (
+            ("* " if r.get("changed") else "  ") + str(r.get("name")),
+            r.get("kind"),
+            r.get("a"),
+            r.get("b"),
+        )
+        for r in result.get("settings") or []
+    ]
+    click.echo(output.table(("setting", "kind", "a", "b"), rows))
+    files = result.get("files") or {}
+    if not files.get("available"):
+        click.echo(f"files: {files.get('message')}")
+        return
+    counts = files.get("counts") or {}
+    click.echo(
+        f"files: {counts.get('added', 0)} added, {counts.get('removed', 0)} removed, "
+        f"{counts.get('changed', 0)} changed, {counts.get('unchanged', 0)} unchanged"
+    )
+    for entry in files.get("entries") or []:
+        sizes = {
+            "added": _size(entry.get("size_b")),
+            "removed": _size(entry.get("size_a")),
+            "changed": f"{_size(entry.get('size_a'))} → {_size(entry.get('size_b'))}",
+        }[entry["change"]]
+        skipped = f": {entry['skipped']}" if entry.get("skipped") else ""
+        click.echo(f"  {entry['change']:<8} {entry['path']} ({sizes}){skipped}")
+        if text and entry.get("diff"):
+            click.echo(entry["diff"], nl=False)
+    if files.get("message"):
+        click.echo(files["message"])
 
 
 # -- apps: reads ----------------------------------------------------------------------
@@ -554,6 +666,30 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
         click.echo(held_line(about))
     if note := page_note(payload, "revisions"):
         click.echo(note)
+
+
+@command(apps, "diff")
+@click.argument("app")
+@click.argument("a")
+@click.argument("b")
+@click.option("--stat", is_flag=True, help="List the changed files without their text diff.")
+def apps_diff(state: State, app: str, a: str, b: str, stat: bool) -> None:
+    """What changed from revision A to revision B of APP: entrypoint, message,
+    annotations, settings and the bundle's files."""
+    check_rev(a)
+    check_rev(b)
+    result = state.api.diff(app, a, b)
+    if state.json:
+        output.emit_json(result)
+        return
+    left, right = result.get("a") or {}, result.get("b") or {}
+
+    def label(side: dict) -> str:
+        current = ", Current" if side.get("current") else ""
+        return f"{side.get('short_id')} ({status_label(side.get('status'))}{current})"
+
+    click.echo(f"{app}: a = {label(left)}, b = {label(right)}")
+    show_diff(result, text=not stat)
 
 
 @command(apps, "runners")
@@ -881,6 +1017,126 @@ def logs(state: State, app: str, rev: str | None, runner: str | None, tail: int)
         click.echo(f"no logs yet: no runner of {runner or rev or app} has written any", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+# -- webhooks (admin) -----------------------------------------------------------------
+
+
+@cli.group()
+def webhooks() -> None:
+    """Endpoints that receive signed deliveries when operations end (admins only)."""
+
+
+@command(webhooks, "list")
+def webhooks_list(state: State) -> None:
+    """Every registered endpoint."""
+    items = state.api.list_webhooks()
+    if state.json:
+        output.emit_json({"webhooks": items})
+        return
+    if not items:
+        click.echo("no webhooks yet: add one with `switchboard webhooks add URL`")
+        return
+    rows = [
+        (
+            w.get("id"),
+            w.get("url"),
+            w.get("app") or "all apps",
+            ", ".join(w.get("events") or []) or "all events",
+            w.get("format"),
+            w.get("description"),
+        )
+        for w in items
+    ]
+    click.echo(output.table(("id", "url", "app", "events", "format", "description"), rows))
+
+
+@command(webhooks, "add")
+@click.argument("url")
+@click.option("--app", help="Only this app's events (default: every app).")
+@click.option(
+    "--events",
+    "events",
+    multiple=True,
+    metavar="EVENT",
+    help="An event to send, e.g. set_rev.succeeded (repeat, or comma-separate; default: all).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "slack"]),
+    default="json",
+    show_default=True,
+    help='slack: {"text": ...}, which Slack-compatible incoming webhooks accept.',
+)
+@click.option("--description", default="", help="A note shown in listings.")
+def webhooks_add(
+    state: State, url: str, app: str | None, events: tuple[str, ...], fmt: str, description: str
+) -> None:
+    """Register URL; prints its signing secret, which is not shown again."""
+    names = [e.strip() for item in events for e in item.split(",") if e.strip()]
+    payload = state.api.add_webhook(url, app=app, events=names, format=fmt, description=description)
+    if state.json:
+        output.emit_json(payload)
+        return
+    hook = payload["webhook"]
+    click.echo(f"webhook {hook['id']} added: {hook['url']} ({hook.get('app') or 'all apps'})")
+    click.echo(f"signing secret (shown only now): {payload['secret']}")
+
+
+@command(webhooks, "remove")
+@click.argument("webhook_id", metavar="ID", type=int)
+def webhooks_remove(state: State, webhook_id: int) -> None:
+    """Delete endpoint ID and its delivery records."""
+    payload = state.api.remove_webhook(webhook_id)
+    if state.json:
+        output.emit_json(payload)
+        return
+    click.echo(f"webhook {webhook_id} removed ({payload['deleted']['url']})")
+
+
+@command(webhooks, "deliveries")
+@click.argument("webhook_id", metavar="ID", type=int)
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
+def webhooks_deliveries(state: State, webhook_id: int, page: int, page_size: int) -> None:
+    """Deliveries to endpoint ID, newest first: event, status, attempts, response code."""
+    payload = state.api.webhook_deliveries(webhook_id, page=page, page_size=page_size)
+    if state.json:
+        output.emit_json(payload)
+        return
+    items = payload.get("deliveries", [])
+    if not items:
+        click.echo(page_note(payload, "deliveries") or f"webhook {webhook_id} has no deliveries")
+        return
+    rows = [
+        (
+            output.relative(output.parse_time(d.get("created_at"))),
+            d.get("event"),
+            d.get("status"),
+            d.get("attempts"),
+            d.get("response_code"),
+            d.get("error"),
+        )
+        for d in items
+    ]
+    click.echo(output.table(("when", "event", "status", "attempts", "code", "error"), rows))
+    if note := page_note(payload, "deliveries"):
+        click.echo(note)
+
+
+@command(webhooks, "test")
+@click.argument("webhook_id", metavar="ID", type=int)
+def webhooks_test(state: State, webhook_id: int) -> None:
+    """Queue a test event to endpoint ID; see it with `webhooks deliveries ID`."""
+    delivery = state.api.test_webhook(webhook_id)
+    if state.json:
+        output.emit_json({"delivery": delivery})
+        return
+    click.echo(
+        f"test event queued (delivery {delivery['id']}); "
+        f"`switchboard webhooks deliveries {webhook_id}` shows how it went"
+    )
 
 
 # -- entry point ----------------------------------------------------------------------

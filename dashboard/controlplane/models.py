@@ -273,6 +273,8 @@ class Operation(models.Model):
     # The executor holding this operation renews its lease; a lapsed lease means its
     # process died and the sweeper hands the operation to another worker.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # host:pid:start time of the process holding the lease (operations.this_process).
+    lease_holder = models.CharField(max_length=200, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     # Set when someone cancels the operation or a set-rev supersedes it; its executor
     # ends it `cancelled` at its next safe point (operations.renew raises Cancelled).

@@ -14,11 +14,16 @@ and fails one that ran past its deadline, so no accepted operation is ever lost.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psutil
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -37,6 +42,8 @@ from dashboard.controlplane.models import (
     Role,
     short_id,
 )
+from dashboard.system.redis_service import redacted
+from dashboard.webhooks.events import operation_finished
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +175,8 @@ def _finish(op: Operation, state: OperationState, *, error: str = "", result: di
         started_at=Coalesce("started_at", Value(now)),
     )
     if done:
+        # Webhooks hear of the end once it is committed; robust: they never fail the operation.
+        transaction.on_commit(functools.partial(operation_finished, op.pk), robust=True)
         op.state, op.finished_at, op.error, op.result = state, now, error, merged
         op.started_at = op.started_at or now
     return bool(done)
@@ -220,7 +229,12 @@ def submit(op: Operation) -> None:
             execute_operation.apply_async((str(op.id),), retry=False)
         except Exception as exc:  # noqa: BLE001 - kombu raises many types for "no broker".
             log.warning("could not queue operation %s: %s", op.id, exc)
-            fail(op, f"{QUEUE_UNAVAILABLE}: {exc}")
+            fail(
+                op,
+                f"{QUEUE_UNAVAILABLE}: Redis at {redacted(settings.CELERY_BROKER_URL)} did not "
+                "answer, so nothing was started; try again once Redis is back (the worker "
+                "reconnects by itself)",
+            )
             return
         _mark_enqueued(op)
 
@@ -244,18 +258,46 @@ class Cancelled(Exception):
     undoes what it started that is not yet in use and ends it `cancelled`."""
 
 
+@functools.cache
+def this_process() -> str:
+    """Who holds a lease: host, pid and the process's start time (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """Whether the process named by a lease is known to be dead.
+
+    Only a process on this host can be checked; one elsewhere is trusted until its lease
+    lapses. This is what lets Celery's redelivery of a task whose worker process died
+    resume it at once, instead of after the dead process's lease runs out.
+    """
+    host, _, rest = holder.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.2f}" != started
+    except psutil.NoSuchProcess:
+        return True
+
+
 def claim(operation_id: str) -> Operation | None:
-    """Take the operation if nobody holds a live lease on it; None if someone does (or done)."""
+    """Take the operation if nobody alive holds a lease on it; None if someone does (or done)."""
     now = timezone.now()
-    taken = (
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    holder = (
         Operation.objects.filter(pk=operation_id, finished_at__isnull=True)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(
-            lease_until=now + LEASE,
-            attempts=F("attempts") + 1,
-            state=OperationState.RUNNING,
-            started_at=Coalesce("started_at", Value(now)),
-        )
+        .values_list("lease_holder", flat=True)
+        .first()
+    )
+    if holder and holder_is_gone(holder):
+        free |= Q(lease_holder=holder)  # Still that dead holder's, not a new one's.
+    taken = Operation.objects.filter(free, pk=operation_id, finished_at__isnull=True).update(
+        lease_until=now + LEASE,
+        lease_holder=this_process(),
+        attempts=F("attempts") + 1,
+        state=OperationState.RUNNING,
+        started_at=Coalesce("started_at", Value(now)),
     )
     if not taken:
         return None

@@ -67,7 +67,12 @@ class Autoscaler:
         if route is None or current is None:
             return
         s = route.settings
-        mine = [r for r in runners if r.revision == current and r.state in ACTIVE]
+        # A runner waiting out a crash backoff holds no capacity: others may take its place.
+        mine = [
+            r
+            for r in runners
+            if r.revision == current and r.state in ACTIVE and r.state != "CRASH_BACKOFF"
+        ]
         ready = [r for r in mine if r.state in READY]
         starting = [r for r in mine if r.state in STARTING]
         mux = max(int(s["max_multiplexing"]), 1)

@@ -27,7 +27,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from dashboard.controlplane import events, parameters
+from dashboard.controlplane import events, parameters, revisions
 from dashboard.controlplane.models import App, Revision
 
 log = logging.getLogger("switchboard.runtime")
@@ -110,15 +110,7 @@ def load_route(name: str) -> AppRoute | None:
     return _route(app) if app else None
 
 
-@db_call
-def load_revision(revision_id: str) -> RevisionInfo | None:
-    try:
-        key = uuid.UUID(revision_id)
-    except ValueError:
-        return None
-    rev = Revision.objects.select_related("app").filter(pk=key).first()
-    if rev is None:
-        return None
+def _info(rev: Revision) -> RevisionInfo:
     is_current = rev.app.current_revision_id == rev.id
     return RevisionInfo(
         id=str(rev.id),
@@ -131,6 +123,26 @@ def load_revision(revision_id: str) -> RevisionInfo | None:
         settings=effective_settings(rev.settings, rev.app.settings if is_current else None),
         is_current=is_current,
     )
+
+
+@db_call
+def load_revision(revision_id: str) -> RevisionInfo | None:
+    try:
+        key = uuid.UUID(revision_id)
+    except ValueError:
+        return None
+    rev = Revision.objects.select_related("app").filter(pk=key).first()
+    return None if rev is None else _info(rev)
+
+
+@db_call
+def resolve_revision(app: str, ref: str) -> RevisionInfo:
+    """The revision of `app` that `ref` (a full id or a unique prefix of 8+ hex
+    characters) names, read from the database: the one resolver the API and the CLI use
+    (controlplane.revisions), so every surface says the same about a bad prefix. Raises
+    its ControlError (400 invalid or ambiguous, 404 unknown or another app's).
+    """
+    return _info(revisions.resolve(revisions.get_app(app), ref))
 
 
 class RoutingTable:

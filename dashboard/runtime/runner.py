@@ -30,6 +30,7 @@ import resource
 import signal
 import sys
 import traceback
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -90,16 +91,28 @@ class Runner:
                     result = await loop.run_in_executor(self.pool, func, *args)
                 body = json.dumps(result)
             except Exception as exc:  # noqa: BLE001 - the app's bug is reported, not fatal.
-                traceback.print_exc()
-                return _error(
-                    500,
-                    "handler_error",
-                    f"{type(exc).__name__}: {exc}",
-                    traceback="".join(traceback.format_exception(exc)[-4:]),
-                )
+                return _handler_failed(request, exc)
             return web.Response(text=body, content_type=JSON)
 
         return handle
+
+
+def _handler_failed(request: web.Request, exc: BaseException) -> web.Response:
+    """A 500 that tells the caller only a request id; the traceback goes to the runner's
+    log under that id. A traceback (or even the exception's text) shows server paths,
+    source lines and whatever data the app put in the message, to any caller."""
+    request_id = uuid.uuid4().hex
+    sys.stderr.write(
+        f"request {request_id}: {request.method} {request.path} raised\n"
+        + "".join(traceback.format_exception(exc))
+    )
+    sys.stderr.flush()
+    return _error(
+        500,
+        "handler_error",
+        f"the app failed on this request; its log has the details under request id {request_id}",
+        request_id=request_id,
+    )
 
 
 def _failure(what: str, exc: BaseException) -> str:

@@ -49,6 +49,26 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def crash_delay(crashes: int) -> float:
+    """Seconds before restarting a runner after its `crashes`-th crash in a row.
+
+    A runner that crashed once is restarted at once (a kill, an OOM); only one that keeps
+    crashing waits, longer each time, so a broken revision does not spin.
+    """
+    if crashes <= 1:
+        return 0.0
+    return min(conf.RUNNER_BACKOFF_STEP * (crashes - 1), conf.RUNNER_BACKOFF_CAP)
+
+
+class CrashLooping(Exception):
+    """Every runner of the revision is waiting out a crash backoff; nothing can serve."""
+
+    def __init__(self, reason: str, retry_after: float):
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
 class StartFailed(Exception):
     """A queued request's revision could not start a runner."""
 
@@ -70,6 +90,7 @@ class Runner:
     idle_shutdown_at: datetime | None = None
     restarts: int = 0
     crashes: int = 0
+    restart_at: float = 0.0  # Monotonic: when a runner in CRASH_BACKOFF starts again.
     error: str = ""
     stopping: bool = False
     ended_at: float | None = None  # Monotonic: when to forget a gone runner.
@@ -78,6 +99,11 @@ class Runner:
     upstream: UpstreamPool | None = None  # The gateway's connections to it, once ready.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def crash_looping(self) -> bool:
+        """Crashed again after being restarted at once: now waiting out a backoff."""
+        return self.state == "CRASH_BACKOFF" and self.crashes > 1
 
     @property
     def max_multiplexing(self) -> int:
@@ -110,6 +136,7 @@ class Runner:
             "idle_shutdown_at": iso(self.idle_shutdown_at),
             "ended_at": iso(self.stopped_at),
             "restarts": self.restarts,
+            "crash_looping": self.crash_looping,
             "error": self.error,
             "machine_type": self.settings["machine_type"],
         }
@@ -181,13 +208,19 @@ class Supervisor:
                     self._end(runner, "TERMINATED")
                     return
                 runner.crashes += 1
-                delay = min(conf.RUNNER_BACKOFF_STEP * runner.crashes, conf.RUNNER_BACKOFF_CAP)
-                runner.error = f"process exited with code {code}; restarting in {delay:g}s"
+                delay = crash_delay(runner.crashes)
+                when = f"in {delay:g}s" if delay else "now"
+                runner.error = f"process exited with code {code}; restarting {when}"
                 runner.note(f"crashed: {runner.error}")
+                runner.restart_at = time.monotonic() + delay
                 self._set_state(runner, "CRASH_BACKOFF")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(runner.stop_requested.wait(), delay)
                 if runner.stopping:
+                    self._end(runner, "TERMINATED")
+                    return
+                if delay and self._replaced(runner):
+                    runner.note("not restarted: other runners took its place during the backoff")
                     self._end(runner, "TERMINATED")
                     return
                 runner.restarts += 1
@@ -290,6 +323,8 @@ class Supervisor:
             self.wake.set()
         if state in READY:
             self.dispatch(runner.app)
+        if runner.crash_looping:
+            self._fail_waiters_if_crash_looping(runner)
 
     def _notify(self, runner: Runner) -> None:
         event, runner.changed = runner.changed, asyncio.Event()
@@ -313,6 +348,37 @@ class Supervisor:
         for waiter in queue:
             if not waiter.future.done():
                 waiter.future.set_exception(StartFailed(runner.error))
+
+    def crash_looping(self, revision: str) -> CrashLooping | None:
+        """Why nothing of `revision` can serve now, when all its runners are crash-looping."""
+        mine = [r for r in self.alive() if r.revision == revision and not r.stopping]
+        if not mine or not all(r.crash_looping for r in mine):
+            return None
+        soonest = min(mine, key=lambda r: r.restart_at)
+        return CrashLooping(soonest.error, max(soonest.restart_at - time.monotonic(), 0.0))
+
+    def _fail_waiters_if_crash_looping(self, runner: Runner) -> None:
+        """Requests queued for a revision that cannot serve get their answer now, not after
+        the backoff (which grows to minutes)."""
+        route = self.routes.get(runner.app)
+        if route is None or route.revision != runner.revision:
+            return
+        looping = self.crash_looping(runner.revision)
+        if looping is None:
+            return
+        for waiter in self.waiters.pop(runner.app, deque()):
+            if not waiter.future.done():
+                waiter.future.set_exception(looping)
+
+    def _replaced(self, runner: Runner) -> bool:
+        """Whether the autoscaler started others while this one was in backoff, so that
+        restarting it would exceed max_concurrency."""
+        others = [
+            r
+            for r in self.alive()
+            if r.revision == runner.revision and r is not runner and r.state != "CRASH_BACKOFF"
+        ]
+        return len(others) >= int(self._tunable(runner, "max_concurrency"))
 
     async def wait_for(self, runner: Runner, predicate, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

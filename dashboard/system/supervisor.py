@@ -20,6 +20,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def web_command(port: int) -> list[str]:
+    """The dashboard and control API: granian serving dashboard/asgi.py.
+
+    A slow client costs a coroutine, not a thread (see dashboard/asgi.py), and granian
+    closes a connection whose headers stall past GRANIAN_HTTP1_HEADER_READ_TIMEOUT
+    (milliseconds, default 30000; granian reads its GRANIAN_* variables itself).
+    asginl: Django has no lifespan events. Sync views run one at a time per worker (in
+    asgiref's thread), so four workers keep four requests in progress at once.
+    BENCHMARKS.md "Web server under slow clients" compares it with gunicorn's threads.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asginl",
+        "dashboard.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "4",
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "10",
+        "--access-log",
+    ]
+
+
 def runtime_command() -> list[str]:
     """The runtime: gateway, admin API and runner supervisor in one process."""
     return [sys.executable, "manage.py", "runtime"]

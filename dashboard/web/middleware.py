@@ -4,8 +4,10 @@ import time
 import zoneinfo
 from urllib.parse import urlencode, urlsplit
 
+from django import db
 from django.conf import settings
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
+from django.urls import resolve
 from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -68,4 +70,45 @@ class HtmxSignInMiddleware:
             return HttpResponseClientRedirect(
                 f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': page})}"
             )
+        return response
+
+
+class DatabaseLostMiddleware:
+    """A database connection lost mid-request is a 503 that says what to do, never a 500.
+
+    CONN_HEALTH_CHECKS already replaces a connection that died between requests; this
+    covers one that dies during a request. A read (GET/HEAD) is run once more on a fresh
+    connection; a write is refused, since whether it committed cannot be known here, with
+    the advice to retry (an Idempotency-Key makes an API retry safe).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (db.OperationalError, db.InterfaceError)):
+            return None
+        db.connections.close_all()
+        if request.method in ("GET", "HEAD") and not getattr(request, "_db_retried", False):
+            request._db_retried = True
+            match = resolve(request.path_info)
+            try:
+                return match.func(request, *match.args, **match.kwargs)
+            except (db.OperationalError, db.InterfaceError):
+                db.connections.close_all()
+        message = (
+            "the database connection was lost while answering; nothing is known to have "
+            "changed. Retry in a moment (with the same Idempotency-Key for an API call)."
+        )
+        if request.path.startswith("/api/"):
+            from dashboard.controlplane.api.errors import error_response
+
+            response = error_response(503, "database_unavailable", message)
+        else:
+            response = render(request, "web/error.html", {"message": message, "status": 503})
+            response.status_code = 503
+        response["Retry-After"] = "2"
         return response

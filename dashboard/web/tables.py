@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import django_tables2 as tables
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -18,6 +19,7 @@ from dashboard.controlplane.models import (
     Revision,
     RevisionStatus,
     Role,
+    short_id,
 )
 from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup
@@ -113,6 +115,7 @@ class VersionsTable(PagedTable):
     deployed_by = tables.Column(verbose_name="Deployed by", empty_values=())
     created_at = tables.Column(verbose_name="Created", empty_values=())
     settings = tables.Column(verbose_name="Machine & scaling", empty_values=())
+    revision_url = tables.Column(verbose_name="Call & compare", empty_values=())
     actions = tables.Column(verbose_name="Actions", empty_values=())
 
     class Meta:
@@ -125,6 +128,7 @@ class VersionsTable(PagedTable):
             "deployed_by",
             "created_at",
             "settings",
+            "revision_url",
             "actions",
         )
         orderable = False
@@ -145,6 +149,8 @@ class VersionsTable(PagedTable):
             action: reverse("confirm", args=[app.name, action])
             for action in ("rollback", "resume", "suspend", "delete")
         }
+        self._compare_url = reverse("compare", args=[app.name])
+        self._gateway = f"{settings.GATEWAY_URL.rstrip('/')}/{app.name}@"
 
     def page_rows(self) -> Iterator[str]:
         """Each row of the page as one `<tr>`, its cells from the render_<column> methods.
@@ -175,6 +181,30 @@ class VersionsTable(PagedTable):
             record.short_id,
             record.id,
             COPY_ICON,
+        )
+
+    def render_revision_url(self, record: Revision) -> str:
+        """A Deployed revision's own gateway URL (copyable), and a link comparing it with
+        Current; folded, so the row stays one line until it is opened."""
+        compare = ""
+        if self.current_id and record.id != self.current_id:
+            compare = format_html(
+                '<a href="{}?a={}&amp;b={}" data-testid="compare-link">Compare with Current</a>',
+                self._compare_url,
+                short_id(self.current_id),
+                record.short_id,
+            )
+        if record.status != RevisionStatus.DEPLOYED:
+            return compare or mark_safe('<span class="muted">—</span>')
+        url = f"{self._gateway}{record.short_id}/"
+        return format_html(
+            '<details class="rev-url"><summary>URL</summary><span class="rev">'
+            '<code data-testid="revision-url">{0}</code><button type="button" class="copy"'
+            ' data-copy="{0}" aria-label="Copy URL {0}" title="Copy URL">{1}</button></span>'
+            "</details>{2}",
+            url,
+            COPY_ICON,
+            compare,
         )
 
     def render_status(self, record: Revision) -> str:

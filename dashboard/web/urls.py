@@ -24,6 +24,7 @@ urlpatterns = [
     path("", views.apps, name="apps"),
     path("apps/<slug:app>/", views.app_home, name="app"),
     path("apps/<slug:app>/versions", views.versions, name="versions"),
+    path("apps/<slug:app>/compare/", views.compare, name="compare"),
     path("apps/<slug:app>/runners", views.runners, name="runners"),
     path("apps/<slug:app>/history", views.history, name="history"),
     path("apps/<slug:app>/confirm/<slug:action>", views.confirm, name="confirm"),

@@ -27,8 +27,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import tokens
+from dashboard.controlplane import diff, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
+from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -240,6 +241,34 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     if panel_key:
         context["panel"] = _progress_context(request, app.name, panel_key)
     return render(request, "web/versions.html", context)
+
+
+# -- Compare two revisions ---------------------------------------------------------------
+
+COMPARE_QUERY = ("a", "b")
+
+
+@require_GET
+@login_required
+def compare(request: HttpRequest, app: str) -> HttpResponse:
+    """What changed from revision a to revision b (controlplane/diff.py, as the API and
+    the CLI show it); both are resolved by the control plane's one resolver."""
+    app = _app_or_404(app)
+    if unknown := sorted(set(request.GET) - set(COMPARE_QUERY)):
+        return _error(request, f"Unknown parameter {unknown[0]!r}; the page takes a and b.", 400)
+    refs = {key: request.GET.get(key, "").strip() for key in COMPARE_QUERY}
+    context: dict[str, Any] = {"app": app, "refs": refs, "result": None}
+    if all(refs.values()):
+        try:
+            a, b = (revisions.resolve(app, refs[key]) for key in COMPARE_QUERY)
+        except ControlError as exc:
+            return _error(request, exc.message, exc.status)
+        result = diff.diff_revisions(a, b)
+        context.update(result=result, sides=[("a", result["a"]), ("b", result["b"])])
+    elif any(refs.values()):
+        missing = " and ".join(key for key, value in refs.items() if not value)
+        return _error(request, f"Give both revisions to compare: {missing} is missing.", 400)
+    return render(request, "web/compare.html", context)
 
 
 # -- Runners and history -----------------------------------------------------------------

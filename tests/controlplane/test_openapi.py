@@ -7,6 +7,7 @@ import pytest
 from django.urls import URLPattern, get_resolver
 
 from dashboard.controlplane.api import urls as api_urls
+from dashboard.webhooks import urls as webhook_urls
 from tests.controlplane.conftest import ApiClient
 
 
@@ -26,7 +27,7 @@ def test_the_document_is_served_without_a_token_and_parses_as_openapi_3_1():
 @pytest.mark.django_db
 def test_every_url_route_and_method_is_in_the_document():
     doc = ApiClient(None).get("openapi.json").json()
-    routes = [p for p in api_urls.urlpatterns if p.name]
+    routes = [p for p in [*api_urls.urlpatterns, *webhook_urls.urlpatterns] if p.name]
     assert routes, "the API has routes"
     for route in routes:
         assert _openapi_path(route) in doc["paths"], route.pattern

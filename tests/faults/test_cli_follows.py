@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -40,8 +41,13 @@ class Outage:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def cut(self) -> None:
+        # shutdown() first: a bare close() leaves the thread blocked in accept() holding
+        # the port open, so connections would still be taken.
+        self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # Wakes the pump blocked on it, as above.
             conn.close()
         self.conns.clear()
 
@@ -100,8 +106,10 @@ def test_the_cli_follows_an_operation_across_an_api_outage_and_reports_its_end(s
     )
     lines = Lines(proc)
     try:
-        # Its first step printed: the API accepted the deploy and the CLI is following it.
-        wait_until(lambda: lines.out, timeout=60, what="the deploy's first progress line")
+        # A step of the operation printed: the API accepted the deploy and the CLI follows it.
+        wait_until(
+            lambda: lines.count("bundle received"), timeout=60, what="the deploy's first step"
+        )
         api.cut()
         wait_until(
             lambda: lines.count("still following operation") >= 3,

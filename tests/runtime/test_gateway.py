@@ -105,11 +105,13 @@ def test_a_request_longer_than_request_timeout_is_aborted_with_504(runtime):
     assert "request_timeout=1s" in error["message"]
 
 
-def test_a_handler_error_is_a_500_with_the_error(runtime):
+def test_a_handler_error_is_a_500_with_a_request_id_and_nothing_of_the_error(runtime):
     deploy_example("oops", "demo", replace={'str(data.get("name", "world"))': "data['missing']"})
     response = runtime.gateway("POST", "/oops/", json={})
     assert response.status_code == 500
-    assert response.json()["error"]["message"] == "KeyError: 'missing'"
+    error = response.json()["error"]
+    assert error["code"] == "handler_error" and len(error["request_id"]) == 32
+    assert "KeyError" not in response.text and "missing" not in response.text
 
 
 def test_a_revision_whose_setup_fails_answers_503_with_the_reason(runtime):

@@ -27,7 +27,7 @@ async def echo(request: Request) -> Reply:
         "path": request.path.decode(),
         "query": request.query.decode(),
         "trace": (request.header(b"x-trace") or b"").decode(),
-        "body": request.body.decode(),
+        "body": (await request.read()).decode(),
     }
     return Reply(200, json.dumps(seen).encode(), headers={"X-Handled": "yes"})
 
@@ -212,10 +212,12 @@ def test_closing_lets_an_answer_in_progress_finish_then_closes_its_connection():
     assert eof == b"" and refused
 
 
-def test_an_idle_connection_and_a_stalled_request_are_closed_after_the_keep_alive_timeout(
+def test_an_idle_connection_and_a_stalled_request_are_closed_after_their_timeouts(
     monkeypatch,
 ):
     monkeypatch.setattr(httpserver, "KEEP_ALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(httpserver, "HEAD_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(httpserver, "BODY_TIMEOUT_SECONDS", 0.2)
 
     async def main():
         async with connected() as (_server, _port, reader, writer):
@@ -224,7 +226,100 @@ def test_an_idle_connection_and_a_stalled_request_are_closed_after_the_keep_aliv
             idle = await asyncio.wait_for(reader.read(1), 2)
         async with connected() as (_server, _port, reader, writer):
             writer.write(b"GET /half-a-request HTTP/1.1\r\nHo")
-            stalled = await asyncio.wait_for(reader.read(1), 2)
-        return idle, stalled
+            stalled_head = await asyncio.wait_for(read_answer(reader), 2)
+            head_eof = await asyncio.wait_for(reader.read(1), 2)
+        async with connected() as (_server, _port, reader, writer):
+            writer.write(b"POST /upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\nabc")
+            stalled_body = await asyncio.wait_for(read_answer(reader), 2)
+            body_eof = await asyncio.wait_for(reader.read(1), 2)
+        return idle, stalled_head, head_eof, stalled_body, body_eof
 
-    assert asyncio.run(main()) == (b"", b"")
+    idle, stalled_head, head_eof, stalled_body, body_eof = asyncio.run(main())
+    assert idle == head_eof == body_eof == b""
+    assert stalled_head[0] == 408 and "did not arrive" in body_of(stalled_head)["error"]["message"]
+    assert stalled_body[0] == 408 and "stalled" in body_of(stalled_body)["error"]["message"]
+
+
+def test_chunked_trailers_are_not_taken_as_headers():
+    [answer], _ = talk(
+        b"POST /t HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Trace: from-the-trailer\r\n\r\n"
+    )
+    assert body_of(answer)["body"] == "ok" and body_of(answer)["trace"] == ""
+
+
+class Countdown:
+    """A streamed answer body of `pieces` pieces of 64 KiB; records that it was closed."""
+
+    closed: list[bool] = []
+
+    def __init__(self, pieces: int) -> None:
+        self.left = pieces
+
+    async def read(self) -> bytes:
+        if not self.left:
+            return b""
+        self.left -= 1
+        return b"z" * 65536
+
+    def close(self) -> None:
+        Countdown.closed.append(True)
+
+
+@pytest.mark.parametrize("length", [None, 4 * 65536], ids=["chunked", "content-length"])
+def test_a_streamed_answer_is_written_piece_by_piece_and_closed(length):
+    async def handler(request: Request) -> Reply:
+        return Reply(200, Countdown(4), "application/octet-stream", length=length)
+
+    async def main():
+        server = HttpServer(handler, max_body=1024)
+        port = free_port()
+        await server.start("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /s HTTP/1.1\r\nHost: gw\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if length is None:
+            body = b""
+            while (size := int((await reader.readuntil(b"\r\n"))[:-2], 16)) != 0:
+                body += await reader.readexactly(size)
+                await reader.readexactly(2)
+        else:
+            body = await reader.readexactly(length)
+        writer.close()
+        await server.close()
+        return head, body
+
+    Countdown.closed.clear()
+    head, body = asyncio.run(main())
+    assert body == b"z" * 4 * 65536 and Countdown.closed == [True]
+    assert (b"Transfer-Encoding: chunked" in head) == (length is None)
+
+
+def test_a_large_body_reaches_the_handler_in_pieces_while_it_arrives():
+    """The handler starts with the head and reads the body as it comes: the server never
+    holds it whole."""
+    pieces: list[int] = []
+
+    async def handler(request: Request) -> Reply:
+        while chunk := await request.body.read():
+            pieces.append(len(chunk))
+        return Reply(200, b"{}")
+
+    async def main():
+        server = HttpServer(handler, max_body=64 * 1024 * 1024)
+        port = free_port()
+        await server.start("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        size = 16 * 1024 * 1024
+        writer.write(b"POST /up HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"u" * 65536)
+            await writer.drain()
+        answer = await read_answer(reader)
+        writer.close()
+        await server.close()
+        return answer, size
+
+    answer, size = asyncio.run(main())
+    assert answer[0] == 200 and sum(pieces) == size
+    assert max(pieces) <= httpserver.HIGH_WATER * 2 and len(pieces) > 1

@@ -74,21 +74,61 @@ def test_setup_longer_than_startup_timeout_fails_the_runner(runtime):
     wait_until(lambda: not _alive(failed["pid"]), what="the timed-out runner to be killed")
 
 
-def test_a_runner_that_crashes_after_ready_backs_off_and_restarts(runtime):
+def test_a_runner_killed_once_is_restarted_at_once_and_one_that_keeps_crashing_backs_off(
+    runtime,
+):
     revision = deploy_example("crashy", "fast")
     started = runtime.start_runner(revision)
     ready = runtime.runner(started["id"], wait_for="ready", timeout=30)
 
     os.kill(ready["pid"], signal.SIGKILL)
-    backing_off = runtime.wait_state(started["id"], "CRASH_BACKOFF")
-    assert "restarting in 0.5s" in backing_off["error"]
-
-    restarted = runtime.wait_state(started["id"], "IDLE")
-    assert restarted["restarts"] == 1
+    restarted = wait_until(
+        lambda: (
+            (r := runtime.runner(started["id"]))["restarts"] == 1 and r["state"] == "IDLE" and r
+        ),
+        what="the killed runner to be restarted at once",
+    )
     assert restarted["pid"] != ready["pid"]
     assert runtime.gateway("POST", "/crashy/", json={}).json()["version"] == "fast v1"
+
+    os.kill(restarted["pid"], signal.SIGKILL)
+    backing_off = runtime.wait_state(started["id"], "CRASH_BACKOFF")
+    assert "restarting in 0.5s" in backing_off["error"]
+    assert backing_off["crash_looping"] is True
+
+    again = runtime.wait_state(started["id"], "IDLE")
+    assert again["restarts"] == 2
     log = runtime.admin("GET", "/logs", params={"runner": started["id"]}).text
-    assert "crashed: process exited with code -9" in log
+    assert "crashed: process exited with code -9; restarting now" in log
+    assert "crashed: process exited with code -9; restarting in 0.5s" in log
+
+
+def test_a_revision_that_crashes_on_every_request_answers_503_at_once_while_it_loops(
+    runtime_factory,
+):
+    # A long backoff, as in production: callers must not wait it out in the queue.
+    runtime = runtime_factory(
+        SWITCHBOARD_RUNNER_BACKOFF_STEP="60", SWITCHBOARD_RUNNER_BACKOFF_CAP="600"
+    )
+    deploy_example(
+        "doomed",
+        "fast",
+        replace={'return {"version": VERSION, "echo": data}': '__import__("os")._exit(3)'},
+    )
+    first = runtime.gateway("POST", "/doomed/", json={})
+    assert first.status_code == 502  # Its runner died under it.
+    second = runtime.gateway("POST", "/doomed/", json={})  # The runner restarted at once.
+    assert second.status_code == 502
+
+    looping = wait_until(
+        lambda: (r := runtime.gateway("POST", "/doomed/", json={})).status_code == 503 and r,
+        what="the gateway to refuse at once while every runner is in backoff",
+    )
+    assert looping.json()["error"]["code"] == "revision_crash_looping"
+    assert "crash-looping (last: process exited with code 3" in looping.json()["error"]["message"]
+    assert 1 <= int(looping.headers["Retry-After"]) <= 60
+    [runner] = [r for r in runtime.runners("doomed") if r["state"] == "CRASH_BACKOFF"]
+    assert runner["crash_looping"] is True
 
 
 def test_kill_ends_a_runner_at_once(runtime):

@@ -326,3 +326,73 @@ def test_header_names_are_matched_in_any_case_and_values_keep_theirs():
     )
     assert [(a.content_type, a.body) for a in answers] == [("Text/Plain", b"ok")] * 2
     assert server.connections == 1
+
+
+class Pieces:
+    """A request body that arrives in `count` pieces of `size` bytes."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size = count, size
+
+    async def read(self) -> bytes:
+        if not self.count:
+            return b""
+        self.count -= 1
+        return b"p" * self.size
+
+
+@pytest.mark.parametrize("length", [None, 8 * 65536], ids=["chunked", "content-length"])
+def test_a_body_in_pieces_is_sent_framed_and_a_large_answer_is_read_in_pieces(length):
+    """Both ways bounded: the answer (8 MB) comes in pieces no larger than the buffer, and
+    the connection is reused only once the answer was read to its end."""
+    seen: list[int] = []
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        seen.append(len(await request.read()))
+        seen.append(int(request.headers.get("Content-Length", -1)))
+        return web.Response(body=b"a" * (8 * 1024 * 1024))
+
+    async def main():
+        path = socket_path()
+        runner = await aiohttp_server(path, [web.post("/", upload)])
+        pool = UpstreamPool(path, limit=1)
+        try:
+            answer = await pool.open("POST", "/", body=Pieces(8, 65536), length=length)
+            pieces = []
+            while chunk := await answer.read():
+                pieces.append(len(chunk))
+                await asyncio.sleep(0)  # A slow reader: the buffer fills and reading pauses.
+            answer.release()
+            again = await pool.request("POST", "/", body=b"x")
+            return answer.length, pieces, again.status, pool._open  # noqa: SLF001
+        finally:
+            pool.close()
+            await runner.cleanup()
+
+    total, pieces, status, open_ = asyncio.run(main())
+    assert total == sum(pieces) == 8 * 1024 * 1024 and status == 200 and open_ == 1
+    assert max(pieces) <= 2 * 256 * 1024
+    assert seen[:2] == [8 * 65536, length if length is not None else -1]
+
+
+def test_an_answer_released_before_its_end_drops_its_connection():
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"b" * (4 * 1024 * 1024))
+
+    async def main():
+        path = socket_path()
+        runner = await aiohttp_server(path, [web.get("/", big)])
+        pool = UpstreamPool(path, limit=1)
+        try:
+            answer = await pool.open("GET", "/")
+            await answer.read()
+            answer.release()  # The caller went away half-way.
+            await asyncio.sleep(0.01)  # Let the dropped connection's close land.
+            dropped = pool._open  # noqa: SLF001
+            again = await pool.request("GET", "/")
+            return dropped, len(again.body)
+        finally:
+            pool.close()
+            await runner.cleanup()
+
+    assert asyncio.run(main()) == (0, 4 * 1024 * 1024)

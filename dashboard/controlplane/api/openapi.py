@@ -286,6 +286,41 @@ def _paths() -> dict[str, Any]:
                 OP_ACCEPTED,
             ),
         },
+        "/apps/{app}/revisions/preview": {
+            "parameters": [APP],
+            "post": {
+                "summary": "Deploy preview: the revision a deploy with this form would create",
+                "description": (
+                    "Needs the deployer role. Takes the deploy's form; stages the bundle and "
+                    "runs the import check as a deploy does, compares it with Current, then "
+                    "discards it: nothing is recorded or kept. 422 import_check_failed when "
+                    "the deploy would fail."
+                ),
+                # requestBody: the deploy's own form, set by document().
+                "responses": {
+                    "200": _json(_ref("DeployPreview")),
+                    **ERRORS,
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "422": _error_response("The import check fails: the deploy would fail"),
+                },
+            },
+        },
+        "/apps/{app}/diff": {
+            "parameters": [APP],
+            "get": {
+                "summary": "What changed from revision a to revision b",
+                "description": (
+                    "Entrypoint, message, annotations, settings (with their kind) and the "
+                    "bundles' files, with a unified diff for text files up to 256 KiB and "
+                    "2,000 lines each. Any other query parameter is refused (unknown_field)."
+                ),
+                "parameters": [
+                    {**REV, "name": "a", "in": "query"},
+                    {**REV, "name": "b", "in": "query"},
+                ],
+                "responses": {"200": _json(_ref("Diff")), **ERRORS},
+            },
+        },
         "/apps/{app}/set-rev": {
             "parameters": [APP],
             "post": _mutation(
@@ -491,11 +526,181 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _webhook_paths() -> dict[str, Any]:
+    """/webhooks...: admin only (an endpoint's URL can be a secret itself)."""
+    admin = "Needs the admin role."
+    webhook_id = {
+        "name": "webhook_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer"},
+    }
+    return {
+        "/webhooks": {
+            "get": {
+                "summary": "Every webhook endpoint",
+                "description": admin,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+                        }
+                    ),
+                    **ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Register an endpoint; the answer carries its signing secret, once",
+                "description": admin + " The URL must be http(s) with a host, at most 2000 "
+                "characters. Deliveries go wherever it points (admins are trusted with that); "
+                "redirects are never followed.",
+                "parameters": [IDEMPOTENCY],
+                "requestBody": _body(
+                    {
+                        "url": {"type": "string", "maxLength": 2000},
+                        "app": {
+                            "type": ["string", "null"],
+                            "description": "Only this app's events; left out: every app",
+                        },
+                        "events": {
+                            "type": "array",
+                            "items": _ref("WebhookEvent"),
+                            "description": "Empty or left out: every event",
+                        },
+                        "format": {"type": "string", "enum": ["json", "slack"]},
+                        "description": {"type": "string", "maxLength": 200},
+                    },
+                    ["url"],
+                ),
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "webhook": _ref("Webhook"),
+                                "secret": {"type": "string"},
+                            },
+                        },
+                        "Created (or, for a repeated Idempotency-Key, the first answer)",
+                    ),
+                    **ERRORS,
+                    "422": {"$ref": "#/components/responses/KeyReused"},
+                },
+            },
+        },
+        "/webhooks/{webhook_id}": {
+            "parameters": [webhook_id],
+            "get": {
+                "summary": "One webhook endpoint",
+                "description": admin,
+                "responses": {"200": _json(_ref("Webhook")), **ERRORS},
+            },
+            "delete": {
+                "summary": "Remove an endpoint and its delivery records",
+                "description": admin,
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"deleted": _ref("Webhook")}}),
+                    **ERRORS,
+                },
+            },
+        },
+        "/webhooks/{webhook_id}/deliveries": {
+            "parameters": [webhook_id],
+            "get": {
+                "summary": "Deliveries to the endpoint, newest first, paginated",
+                "description": admin,
+                "parameters": PAGE,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "deliveries": {
+                                    "type": "array",
+                                    "items": _ref("WebhookDelivery"),
+                                },
+                                "count": {"type": "integer"},
+                                "page": {"type": "integer"},
+                                "page_size": {"type": "integer"},
+                                "next": {"type": ["integer", "null"]},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            },
+        },
+        "/webhooks/{webhook_id}/test": {
+            "parameters": [webhook_id],
+            "post": {
+                "summary": "Queue a test event to the endpoint, whatever events it takes",
+                "description": admin,
+                "responses": {
+                    "202": _json(
+                        {"type": "object", "properties": {"delivery": _ref("WebhookDelivery")}},
+                        "Queued",
+                    ),
+                    **ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    from dashboard.webhooks.models import EventType
+
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "WebhookEvent": {"type": "string", "enum": list(EventType.values)},
+        "Webhook": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "url": {"type": "string"},
+                "app": {"type": ["string", "null"]},
+                "events": {"type": "array", "items": _ref("WebhookEvent")},
+                "format": {"type": "string", "enum": ["json", "slack"]},
+                "description": {"type": "string"},
+                "secret_hint": {"type": "string"},
+                "created_by": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "WebhookDelivery": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "webhook": {"type": "integer"},
+                "event": _ref("WebhookEvent"),
+                "operation": {"type": ["string", "null"], "format": "uuid"},
+                "status": {
+                    "type": "string",
+                    "enum": ["pending", "retrying", "succeeded", "failed"],
+                },
+                "attempts": {"type": "integer"},
+                "response_code": {"type": ["integer", "null"]},
+                "error": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "last_attempt_at": nullable_time,
+                "next_attempt_at": nullable_time,
+                "finished_at": nullable_time,
+            },
+        },
+    }
+
+
 def _error_response(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
 def document() -> dict[str, Any]:
+    paths = _paths()
+    # A preview takes exactly the deploy's form: one description of it.
+    paths["/apps/{app}/revisions/preview"]["post"]["requestBody"] = paths["/apps/{app}/revisions"][
+        "post"
+    ]["requestBody"]
     nullable_time = {"type": ["string", "null"], "format": "date-time"}
     return {
         "openapi": "3.1.0",
@@ -507,7 +712,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**paths, **_webhook_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -571,6 +776,90 @@ def document() -> dict[str, Any]:
                         "error": {"type": "string"},
                         "log_tail": {"type": "string"},
                         "endpoints": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "Diff": {
+                    "type": "object",
+                    "properties": {
+                        "app": {"type": "string"},
+                        "a": {"type": "object"},
+                        "b": {"type": "object"},
+                        "fields": {"type": "array", "items": {"type": "object"}},
+                        "annotations": {"type": "array", "items": {"type": "object"}},
+                        "settings": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {
+                                        "type": "string",
+                                        "enum": ["runtime-tunable", "code-specific"],
+                                    },
+                                    "unit": {"type": "string"},
+                                    "a": {},
+                                    "b": {},
+                                    "changed": {"type": "boolean"},
+                                },
+                            },
+                        },
+                        "files": {
+                            "type": "object",
+                            "properties": {
+                                "available": {"type": "boolean"},
+                                "message": {"type": "string"},
+                                "counts": {"type": "object"},
+                                "entries": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "path": {"type": "string"},
+                                            "change": {
+                                                "type": "string",
+                                                "enum": ["added", "removed", "changed"],
+                                            },
+                                            "size_a": {"type": ["integer", "null"]},
+                                            "size_b": {"type": ["integer", "null"]},
+                                            "diff": {"type": ["string", "null"]},
+                                            "skipped": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                        "limits": {"type": "object"},
+                    },
+                },
+                "DeployPreview": {
+                    "type": "object",
+                    "properties": {
+                        "app": {"type": "string"},
+                        "app_exists": {"type": "boolean"},
+                        "entrypoint": {"type": "string"},
+                        "endpoints": {"type": "array", "items": {"type": "string"}},
+                        "strategy": {"type": "string"},
+                        "reset_scale": {"type": "boolean"},
+                        "bundle": {"type": "object"},
+                        "settings": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {"type": "string"},
+                                    "value": {},
+                                    "code": {},
+                                    "current": {},
+                                    "source": {
+                                        "type": "string",
+                                        "enum": ["code", "default", "previous_current"],
+                                    },
+                                },
+                            },
+                        },
+                        "current": {"type": ["string", "null"]},
+                        "diff": {"oneOf": [_ref("Diff"), {"type": "null"}]},
                     },
                 },
                 "Operation": {
@@ -704,6 +993,7 @@ def document() -> dict[str, Any]:
                         "short_id": {"type": "string"},
                     },
                 },
+                **_webhook_schemas(),
                 "Runner": {
                     "type": "object",
                     "properties": {

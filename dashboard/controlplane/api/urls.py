@@ -11,6 +11,7 @@ urlpatterns = [
     path("apps", views.apps, name="api-apps"),
     path("apps/<str:app>", views.app_detail, name="api-app"),
     path("apps/<str:app>/revisions", views.revisions, name="api-revisions"),
+    path("apps/<str:app>/revisions/preview", views.deploy_preview, name="api-deploy-preview"),
     path("apps/<str:app>/revisions/<str:rev>", views.revision_detail, name="api-revision"),
     path("apps/<str:app>/set-rev", views.set_rev, name="api-set-rev"),
     path("apps/<str:app>/rollout", views.rollout, name="api-rollout"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("apps/<str:app>/resume", views.resume, name="api-resume"),
     path("apps/<str:app>/runners", views.app_runners, name="api-runners"),
     path("apps/<str:app>/logs", views.app_logs, name="api-logs"),
+    path("apps/<str:app>/diff", views.app_diff, name="api-diff"),
     path("apps/<str:app>/operations", views.app_operations, name="api-history"),
     path(
         "apps/<str:app>/operations/<str:operation_id>/cancel",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +18,7 @@ from django.urls import reverse
 from dashboard import httpclient
 from dashboard.controlplane import (
     bundles,
+    diff,
     events,
     executors,
     operations,
@@ -34,6 +37,7 @@ from dashboard.controlplane.api.serializers import (
 from dashboard.controlplane.errors import (
     BadRequest,
     Conflict,
+    ControlError,
     Forbidden,
     NotFound,
     TooLarge,
@@ -960,3 +964,138 @@ def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
         return _operation_answer(exc.operation, replayed=True)
     found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
     return _operation_answer(op, app=app_json(found))
+
+
+# -- diff and deploy preview ----------------------------------------------------------
+
+DIFF_QUERY = ("a", "b")
+# The deploy form, all of it: a preview takes exactly what the deploy it previews takes.
+PREVIEW_FIELDS = DEPLOY_FIELDS
+
+
+@api_view(GET=Role.VIEWER)
+def app_diff(request: HttpRequest, app: str) -> JsonResponse:
+    """What changed from revision `a` to revision `b` of the app (diff.py)."""
+    if unknown := sorted(set(request.GET) - set(DIFF_QUERY)):
+        raise BadRequest(
+            f"unknown query parameter {unknown[0]!r}; allowed: a, b",
+            details={"unknown": unknown, "allowed": list(DIFF_QUERY)},
+            code="unknown_field",
+        )
+    refs = {key: request.GET.get(key, "").strip() for key in DIFF_QUERY}
+    if missing := [key for key, value in refs.items() if not value]:
+        raise BadRequest(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
+            "give two revisions of the app (a full id or a unique prefix of 8+ hex characters)",
+            details={"missing": missing},
+        )
+    found = get_app(app)
+    a, b = resolve(found, refs["a"]), resolve(found, refs["b"])
+    return JsonResponse({"app": found.name, **diff.diff_revisions(a, b)})
+
+
+@dataclass(frozen=True)
+class _StagedRevision:
+    """What the import check reads of a revision, for a bundle that is only staged."""
+
+    bundle_dir: Path
+    entrypoint: str
+
+
+@api_view(POST=Role.DEPLOYER, fields=PREVIEW_FIELDS, form=True)
+def deploy_preview(request: HttpRequest, app: str) -> JsonResponse:
+    """The revision a deploy with this form would create, changing nothing: the bundle is
+    staged and import-checked as a deploy's is, compared with Current, then discarded."""
+    limit = settings.MAX_BUNDLE_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 1024 * 1024:
+        raise TooLarge(f"the upload is larger than the {limit}-byte bundle limit")
+    if bad_name := rules.app_name_error(app):
+        raise BadRequest(bad_name, details={"app": app})
+    upload = request.FILES.get("bundle")
+    if upload is None:
+        raise BadRequest("no bundle: send the tar.gz as multipart field 'bundle'")
+    entrypoint = _text(request.POST.get("entrypoint"), "entrypoint", limit=300)
+    if not entrypoint:
+        raise BadRequest("entrypoint is required, e.g. app.py::MyApp")
+    strategy = _strategy(request.POST.get("strategy"))
+    reset_scale = _bool(request.POST.get("reset_scale"), "reset_scale")
+    message = _text(request.POST.get("message"), "message")
+    annotations = _annotations(request.POST.get("annotations", ""))
+    auth_mode = request.POST.get("auth_mode", "")
+    if auth_mode and auth_mode not in AuthMode.values:
+        raise BadRequest(
+            f"auth_mode must be one of {', '.join(AuthMode.values)}, got {auth_mode!r}"
+        )
+    found = App.objects.select_related("current_revision__deployed_by").filter(name=app).first()
+    actor = request.actor
+    if (
+        found is not None
+        and auth_mode
+        and (
+            refusal := rules.auth_mode_refusal(
+                found.auth_mode, auth_mode, owner=found.owner_id == actor.user.pk, role=actor.role
+            )
+        )
+    ):
+        raise Forbidden(
+            f"{refusal}; the deploy would be refused",
+            details={"app": found.name, "auth_mode": found.auth_mode, "requested": auth_mode},
+            code="auth_mode_widening_forbidden",
+        )
+    bundle = bundles.stage(upload, entrypoint)
+    try:
+        try:
+            described = executors.import_check(_StagedRevision(bundle.path, entrypoint))
+        except executors.ImportCheckFailed as exc:
+            raise ControlError(
+                f"{exc}; the deploy would fail",
+                details={"log_tail": exc.log_tail},
+                status=422,
+                code="import_check_failed",
+            ) from None
+        except executors.Failed as exc:
+            raise ControlError(
+                f"{exc}; the deploy would fail", status=422, code="import_check_failed"
+            ) from None
+        try:
+            code = parameters.code_values(described["settings"])
+        except parameters.ParameterError as exc:
+            raise ControlError(
+                f"the code declares values out of range: {exc}; the deploy would fail",
+                details={"errors": exc.errors},
+                status=422,
+                code="import_check_failed",
+            ) from None
+        alias = found.settings if found is not None else None
+        values, rows = diff.deploy_settings(code, alias, reset_scale)
+        current = found.current_revision if found is not None else None
+        new_side = diff.Side(
+            label="the new bundle",
+            entrypoint=entrypoint,
+            message=message,
+            annotations=annotations,
+            settings=values,
+            bundle_dir=bundle.path,
+            info={"id": None, "short_id": None, "status": "preview", "current": False},
+        )
+        changes = (
+            diff.diff_sides(diff.side_of(current, current.id), new_side)
+            if current is not None
+            else None
+        )
+    finally:
+        bundles.discard(bundle)  # A preview leaves nothing behind, whatever happened.
+    return JsonResponse(
+        {
+            "app": app,
+            "app_exists": found is not None,
+            "entrypoint": entrypoint,
+            "endpoints": described.get("endpoints", []),
+            "strategy": strategy,
+            "reset_scale": reset_scale,
+            "bundle": {"sha256": bundle.sha256, "size": bundle.size, "files": len(bundle.files)},
+            "settings": rows,
+            "current": str(current.id) if current is not None else None,
+            "diff": changes,
+        }
+    )

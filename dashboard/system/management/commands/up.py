@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 from celery import Celery
@@ -34,6 +33,7 @@ from dashboard.system.supervisor import (
     Supervisor,
     beat_command,
     runtime_command,
+    web_command,
     worker_command,
 )
 
@@ -181,28 +181,10 @@ class Command(BaseCommand):
         broker_url = supervisor.env.get("CELERY_BROKER_URL") or redis_service.celery_redis_url(
             supervisor.env["REDIS_URL"]
         )
-        python = sys.executable
         children = [
             Child(
                 "web",
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "dashboard.wsgi",
-                    "-b",
-                    f"127.0.0.1:{web_port}",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "4",
-                    "--timeout",
-                    "120",
-                    "--graceful-timeout",
-                    "10",
-                    "--access-logfile",
-                    "-",
-                ],
+                web_command(web_port),
                 logs / "web.log",
                 lambda: _answers(f"http://127.0.0.1:{web_port}/admin/login/"),
             ),

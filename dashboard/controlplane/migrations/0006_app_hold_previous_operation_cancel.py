@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("controlplane", "0004_operation_request_hash_full_match_names"),
+        ("controlplane", "0005_operation_lease_holder"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

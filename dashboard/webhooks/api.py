@@ -1,0 +1,67 @@
+"""The webhooks' part of the control API, under /api/v1/webhooks. Admins only: an
+endpoint's URL can itself be a secret (a Slack incoming-webhook URL is one)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from dashboard.controlplane.api.auth import api_view
+from dashboard.controlplane.api.views import _page, _paginate
+from dashboard.controlplane.models import Role
+from dashboard.webhooks import endpoints
+from dashboard.webhooks.models import Endpoint
+
+
+@api_view(GET=Role.ADMIN, POST=Role.ADMIN, fields=endpoints.CREATE_FIELDS)
+def webhooks(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        body = request.input
+        created = endpoints.create(
+            request.actor.user,
+            url=body.get("url"),
+            app=body.get("app"),
+            events_=body.get("events"),
+            format=body.get("format"),
+            description=body.get("description"),
+            idempotency_key=request.actor.idempotency_key,
+            request_hash=request.actor.request_hash,
+        )
+        # The only answer that carries the secret: receivers need it to check signatures.
+        return JsonResponse(
+            {"webhook": endpoints.endpoint_json(created), "secret": created.secret}, status=201
+        )
+    found = Endpoint.objects.select_related("app", "created_by")
+    return JsonResponse({"webhooks": [endpoints.endpoint_json(e) for e in found]})
+
+
+@api_view(GET=Role.ADMIN, DELETE=Role.ADMIN)
+def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
+    endpoint = endpoints.get(webhook_id)
+    data = endpoints.endpoint_json(endpoint)
+    if request.method == "DELETE":
+        endpoints.remove(endpoint)
+        return JsonResponse({"deleted": data})
+    return JsonResponse(data)
+
+
+@api_view(GET=Role.ADMIN)
+def deliveries(request: HttpRequest, webhook_id: str) -> JsonResponse:
+    endpoint = endpoints.get(webhook_id)
+    page, size = _page(request)
+    items, count, next_page = _paginate(endpoint.deliveries.order_by("-created_at"), page, size)
+    return JsonResponse(
+        {
+            "deliveries": [endpoints.delivery_json(d) for d in items],
+            "count": count,
+            "page": page,
+            "page_size": size,
+            "next": next_page,
+        }
+    )
+
+
+@api_view(POST=Role.ADMIN)
+def test(request: HttpRequest, webhook_id: str) -> JsonResponse:
+    endpoint = endpoints.get(webhook_id)
+    delivery = endpoints.send_test(endpoint, request.actor.user.get_username())
+    return JsonResponse({"delivery": endpoints.delivery_json(delivery)}, status=202)

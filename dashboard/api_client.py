@@ -353,11 +353,6 @@ class ControlApi:
             idempotency_key=idempotency_key,
         )
 
-
-def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, Any]:
-    """The body with expected_current when the caller gave one (the API's 409
-    current_changed then refuses the call if Current moved since they looked)."""
-    return {**body, "expected_current": expected_current} if expected_current else body
     # -- webhooks (admin) ---------------------------------------------------------------
 
     def list_webhooks(self) -> list[dict]:
@@ -394,3 +389,9 @@ def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, 
 
     def test_webhook(self, webhook_id: int | str) -> dict:
         return self.call("POST", f"webhooks/{webhook_id}/test")["delivery"]
+
+
+def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, Any]:
+    """The body with expected_current when the caller gave one (the API's 409
+    current_changed then refuses the call if Current moved since they looked)."""
+    return {**body, "expected_current": expected_current} if expected_current else body

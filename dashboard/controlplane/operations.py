@@ -373,6 +373,15 @@ def supersede(app: App, actor: Actor, target: Revision) -> Operation | None:
     ).first()
     if active is None:
         return None
+    if active.kind == OperationKind.SET_REV and active.revision_id == target.pk:
+        # The same switch asked twice (a second click): restarting it would only delay it.
+        raise Conflict(
+            f"set-rev operation {active.id} to {target.short_id} is already in progress on app "
+            f"{app.name!r} (requested by {active.requester_name or 'unknown'}); follow it "
+            "instead of starting it again",
+            details={"operation": str(active.id), "kind": active.kind, "state": active.state},
+            code="operation_in_progress",
+        )
     what = "rollback" if is_rollback(app, target) else "set-rev"
     who = actor.user.get_username()
     return request_cancel(active, actor, f"superseded by {who}'s {what} to {target.short_id}")

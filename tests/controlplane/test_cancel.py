@@ -108,6 +108,26 @@ def test_a_set_rev_supersedes_a_queued_deploy_at_once(deployer, demo_app):
 
 
 @pytest.mark.django_db
+def test_the_same_set_rev_asked_twice_is_refused_naming_the_one_in_progress(deployer, demo_app):
+    good = add_revision(demo_app, created_at=timezone.now() - timedelta(days=1))
+    first = deployer.post("apps/demo/set-rev", {"revision": good.short_id}).json()["operation"]
+    assert first["state"] == "queued"  # rolling, and no worker runs here
+
+    response = deployer.post("apps/demo/set-rev", {"revision": good.short_id})
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "operation_in_progress"
+    assert error["message"] == (
+        f"set-rev operation {first['id']} to {good.short_id} is already in progress on app "
+        "'demo' (requested by deployer-user); follow it instead of starting it again"
+    )
+    assert list(Operation.objects.values_list("id", "cancel_requested_at")) == [
+        (uuid.UUID(first["id"]), None)
+    ]
+
+
+@pytest.mark.django_db
 def test_a_set_rev_to_a_revision_being_deleted_is_refused(admin, demo_app):
     doomed = add_revision(demo_app)
     delete = admin.delete(f"apps/demo/revisions/{doomed.short_id}").json()["operation"]

@@ -182,6 +182,7 @@ class ControlApi:
         message: str = "",
         annotations: dict[str, str] | None = None,
         auth_mode: str | None = None,
+        promote: bool = False,
         idempotency_key: str | None = None,
     ) -> dict:
         fields = {
@@ -193,6 +194,8 @@ class ControlApi:
         }
         if auth_mode:
             fields["auth_mode"] = auth_mode
+        if promote:
+            fields["promote"] = "true"
         return self.call(
             "POST",
             f"apps/{app}/revisions",
@@ -208,32 +211,46 @@ class ControlApi:
         *,
         strategy: str = "rolling",
         reason: str = "",
+        expected_current: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict:
+        body = {"revision": rev, "strategy": strategy, "reason": reason}
         return self.call(
             "POST",
             f"apps/{app}/set-rev",
-            json_body={"revision": rev, "strategy": strategy, "reason": reason},
+            json_body=_expecting(body, expected_current),
             idempotency_key=idempotency_key,
         )
 
     def rollout(
-        self, app: str, *, force: bool = False, reason: str = "", idempotency_key: str | None = None
+        self,
+        app: str,
+        *,
+        force: bool = False,
+        reason: str = "",
+        expected_current: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict:
         return self.call(
             "POST",
             f"apps/{app}/rollout",
-            json_body={"force": force, "reason": reason},
+            json_body=_expecting({"force": force, "reason": reason}, expected_current),
             idempotency_key=idempotency_key,
         )
 
     def delete_revision(
-        self, app: str, rev: str, *, reason: str = "", idempotency_key: str | None = None
+        self,
+        app: str,
+        rev: str,
+        *,
+        reason: str = "",
+        expected_current: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict:
         return self.call(
             "DELETE",
             f"apps/{app}/revisions/{rev}",
-            json_body={"reason": reason},
+            json_body=_expecting({"reason": reason}, expected_current),
             idempotency_key=idempotency_key,
         )
 
@@ -258,12 +275,13 @@ class ControlApi:
         rev: str | None = None,
         *,
         reason: str = "",
+        expected_current: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict:
         return self.call(
             "POST",
             f"apps/{app}/suspend",
-            json_body={"revision": rev, "reason": reason},
+            json_body=_expecting({"revision": rev, "reason": reason}, expected_current),
             idempotency_key=idempotency_key,
         )
 
@@ -307,6 +325,34 @@ class ControlApi:
             idempotency_key=idempotency_key,
         )
 
+    def cancel_operation(self, app: str, operation_id: str, *, reason: str = "") -> dict:
+        return self.call(
+            "POST", f"apps/{app}/operations/{operation_id}/cancel", json_body={"reason": reason}
+        )
+
+    def release(self, app: str, *, reason: str = "", idempotency_key: str | None = None) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/release",
+            json_body={"reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def hold_policy(
+        self,
+        app: str,
+        hold_on_rollback: bool,
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/hold-policy",
+            json_body={"hold_on_rollback": hold_on_rollback, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
     # -- webhooks (admin) ---------------------------------------------------------------
 
     def list_webhooks(self) -> list[dict]:
@@ -343,3 +389,9 @@ class ControlApi:
 
     def test_webhook(self, webhook_id: int | str) -> dict:
         return self.call("POST", f"webhooks/{webhook_id}/test")["delivery"]
+
+
+def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, Any]:
+    """The body with expected_current when the caller gave one (the API's 409
+    current_changed then refuses the call if Current moved since they looked)."""
+    return {**body, "expected_current": expected_current} if expected_current else body

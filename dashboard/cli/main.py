@@ -111,6 +111,19 @@ strategy_option = click.option(
 )
 
 
+def check_expected(ctx: click.Context, param: click.Parameter, rev: str | None) -> str | None:
+    return check_rev(rev) if rev else None
+
+
+expect_current_option = click.option(
+    "--expect-current",
+    "expected_current",
+    metavar="REV",
+    callback=check_expected,
+    help="Act only if REV is still Current (refused, changing nothing, if someone moved it).",
+)
+
+
 def check_app_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
     # The API refuses a bad name only after the whole bundle is uploaded; this is its rule
     # and its message, checked before anything is built or sent.
@@ -144,7 +157,7 @@ def unwrap_operation(payload: dict) -> dict:
 
 
 def is_finished(op: dict) -> bool:
-    return bool(op.get("finished_at")) or op.get("state") in ("succeeded", "failed")
+    return bool(op.get("finished_at")) or op.get("state") in ("succeeded", "failed", "cancelled")
 
 
 def waiting_for(op: dict) -> str:
@@ -234,6 +247,9 @@ def finish(state: State, op: dict, done: str, extra: dict | None = None) -> None
     kind = str(op.get("kind", "operation")).replace("_", "-")
     if op.get("state") == "failed":
         raise Failure(f"{kind} failed: {summarise(op.get('error') or '')}")
+    if op.get("state") == "cancelled":
+        # e.g. "deploy cancelled: superseded by ada's rollback to 1a2b3c4d"
+        raise Failure(f"{kind} {summarise(op.get('error') or 'cancelled')}")
     if state.json:
         return
     if state.wait and is_finished(op):
@@ -315,6 +331,11 @@ def parse_annotations(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Who may call the app through the gateway (default: keep the app's; new apps private).",
 )
 @click.option(
+    "--promote",
+    is_flag=True,
+    help="Make it Current even if a rollback holds the app (and release the hold).",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Change nothing: show the revision this deploy would create (import check, "
@@ -329,6 +350,7 @@ def deploy(
     message: str,
     annotations: tuple[str, ...],
     auth_mode: str | None,
+    promote: bool,
     check: bool,
 ) -> None:
     """Bundle the directory holding FILE.py and deploy it as a new revision of an app."""
@@ -364,18 +386,24 @@ def deploy(
         message=message,
         annotations=notes,
         auth_mode=auth_mode,
+        promote=promote,
     )
     op = wait_for(state, payload)
     revision = payload.get("revision") or {}
     rev_id = revision.get("id") or op.get("revision") or op.get("revision_id") or ""
     if isinstance(rev_id, dict):
         rev_id = rev_id.get("id", "")
-    finish(
-        state,
-        op,
-        f"revision {output.short_id(rev_id)} of {app_name} is deployed and Current",
-        {"revision": {"id": rev_id}},
-    )
+    done = f"revision {output.short_id(rev_id)} of {app_name} is deployed and Current"
+    if (op.get("result") or {}).get("promoted") is False:
+        # The step that says why (held since when, by whose rollback, how to release).
+        held = [
+            s.get("message", "")
+            for s in op.get("steps") or []
+            if s.get("message", "").startswith("deployed; not made Current")
+        ]
+        note = held[-1] if held else f"deployed; not made Current: {app_name} is held"
+        done = f"revision {output.short_id(rev_id)} of {app_name} is {note}"
+    finish(state, op, done, {"revision": {"id": rev_id}})
 
 
 SOURCES = {
@@ -490,29 +518,54 @@ def apps_list(state: State) -> None:
     for app in items:
         current = app.get("current_revision") or {}
         last = app.get("last_operation") or {}
+        previous = app.get("previous_revision") or {}
         rows.append(
             (
                 app.get("name"),
                 output.short_id(current.get("id")) if current else "-",
-                app.get("status"),
+                output.short_id(previous.get("id")) if previous else "-",
+                f"{app.get('status')}, HELD" if app.get("held") else app.get("status"),
                 current.get("message"),
                 app.get("auth_mode"),
                 output.relative(output.parse_time(current.get("created_at"))),
                 f"{str(last.get('kind', '')).replace('_', '-')} {last.get('state', '')}".strip(),
             )
         )
-    headers = ("app", "current", "status", "message", "auth", "deployed", "last operation")
+    headers = (
+        "app",
+        "current",
+        "previous",
+        "status",
+        "message",
+        "auth",
+        "deployed",
+        "last operation",
+    )
     click.echo(output.table(headers, rows))
+    for app in items:
+        if app.get("held"):
+            click.echo(held_line(app))
 
 
-def _current_id(state: State, app: str, revisions: list[dict]) -> str | None:
-    if any("current" in r or "is_current" in r for r in revisions):
-        return None
-    current = state.api.get_app(app).get("current_revision")
+def held_line(app: dict) -> str:
+    """The note under a listing of a held app: since when, by whom, and how to release."""
+    hold = app.get("hold") or {}
+    since = output.parse_time(hold.get("since"))
+    reason = f" ({hold['reason']})" if hold.get("reason") else ""
+    name = app.get("name")
+    return (
+        f"{name} is HELD since {output.absolute(since)} by {hold.get('by') or 'someone'}'s "
+        f"rollback{reason}: new deploys are not made Current — `switchboard apps release "
+        f"{name}` or deploy with --promote"
+    )
+
+
+def _current_id(app: dict) -> str | None:
+    current = app.get("current_revision")
     return (current or {}).get("id") if isinstance(current, dict) else current
 
 
-def normalise_revision(rev: dict, current_id: str | None) -> dict:
+def normalise_revision(rev: dict, current_id: str | None, previous_id: str | None = None) -> dict:
     current = rev.get("current", rev.get("is_current"))
     if current is None:
         current = bool(current_id) and str(rev.get("id")) == str(current_id)
@@ -522,6 +575,7 @@ def normalise_revision(rev: dict, current_id: str | None) -> dict:
         "short_id": output.short_id(rev.get("id")),
         "status": rev.get("status"),
         "current": bool(current),
+        "previous": bool(previous_id) and str(rev.get("id")) == str(previous_id),
         "created_at": rev.get("created_at"),
         "message": rev.get("message", ""),
         "annotations": rev.get("annotations") or {},
@@ -550,11 +604,17 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
     """The revisions of APP, newest first, with status, Current marker and settings."""
     payload = state.api.list_revisions(app, status=status, page=page, page_size=page_size)
     raw = payload.get("revisions", [])
-    current_id = _current_id(state, app, raw)
-    revisions = [normalise_revision(r, current_id) for r in raw]
+    about = state.api.get_app(app)  # Current, Previous and the hold live on the app.
+    previous_id = (about.get("previous_revision") or {}).get("id")
+    revisions = [normalise_revision(r, _current_id(about), previous_id) for r in raw]
     if state.json:
         output.emit_json(
-            {"revisions": revisions, **{k: v for k, v in payload.items() if k != "revisions"}}
+            {
+                "revisions": revisions,
+                **{k: v for k, v in payload.items() if k != "revisions"},
+                "held": about.get("held", False),
+                "hold": about.get("hold"),
+            }
         )
         return
     if not revisions:
@@ -571,7 +631,7 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
             (
                 rev["short_id"],
                 status_label(rev["status"]),
-                "Current" if rev["current"] else "",
+                "Current" if rev["current"] else ("Previous" if rev["previous"] else ""),
                 f"{output.relative(created)} ({output.absolute(created)})",
                 rev["message"],
                 rev["deployed_by"],
@@ -602,6 +662,8 @@ def list_rev(state: State, app: str, status: str | None, page: int, page_size: i
         "startup",
     )
     click.echo(output.table(headers, rows, max_width=48))
+    if about.get("held"):
+        click.echo(held_line(about))
     if note := page_note(payload, "revisions"):
         click.echo(note)
 
@@ -738,10 +800,20 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
 @click.argument("rev")
 @strategy_option
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-def set_rev(state: State, app: str, rev: str, strategy: str, reason: str) -> None:
-    """Point APP's alias at revision REV (a rollback or roll-forward)."""
+@expect_current_option
+def set_rev(
+    state: State, app: str, rev: str, strategy: str, reason: str, expected_current: str | None
+) -> None:
+    """Point APP's alias at revision REV (a rollback or roll-forward).
+
+    An operation running on APP (a slow deploy, say) is cancelled at its next safe point:
+    a rollback never waits. A rollback to an older revision holds APP: later deploys are
+    not made Current until `switchboard apps release APP` (or a deploy with --promote).
+    """
     check_rev(rev)
-    payload = state.api.set_rev(app, rev, strategy=strategy, reason=reason)
+    payload = state.api.set_rev(
+        app, rev, strategy=strategy, reason=reason, expected_current=expected_current
+    )
     op = wait_for(state, payload)
     finish(state, op, f"{app} now serves revision {output.short_id(rev)} ({strategy})")
 
@@ -750,9 +822,10 @@ def set_rev(state: State, app: str, rev: str, strategy: str, reason: str) -> Non
 @click.argument("app")
 @click.option("--force", is_flag=True, help="Kill runners at once; in-flight requests are dropped.")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-def rollout(state: State, app: str, force: bool, reason: str) -> None:
+@expect_current_option
+def rollout(state: State, app: str, force: bool, reason: str, expected_current: str | None) -> None:
     """Restart every runner of APP's Current revision (graceful unless --force)."""
-    payload = state.api.rollout(app, force=force, reason=reason)
+    payload = state.api.rollout(app, force=force, reason=reason, expected_current=expected_current)
     op = wait_for(state, payload)
     finish(state, op, f"rolled out {app} ({'force' if force else 'graceful'})")
 
@@ -761,10 +834,11 @@ def rollout(state: State, app: str, force: bool, reason: str) -> None:
 @click.argument("app")
 @click.argument("rev")
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-def delete_rev(state: State, app: str, rev: str, reason: str) -> None:
+@expect_current_option
+def delete_rev(state: State, app: str, rev: str, reason: str, expected_current: str | None) -> None:
     """Delete revision REV of APP (never the Current one)."""
     check_rev(rev)
-    payload = state.api.delete_revision(app, rev, reason=reason)
+    payload = state.api.delete_revision(app, rev, reason=reason, expected_current=expected_current)
     op = wait_for(state, payload)
     finish(state, op, f"deleted revision {output.short_id(rev)} of {app}")
 
@@ -818,11 +892,15 @@ def scale(state: State, app: str, reason: str, **flags: Any) -> None:
 @click.argument("app")
 @click.argument("rev", required=False)
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
-def suspend(state: State, app: str, rev: str | None, reason: str) -> None:
+@expect_current_option
+def suspend(
+    state: State, app: str, rev: str | None, reason: str, expected_current: str | None
+) -> None:
     """Take REV (default: the Current revision) out of service."""
     if rev:
         check_rev(rev)
-    op = wait_for(state, state.api.suspend(app, rev, reason=reason))
+    answer = state.api.suspend(app, rev, reason=reason, expected_current=expected_current)
+    op = wait_for(state, answer)
     what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
     finish(state, op, f"suspended {what} of {app}")
 
@@ -838,6 +916,65 @@ def resume(state: State, app: str, rev: str | None, reason: str) -> None:
     op = wait_for(state, state.api.resume(app, rev, reason=reason))
     what = f"revision {output.short_id(rev)}" if rev else "the Current revision"
     finish(state, op, f"resumed {what} of {app}")
+
+
+@command(apps, "cancel", operation=True)
+@click.argument("app")
+@click.option(
+    "--operation",
+    "operation_id",
+    metavar="ID",
+    help="The operation to cancel (default: the one in progress on APP).",
+)
+@click.option("--reason", default="", help="Why, recorded on the operation.")
+def cancel(state: State, app: str, operation_id: str | None, reason: str) -> None:
+    """Cancel the operation in progress on APP: it stops at its next safe point and ends
+    cancelled (a deploy's revision ends Failed); nothing is left half switched."""
+    if operation_id is None:
+        history = state.api.history(app, page_size=20).get("operations", [])
+        running = [op for op in history if not op.get("finished_at") and not op.get("cancel")]
+        if not running:
+            raise Failure(f"no operation is in progress on {app}; there is nothing to cancel")
+        operation_id = running[0]["id"]
+    op = wait_for(state, state.api.cancel_operation(app, operation_id, reason=reason))
+    kind = str(op.get("kind", "operation")).replace("_", "-")
+    if state.json:
+        output.emit_json({"operation": op})
+        state.emitted = True
+    elif state.wait and is_finished(op):
+        if op.get("state") == "cancelled":
+            click.echo(f"cancelled {kind} operation {op.get('id')} of {app}")
+        else:  # It reached its end before its next safe point.
+            click.echo(f"{kind} operation {op.get('id')} ended {op.get('state')} before it stopped")
+    else:
+        click.echo(
+            f"cancel requested: {kind} operation {op.get('id')} stops at its next safe point"
+        )
+
+
+@command(apps, "release", operation=True)
+@click.argument("app")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def release(state: State, app: str, reason: str) -> None:
+    """Release the hold a rollback set on APP: the next deploy becomes Current again."""
+    op = wait_for(state, state.api.release(app, reason=reason))
+    finish(state, op, f"released the hold on {app}: the next deploy becomes Current")
+
+
+@command(apps, "hold-policy", operation=True)
+@click.argument("app")
+@click.option(
+    "--on/--off",
+    "hold",
+    required=True,
+    help="--on (the default for every app): a rollback holds APP; --off: it does not.",
+)
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def hold_policy(state: State, app: str, hold: bool, reason: str) -> None:
+    """Whether a rollback of APP holds it (later deploys not made Current until released)."""
+    op = wait_for(state, state.api.hold_policy(app, hold, reason=reason))
+    what = "a rollback holds it" if hold else "a rollback no longer holds it"
+    finish(state, op, f"hold on rollback is {'on' if hold else 'off'} for {app}: {what}")
 
 
 # -- runners and logs -----------------------------------------------------------------

@@ -34,6 +34,9 @@ from dashboard.runtime import sandbox
 
 log = logging.getLogger(__name__)
 
+# How long one long-poll of a runner may last: each return is a safe point where a
+# cancellation is noticed, so a rollback's supersede takes effect within about this.
+POLL_CHUNK = 1.0
 IMPORT_TIMEOUT = 45.0  # Well within operations.LEASE, which is not renewed meanwhile.
 # What a failed import check may bring back: the error line and the tail of its traceback
 # or of its stderr, no more (the code chooses that text).
@@ -76,7 +79,7 @@ def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) ->
         operations.renew(op)
         remaining = deadline - time.monotonic()
         runner = runtime_client.wait_runner(
-            runner_id, until=until, timeout=max(0.1, min(5.0, remaining))
+            runner_id, until=until, timeout=max(0.1, min(POLL_CHUNK, remaining))
         )
         state = runner.get("state")
         if state != last_state:
@@ -87,10 +90,13 @@ def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) ->
         if state in runtime_client.GONE_STATES:
             if until == "gone":
                 return runner
+            # A runner stopped because its operation was superseded did not fail.
+            operations.check_cancelled(op)
             raise Failed(
                 f"runner {runner_id} {state.lower()}: {runner.get('error') or 'no error given'}"
             )
         if until == "ready" and state == "CRASH_BACKOFF":
+            operations.check_cancelled(op)
             raise Failed(f"runner {runner_id} crashed: {runner.get('error') or 'no error given'}")
         if time.monotonic() >= deadline:
             raise Failed(
@@ -115,9 +121,18 @@ def start_and_wait(op: Operation, revision: Revision, run_settings: dict) -> dic
     timeout = float(run_settings.get("startup_timeout", 600)) + STARTUP_SLACK
     try:
         return wait_runner(op, runner["id"], until="ready", timeout=timeout)
-    except Failed:
+    except (Failed, operations.Cancelled) as exc:
         _kill_quietly(runner["id"])
+        if isinstance(exc, operations.Cancelled):
+            operations.step(op, f"stopped runner {runner['id']}: the operation was cancelled")
         raise
+
+
+def _stop_quietly(runner_id: str) -> None:
+    try:
+        runtime_client.stop_runner(runner_id)
+    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+        log.warning("could not stop runner %s: %s", runner_id, exc)
 
 
 def _kill_quietly(runner_id: str) -> None:
@@ -139,8 +154,13 @@ def move_alias(
 
     `locked_app` is the app row when the caller already locked it in its own transaction
     (the set-rev view does), which spares locking it a second time. Returns the app's new
-    routing state (events.app_state). The caller tells the runtime (sync_runtime, with
-    that state) only after the transaction committed.
+    routing state (events.app_state), or None when a deploy found the app held (the
+    revision is then Deployed but not Current). The caller tells the runtime
+    (sync_runtime, with that state) only after the transaction committed.
+
+    Under the app's lock it also re-checks that the operation was not cancelled (a cancel
+    is requested under that lock, so nothing is ever half switched), keeps Previous and
+    "Current since / set by", and sets the hold when a set-rev is a rollback.
     """
     # No savepoint inside a caller's transaction: a failure here must undo all of it.
     with transaction.atomic(savepoint=False):
@@ -149,9 +169,24 @@ def move_alias(
             if locked_app is not None
             else App.objects.select_for_update().get(pk=op.app_id)
         )
+        operations.check_cancelled(op)
         target = Revision.objects.select_for_update().get(pk=revision.pk)
         if target.app_id != app.pk:
             raise Failed(f"revision {target.short_id} does not belong to {app.name}")
+        promote = deploy and bool(op.params.get("promote"))
+        if deploy and app.held and not promote:
+            if target.status != RevisionStatus.DEPLOYING:
+                raise Failed(f"revision {target.short_id} is {target.status}, not deploying")
+            target.status = RevisionStatus.DEPLOYED
+            target.deployed_at = timezone.now()
+            target.settings = new_settings
+            target.save(update_fields=["status", "deployed_at", "settings"])
+            # Remembered in the same transaction: a redelivered attempt then knows.
+            op.result = {**op.result, "held_at_deploy": True}
+            Operation.objects.filter(pk=op.pk).update(result=op.result)
+            operations.step(op, operations.hold_note(app))
+            return None
+        rollback = not deploy and operations.is_rollback(app, target)
         if deploy:
             if target.status != RevisionStatus.DEPLOYING:
                 raise Failed(f"revision {target.short_id} is {target.status}, not deploying")
@@ -170,25 +205,49 @@ def move_alias(
         app.settings = new_settings
         app.scale_overrides = []
         app.generation += 1
-        app.save(
-            update_fields=[
-                "current_revision",
-                "settings",
-                "scale_overrides",
-                "generation",
-                "updated_at",
-            ]
-        )
+        if previous and previous != target.pk:
+            app.previous_revision_id = previous
+        app.current_since, app.current_operation = timezone.now(), op
+        fields = [
+            "current_revision",
+            "settings",
+            "scale_overrides",
+            "generation",
+            "previous_revision",
+            "current_since",
+            "current_operation",
+            "updated_at",
+        ]
+        released = promote and app.held
+        if released:
+            app.held, app.held_at, app.held_operation = False, None, None
+        if rollback and app.hold_on_rollback:
+            app.held, app.held_at, app.held_operation = True, app.current_since, op
+        if released or rollback:
+            fields += ["held", "held_at", "held_operation"]
+        app.save(update_fields=fields)
         was = f" (was {short_id(previous)})" if previous else ""
         operations.step(op, f"alias {app.name} now points to {target.short_id}{was}")
+        if released:
+            operations.step(op, f"promoted: the hold on {app.name} is released")
+        if rollback and app.hold_on_rollback:
+            operations.step(
+                op,
+                f"rollback: {app.name} is held — later deploys will not become Current until "
+                f"`switchboard apps release {app.name}` or a deploy with --promote",
+            )
         state = events.app_state(app)
         events.publish_app_changed(app.name, state)
     return state
 
 
-def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> None:
+def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deploy: bool) -> bool:
+    """Move the alias and tell the runtime; False if a held app kept it (deploys only)."""
     state = move_alias(op, revision, new_settings, deploy=deploy)
+    if state is None:
+        return False
     sync_runtime(op, op.app.name, state)
+    return True
 
 
 # -- deploy -------------------------------------------------------------------------
@@ -271,6 +330,8 @@ def run_deploy(op: Operation) -> dict:
         # A redelivery after the switch: finish the one step that may not have happened.
         sync_runtime(op, app.name)
         return {"revision": str(revision.id), "settings": revision.settings}
+    if revision.status == RevisionStatus.DEPLOYED and op.result.get("held_at_deploy"):
+        return {"revision": str(revision.id), "settings": revision.settings, "promoted": False}
     if revision.status != RevisionStatus.DEPLOYING:
         raise Failed(f"revision {revision.short_id} is {revision.status}, not deploying")
     strategy = op.params.get("strategy", "rolling")
@@ -298,16 +359,24 @@ def run_deploy(op: Operation) -> dict:
             f"import check passed: endpoints {', '.join(described.get('endpoints', [])) or 'none'}"
             f"; runtime-tunable values from {source}, code-specific from the code",
         )
-        if strategy == "rolling":
-            start_and_wait(op, revision, new_settings)
-        switch_alias(op, revision, new_settings, deploy=True)
+        operations.renew(op)  # A safe point: the import check does not renew.
+        runner = start_and_wait(op, revision, new_settings) if strategy == "rolling" else None
+        promoted = switch_alias(op, revision, new_settings, deploy=True)
     except ImportCheckFailed as exc:
         _fail_revision(revision, str(exc), exc.log_tail)
         raise
     except Failed as exc:
         _fail_revision(revision, str(exc), _revision_logs(revision))
         raise
-    return {"revision": str(revision.id), "settings": new_settings, "strategy": strategy}
+    if not promoted and runner is not None:
+        # It proved the revision healthy; a held app does not route to it, so it goes.
+        _stop_quietly(runner["id"])
+    return {
+        "revision": str(revision.id),
+        "settings": new_settings,
+        "strategy": strategy,
+        "promoted": promoted,
+    }
 
 
 # -- set-rev ------------------------------------------------------------------------
@@ -369,8 +438,15 @@ def run_rollout(op: Operation) -> dict:
         op, f"started {len(replacements)} replacement runner(s) for {len(old)} old one(s)"
     )
     startup = float(app.settings.get("startup_timeout", 600)) + STARTUP_SLACK
-    for runner in replacements:
-        wait_runner(op, runner["id"], until="ready", timeout=startup)
+    try:
+        for runner in replacements:
+            wait_runner(op, runner["id"], until="ready", timeout=startup)
+    except operations.Cancelled:
+        # Cancelled before any old runner was stopped: the replacements are all it did.
+        for runner in replacements:
+            _kill_quietly(runner["id"])
+        operations.step(op, f"stopped {len(replacements)} replacement runner(s): cancelled")
+        raise
     drain = float(app.settings.get("request_timeout", 3600)) + STARTUP_SLACK
     for runner_id in old:
         runtime_client.stop_runner(runner_id)
@@ -392,6 +468,8 @@ def run_delete_rev(op: Operation) -> dict:
     app = App.objects.get(pk=op.app_id)
     if app.current_revision_id == revision.id:
         raise Failed(f"revision {revision.short_id} is Current; it cannot be deleted")
+    # The last safe point: once runners stop and the bundle goes, the delete completes.
+    operations.check_cancelled(op)
     stopped = runtime_client.stop_revision(str(revision.id))
     operations.step(op, f"stopped {len(stopped)} runner(s) of {revision.short_id}")
     bundles.remove(revision.bundle_dir)
@@ -442,6 +520,20 @@ EXECUTORS: dict[str, Callable[[Operation], dict]] = {
 }
 
 
+def _undo_cancelled(op: Operation) -> None:
+    """A cancelled deploy's revision will never serve: stop every runner it has (a
+    redelivered attempt may not know the one an earlier attempt started)."""
+    if op.kind != OperationKind.DEPLOY or not op.revision_id:
+        return
+    try:
+        stopped = runtime_client.stop_revision(str(op.revision_id), force=True)
+    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+        operations.step(op, f"runtime could not stop the revision's runners ({exc})")
+        return
+    if stopped:
+        operations.step(op, f"stopped {len(stopped)} runner(s) of {short_id(op.revision_id)}")
+
+
 def execute(operation_id: str) -> Operation | None:
     """Run one queued operation to its end. Safe to call again for the same operation."""
     op = operations.claim(operation_id)
@@ -454,10 +546,14 @@ def execute(operation_id: str) -> Operation | None:
     try:
         if executor is None:
             raise Failed(f"{op.get_kind_display()} does not run in the worker")
+        operations.check_cancelled(op)  # Cancelled while its worker was lost.
         result = executor(op)
     except operations.Abandoned:
         log.warning("operation %s was ended elsewhere while it ran", op.id)
         return op
+    except operations.Cancelled:
+        _undo_cancelled(op)
+        operations.end_cancelled(op)
     except Failed as exc:
         operations.fail(op, str(exc))
     except httpclient.Unavailable as exc:

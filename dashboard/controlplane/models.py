@@ -2,7 +2,10 @@
 
 Two invariants of DESIGN.md section 6 are held by the database itself, so no code path
 can break them: App.current_revision is PROTECTed (the Current revision cannot be
-deleted), and at most one unfinished operation may exist per app (mutations serialise).
+deleted), and at most one unfinished operation may exist per app (mutations serialise),
+not counting one whose cancellation was requested: it may still be winding down (its
+executor stops at its next safe point), but it can no longer change the alias, so the
+operation that superseded it may start at once.
 """
 
 from __future__ import annotations
@@ -118,6 +121,25 @@ class App(models.Model):
     # runtime route by the message without reading the database and tell a message that
     # arrived late (after a later switch) from a new one.
     generation = models.PositiveBigIntegerField(default=0, editable=False)
+    # Kept by executors.move_alias with every alias move: the revision that was Current
+    # just before (the one-click way back), when Current became Current and the operation
+    # that made it so (who, why, deploy or set-rev).
+    previous_revision = models.ForeignKey(
+        "Revision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    current_since = models.DateTimeField(null=True, blank=True)
+    current_operation = models.ForeignKey(
+        "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A rollback holds the app (when hold_on_rollback is on): deploys then create Deployed
+    # revisions that do not become Current until the hold is released or a deploy asks to
+    # promote. held_operation is the rollback that set the hold (who, when, why).
+    hold_on_rollback = models.BooleanField(default=True)
+    held = models.BooleanField(default=False)
+    held_at = models.DateTimeField(null=True, blank=True)
+    held_operation = models.ForeignKey(
+        "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -202,6 +224,8 @@ class OperationKind(models.TextChoices):
     RESUME = "resume", "resume"
     RUNNER_STOP = "runner_stop", "runner stop"
     RUNNER_KILL = "runner_kill", "runner kill"
+    RELEASE = "release", "release"
+    HOLD_POLICY = "hold_policy", "hold policy"
 
 
 class OperationState(models.TextChoices):
@@ -209,6 +233,7 @@ class OperationState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Source(models.TextChoices):
@@ -251,6 +276,14 @@ class Operation(models.Model):
     # host:pid:start time of the process holding the lease (operations.this_process).
     lease_holder = models.CharField(max_length=200, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
+    # Set when someone cancels the operation or a set-rev supersedes it; its executor
+    # ends it `cancelled` at its next safe point (operations.renew raises Cancelled).
+    # cancel_reason is the whole sentence, e.g. "superseded by ada's rollback to 1a2b3c4d".
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancel_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -258,7 +291,7 @@ class Operation(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["app"],
-                condition=Q(finished_at__isnull=True),
+                condition=Q(finished_at__isnull=True, cancel_requested_at__isnull=True),
                 name="one_active_operation_per_app",
             ),
             models.UniqueConstraint(

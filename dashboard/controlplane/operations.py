@@ -3,7 +3,11 @@
 Every mutation is an Operation row. The database refuses a second unfinished operation
 on the same app (constraint one_active_operation_per_app), which is what serialises
 mutations even across processes; this module turns that refusal into a 409 naming the
-operation in progress. Long operations run in the Celery worker under a lease that the
+operation in progress. The one exception is cancellation: an operation whose cancel was
+requested (by someone, or by a set-rev that supersedes it) no longer counts, and its
+executor ends it `cancelled` at its next safe point. It can never move the alias after
+the request, because move_alias re-checks it under the app's row lock, the same lock the
+cancel is requested under. Long operations run in the Celery worker under a lease that the
 executor renews; the sweeper hands an operation whose lease lapsed to another worker
 and fails one that ran past its deadline, so no accepted operation is ever lost.
 """
@@ -26,7 +30,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from dashboard.controlplane.errors import Conflict, ControlError
+from dashboard.controlplane.errors import BadRequest, Conflict, ControlError, NotFound
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -36,6 +40,7 @@ from dashboard.controlplane.models import (
     Revision,
     RevisionStatus,
     Role,
+    short_id,
 )
 from dashboard.system.redis_service import redacted
 from dashboard.webhooks.events import operation_finished
@@ -97,7 +102,9 @@ class Replayed(Exception):
 
 
 def busy_error(app: App) -> Conflict:
-    active = Operation.objects.filter(app=app, finished_at__isnull=True).first()
+    active = Operation.objects.filter(
+        app=app, finished_at__isnull=True, cancel_requested_at__isnull=True
+    ).first()
     if active is None:
         return Conflict(f"another operation on {app.name!r} was just started; try again")
     return Conflict(
@@ -185,10 +192,26 @@ def fail(op: Operation, reason: str, result: dict | None = None) -> bool:
         finished = _finish(op, OperationState.FAILED, error=reason, result=result)
         if finished:
             step(op, f"failed: {reason}")
-            if op.kind == OperationKind.DEPLOY and op.revision_id:
-                Revision.objects.filter(pk=op.revision_id, status=RevisionStatus.DEPLOYING).update(
-                    status=RevisionStatus.FAILED, error=reason
-                )
+            _fail_deploy_revision(op, reason)
+    return finished
+
+
+def _fail_deploy_revision(op: Operation, error: str) -> None:
+    if op.kind == OperationKind.DEPLOY and op.revision_id:
+        Revision.objects.filter(pk=op.revision_id, status=RevisionStatus.DEPLOYING).update(
+            status=RevisionStatus.FAILED, error=error
+        )
+
+
+def end_cancelled(op: Operation, result: dict | None = None) -> bool:
+    """End the operation `cancelled`; a deploy's revision ends Failed with the same words."""
+    op.refresh_from_db(fields=["cancel_reason", "cancel_requested_at"])
+    error = f"cancelled: {op.cancel_reason or 'no reason recorded'}"
+    with transaction.atomic():
+        finished = _finish(op, OperationState.CANCELLED, error=error, result=result)
+        if finished:
+            step(op, error)
+            _fail_deploy_revision(op, error)
     return finished
 
 
@@ -228,6 +251,11 @@ def _mark_enqueued(op: Operation) -> None:
 
 class Abandoned(Exception):
     """The operation finished elsewhere (deadline, sweeper) while this executor ran."""
+
+
+class Cancelled(Exception):
+    """Someone asked to cancel the operation (or a set-rev superseded it): its executor
+    undoes what it started that is not yet in use and ends it `cancelled`."""
 
 
 @functools.cache
@@ -277,11 +305,185 @@ def claim(operation_id: str) -> Operation | None:
 
 
 def renew(op: Operation) -> None:
-    """Extend the lease; raise Abandoned if the operation was ended by someone else."""
-    if not Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(
-        lease_until=timezone.now() + LEASE
-    ):
+    """Extend the lease; raise Abandoned if the operation was ended by someone else, and
+    Cancelled if its cancellation was requested: every renewal is a safe point."""
+    lease = timezone.now() + LEASE
+    # One query in the usual case: the cancel check is part of the renewal's condition.
+    if Operation.objects.filter(
+        pk=op.pk, finished_at__isnull=True, cancel_requested_at__isnull=True
+    ).update(lease_until=lease):
+        return
+    if not Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(lease_until=lease):
         raise Abandoned(str(op.id))
+    raise Cancelled(str(op.id))
+
+
+def check_cancelled(op: Operation) -> None:
+    """Raise Cancelled if the operation's cancellation was requested (a safe point).
+
+    Inside a transaction that holds the app's row lock (move_alias), the answer stands
+    until it commits: a cancel is requested under that same lock."""
+    if Operation.objects.filter(pk=op.pk, cancel_requested_at__isnull=False).exists():
+        raise Cancelled(str(op.id))
+
+
+# -- cancel and supersede ---------------------------------------------------------------
+
+
+def is_rollback(app: App, target: Revision) -> bool:
+    """A set-rev to a revision older than Current is a rollback (newer: a roll forward)."""
+    current = (
+        app.current_revision_id and Revision.objects.filter(pk=app.current_revision_id).first()
+    )
+    return bool(current) and (target.created_at, str(target.id)) < (
+        current.created_at,
+        str(current.id),
+    )
+
+
+def request_cancel(op: Operation, actor: Actor, why: str) -> Operation:
+    """Ask `op` to stop at its next safe point; call with the app's row locked.
+
+    An operation no worker ever took ends cancelled at once (it started nothing): a worker
+    that claims it later finds it finished. One that runs keeps running until its executor
+    notices (operations.renew, within about a second while it waits for a runner) and
+    ends it, undoing what it started; if its worker died, the sweeper queues it again and
+    the next worker does that before anything else (executors.execute). Either way it
+    stops counting against one_active_operation_per_app now, so the next operation may
+    start.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().get(pk=op.pk)
+        if op.finished_at is not None or op.cancel_requested_at is not None:
+            return op
+        op.cancel_requested_at, op.cancel_requested_by, op.cancel_reason = now, actor.user, why
+        op.save(update_fields=["cancel_requested_at", "cancel_requested_by", "cancel_reason"])
+        untouched = op.state == OperationState.QUEUED and op.attempts == 0
+        step(op, f"cancel requested: {why}")
+        if untouched:
+            end_cancelled(op)
+    return op
+
+
+def supersede(app: App, actor: Actor, target: Revision) -> Operation | None:
+    """Cancel the operation running on `app` for a set-rev to `target` (app row locked)."""
+    active = Operation.objects.filter(
+        app=app, finished_at__isnull=True, cancel_requested_at__isnull=True
+    ).first()
+    if active is None:
+        return None
+    if active.kind == OperationKind.SET_REV and active.revision_id == target.pk:
+        # The same switch asked twice (a second click): restarting it would only delay it.
+        raise Conflict(
+            f"set-rev operation {active.id} to {target.short_id} is already in progress on app "
+            f"{app.name!r} (requested by {active.requester_name or 'unknown'}); follow it "
+            "instead of starting it again",
+            details={"operation": str(active.id), "kind": active.kind, "state": active.state},
+            code="operation_in_progress",
+        )
+    what = "rollback" if is_rollback(app, target) else "set-rev"
+    who = actor.user.get_username()
+    return request_cancel(active, actor, f"superseded by {who}'s {what} to {target.short_id}")
+
+
+def cancel_refusal(op: Operation) -> Conflict | None:
+    """Why `op` cannot be cancelled (it already ended), or None."""
+    if op.finished_at is None:
+        return None
+    return Conflict(
+        f"{op.get_kind_display()} operation {op.id} already ended {op.get_state_display()} "
+        f"at {op.finished_at.isoformat(timespec='seconds')}; there is nothing to cancel",
+        details={"operation": str(op.id), "state": op.state},
+        code="operation_finished",
+    )
+
+
+# -- acting on the state the requester saw ------------------------------------------------
+
+
+def alias_move_of(app: App) -> Operation | None:
+    """The operation that made Current what it is (a deploy or set-rev)."""
+    if app.current_operation_id:
+        return Operation.objects.filter(pk=app.current_operation_id).first()
+    # Switches made before this was recorded: the last successful one to the revision.
+    return (
+        Operation.objects.filter(
+            app=app,
+            kind__in=(OperationKind.DEPLOY, OperationKind.SET_REV),
+            revision_id=app.current_revision_id,
+            state=OperationState.SUCCEEDED,
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def check_expected_current(app: App, expected: object) -> None:
+    """Refuse (409 current_changed) unless Current is still the revision the requester saw.
+
+    `expected` is the revision id or unique prefix they were shown as Current (None or ""
+    when they did not say). Call it with the app's row locked, before changing anything:
+    the API's set-rev, delete-rev, suspend and rollout do, and the dashboard's dialogs
+    send what they showed. The answer says who changed Current, to what and when.
+    """
+    if expected is None or expected == "":
+        return
+    if not isinstance(expected, str):
+        raise BadRequest(
+            "expected_current must be a string: the id (or a unique prefix of 8+ hex "
+            "characters) of the revision you saw as Current"
+        )
+    from dashboard.controlplane.revisions import resolve
+
+    try:
+        seen_id, seen = resolve(app, expected).id, None
+    except NotFound as exc:
+        if exc.code == "revision_of_another_app":
+            raise
+        seen_id, seen = None, expected  # Deleted since: it cannot be Current any more.
+    if seen_id is not None and seen_id == app.current_revision_id:
+        return
+    move = alias_move_of(app)
+    now_current = short_id(app.current_revision_id) if app.current_revision_id else "none"
+    saw = short_id(seen_id) if seen_id else repr(seen)
+    if move is not None:
+        at = move.finished_at or move.started_at or move.created_at
+        kind = move.get_kind_display()
+        by = (
+            f"set by {move.requester_name or 'unknown'} ({kind} operation {move.id}) at "
+            f"{at.isoformat(timespec='seconds')}"
+        )
+    else:
+        at, kind, by = None, None, "set by an operation no longer recorded"
+    raise Conflict(
+        f"Current of {app.name} changed: you saw {saw}, it is now {now_current}, {by}; "
+        "nothing was changed — look at the app again and retry",
+        details={
+            "expected": str(seen_id) if seen_id else seen,
+            "current": str(app.current_revision_id) if app.current_revision_id else None,
+            "changed_by": move.requester_name if move else None,
+            "changed_at": at.isoformat() if at else None,
+            "operation": str(move.id) if move else None,
+            "kind": move.kind if move else None,
+            "reason": move.reason if move else "",
+        },
+        code="current_changed",
+    )
+
+
+# -- the hold a rollback sets ---------------------------------------------------------------
+
+
+def hold_note(app: App) -> str:
+    """What a deploy refused promotion says (and the CLI prints)."""
+    held = app.held_operation
+    who = held.requester_name if held else "someone"
+    since = app.held_at.isoformat(timespec="seconds") if app.held_at else "a rollback"
+    return (
+        f"deployed; not made Current: {app.name} is held since {since} by {who}'s rollback — "
+        f"release it with `switchboard apps release {app.name}` or deploy with --promote"
+    )
 
 
 def deadline_of(op: Operation) -> datetime | None:

@@ -31,6 +31,7 @@ def test_an_operation_is_shown_with_its_timestamped_steps(viewer, deployer, demo
         "duration_ms",
         "error",
         "result",
+        "cancel",
         "steps",
     }
     assert data["app"] == "demo"

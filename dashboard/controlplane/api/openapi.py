@@ -79,6 +79,16 @@ PAGE = [
     },
 ]
 REASON = {"reason": {"type": "string", "maxLength": 5000}}
+EXPECTED_CURRENT = {
+    "expected_current": {
+        "type": ["string", "null"],
+        "description": (
+            "The revision (id or unique prefix) the requester saw as Current. If Current is "
+            "another one now, nothing changes and the answer is 409 current_changed, whose "
+            "details say who changed it (changed_by), to what (current) and when (changed_at)."
+        ),
+    }
+}
 
 
 def _body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -235,6 +245,14 @@ def _paths() -> dict[str, Any]:
                                         "type": "string",
                                         "enum": ["private", "shared", "public"],
                                     },
+                                    "promote": {
+                                        "type": "string",
+                                        "enum": ["true", "false"],
+                                        "description": "Make it Current even if the app is "
+                                        "held after a rollback (and release the hold). Without "
+                                        "it a held app's deploy ends Deployed, not Current, "
+                                        "and its result has promoted: false.",
+                                    },
                                 },
                             }
                         }
@@ -264,7 +282,7 @@ def _paths() -> dict[str, Any]:
             "delete": _mutation(
                 "Delete a revision that is not Current: stops its runners, removes its bundle",
                 "admin",
-                _body(REASON),
+                _body({**REASON, **EXPECTED_CURRENT}),
                 OP_ACCEPTED,
             ),
         },
@@ -306,13 +324,17 @@ def _paths() -> dict[str, Any]:
         "/apps/{app}/set-rev": {
             "parameters": [APP],
             "post": _mutation(
-                "Move the alias to another Deployed revision (rollback)",
+                "Move the alias to another Deployed revision (rollback). It supersedes an "
+                "operation running on the app: that one is cancelled at its next safe point "
+                "(a deploy's revision ends Failed, 'cancelled: superseded by …'). A rollback "
+                "(to a revision older than Current) holds the app if hold_on_rollback is on.",
                 "deployer",
                 _body(
                     {
                         "revision": {"type": "string"},
                         "strategy": {"type": "string", "enum": ["rolling", "recreate"]},
                         **REASON,
+                        **EXPECTED_CURRENT,
                     },
                     ["revision"],
                 ),
@@ -324,7 +346,7 @@ def _paths() -> dict[str, Any]:
             "post": _mutation(
                 "Restart every runner of the Current revision (graceful, or force kills)",
                 "deployer",
-                _body({"force": {"type": "boolean"}, **REASON}),
+                _body({"force": {"type": "boolean"}, **REASON, **EXPECTED_CURRENT}),
                 OP_ACCEPTED,
             ),
         },
@@ -368,7 +390,7 @@ def _paths() -> dict[str, Any]:
             "post": _mutation(
                 "Suspend a Deployed revision (default: Current, making the app answer 503)",
                 "admin",
-                _body({"revision": {"type": ["string", "null"]}, **REASON}),
+                _body({"revision": {"type": ["string", "null"]}, **REASON, **EXPECTED_CURRENT}),
                 OP_DONE,
             ),
         },
@@ -427,6 +449,52 @@ def _paths() -> dict[str, Any]:
                 "parameters": PAGE,
                 "responses": {"200": _json(page_of("operations", "Operation")), **ERRORS},
             },
+        },
+        "/apps/{app}/operations/{operation_id}/cancel": {
+            "parameters": [
+                APP,
+                {
+                    "name": "operation_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+            ],
+            "post": {
+                "summary": "Cancel a queued or running operation: it stops at its next safe point "
+                "and ends `cancelled`, recording who and why (a deploy's revision ends Failed)",
+                "description": "Needs the deployer role. 202 while it winds down (its `cancel` "
+                "is set), 200 once it ended; 409 operation_finished if it already ended.",
+                "requestBody": _body(REASON),
+                "responses": {**OP_ACCEPTED, **ERRORS, "409": CONFLICT["409"]},
+            },
+        },
+        "/apps/{app}/release": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Release the hold a rollback set: the next deploy becomes Current again "
+                "(Current itself does not change). 409 not_held if the app is not held.",
+                "deployer",
+                _body(REASON),
+                OP_DONE,
+            ),
+        },
+        "/apps/{app}/hold-policy": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Turn hold-on-rollback on or off for this app (default on). Turning it off "
+                "does not release a hold in place.",
+                "deployer",
+                _body({"hold_on_rollback": {"type": "boolean"}, **REASON}, ["hold_on_rollback"]),
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"operation": _ref("Operation"), "app": _ref("App")},
+                        }
+                    )
+                },
+            ),
         },
         "/runners/{runner_id}/stop": {
             "parameters": [RUNNER],
@@ -811,11 +879,13 @@ def document() -> dict[str, Any]:
                                 "resume",
                                 "runner_stop",
                                 "runner_kill",
+                                "release",
+                                "hold_policy",
                             ],
                         },
                         "state": {
                             "type": "string",
-                            "enum": ["queued", "running", "succeeded", "failed"],
+                            "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
                         },
                         "requester": {"type": "string"},
                         "source": {"type": "string", "enum": ["cli", "dashboard", "api"]},
@@ -828,6 +898,20 @@ def document() -> dict[str, Any]:
                         "duration_ms": {"type": ["integer", "null"]},
                         "error": {"type": "string"},
                         "result": {"type": "object"},
+                        "cancel": {
+                            "description": "Set once a cancel was requested (by someone, or by "
+                            "a set-rev superseding it): when and the whole reason.",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "requested_at": {"type": "string", "format": "date-time"},
+                                        "reason": {"type": "string"},
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                        },
                         "steps": {
                             "type": "array",
                             "items": {
@@ -857,7 +941,56 @@ def document() -> dict[str, Any]:
                         "updated_at": {"type": "string", "format": "date-time"},
                         "last_operation": {"oneOf": [_ref("Operation"), {"type": "null"}]},
                         "revision_count": {"type": "integer"},
+                        "previous_revision": {
+                            "description": "The revision Current before the last alias move.",
+                            "oneOf": [_ref("RevisionRef"), {"type": "null"}],
+                        },
+                        "current_since": nullable_time,
+                        "current_set_by": {
+                            "description": "The operation that last moved the alias.",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "operation": {"type": "string", "format": "uuid"},
+                                        "kind": {"type": "string"},
+                                        "by": {"type": "string"},
+                                        "source": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                        "at": {"type": "string", "format": "date-time"},
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                        },
+                        "hold_on_rollback": {"type": "boolean"},
+                        "held": {"type": "boolean"},
+                        "hold": {
+                            "description": "While held: the rollback that set the hold.",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "since": {"type": "string", "format": "date-time"},
+                                        "by": {"type": ["string", "null"]},
+                                        "reason": {"type": "string"},
+                                        "operation": {"type": ["string", "null"]},
+                                        "revision": {
+                                            "oneOf": [_ref("RevisionRef"), {"type": "null"}]
+                                        },
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                        },
                         "parameters": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "RevisionRef": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "short_id": {"type": "string"},
                     },
                 },
                 **_webhook_schemas(),

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from dashboard.controlplane import parameters
-from dashboard.controlplane.models import App, Operation, Revision
+from dashboard.controlplane.models import App, Operation, Revision, short_id
 
 
 def _at(value: datetime | None) -> str | None:
@@ -55,6 +55,13 @@ def operation_json(op: Operation, *, steps: bool = True) -> dict[str, Any]:
         "duration_ms": round(duration.total_seconds() * 1000) if duration is not None else None,
         "error": op.error,
         "result": {k: v for k, v in op.result.items() if k != "enqueued_at"},
+        # Who asked to cancel it (or which set-rev superseded it) and when; None if nobody.
+        "cancel": {
+            "requested_at": _at(op.cancel_requested_at),
+            "reason": op.cancel_reason,
+        }
+        if op.cancel_requested_at
+        else None,
     }
     if steps:
         data["steps"] = [{"at": _at(s.at), "message": s.message} for s in op.steps.all()]
@@ -80,6 +87,41 @@ def app_json(app: App, *, last_operation: Operation | None = None) -> dict[str, 
         "created_at": _at(app.created_at),
         "updated_at": _at(app.updated_at),
         "last_operation": operation_json(last_operation, steps=False) if last_operation else None,
+        "previous_revision": _revision_ref(app.previous_revision_id),
+        "current_since": _at(app.current_since),
+        "current_set_by": _move_json(app.current_operation),
+        "hold_on_rollback": app.hold_on_rollback,
+        "held": app.held,
+        "hold": _hold_json(app) if app.held else None,
+    }
+
+
+def _revision_ref(revision_id) -> dict[str, str] | None:
+    return {"id": str(revision_id), "short_id": short_id(revision_id)} if revision_id else None
+
+
+def _move_json(op: Operation | None) -> dict[str, Any] | None:
+    """The operation that last moved the alias, in the few words on-call needs."""
+    if op is None:
+        return None
+    return {
+        "operation": str(op.id),
+        "kind": op.kind,
+        "by": op.requester_name,
+        "source": op.source,
+        "reason": op.reason,
+        "at": _at(op.finished_at or op.started_at or op.created_at),
+    }
+
+
+def _hold_json(app: App) -> dict[str, Any]:
+    op = app.held_operation
+    return {
+        "since": _at(app.held_at),
+        "by": op.requester_name if op else None,
+        "reason": op.reason if op else "",
+        "operation": str(op.id) if op else None,
+        "revision": _revision_ref(op.revision_id) if op else None,
     }
 
 

@@ -22,6 +22,13 @@ urlpatterns = [
     path("apps/<str:app>/logs", views.app_logs, name="api-logs"),
     path("apps/<str:app>/diff", views.app_diff, name="api-diff"),
     path("apps/<str:app>/operations", views.app_operations, name="api-history"),
+    path(
+        "apps/<str:app>/operations/<str:operation_id>/cancel",
+        views.cancel_operation,
+        name="api-cancel",
+    ),
+    path("apps/<str:app>/release", views.release, name="api-release"),
+    path("apps/<str:app>/hold-policy", views.hold_policy, name="api-hold-policy"),
     path("runners/<str:runner_id>/stop", views.runner_stop, name="api-runner-stop"),
     path("runners/<str:runner_id>/kill", views.runner_kill, name="api-runner-kill"),
     path("operations/<str:operation_id>", views.operation_detail, name="api-operation"),

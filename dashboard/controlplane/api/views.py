@@ -65,14 +65,26 @@ DEPLOY_FIELDS = (
     "message",
     "annotations",
     "auth_mode",
+    "promote",
 )
-SET_REV_FIELDS = ("revision", "strategy", "reason")
-ROLLOUT_FIELDS = ("force", "reason")
-DELETE_REV_FIELDS = ("reason",)
+SET_REV_FIELDS = ("revision", "strategy", "reason", "expected_current")
+ROLLOUT_FIELDS = ("force", "reason", "expected_current")
+DELETE_REV_FIELDS = ("reason", "expected_current")
 SCALE_FIELDS = (*parameters.PARAMETERS, "reason")
-SUSPEND_FIELDS = ("revision", "reason")
+SUSPEND_FIELDS = ("revision", "reason", "expected_current")
+CANCEL_FIELDS = ("reason",)
+RELEASE_FIELDS = ("reason",)
+HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
 RUNNER_STOP_FIELDS = ("replace", "reason")
 RUNNER_KILL_FIELDS = ("reason",)
+# What app_json reads besides the app row: Current, Previous, and who set Current and the hold.
+APP_RELATED = (
+    "current_revision__deployed_by",
+    "owner",
+    "previous_revision",
+    "current_operation",
+    "held_operation",
+)
 MAX_PAGE_SIZE = 200
 QUICK_DEADLINE = timedelta(seconds=60)
 SLACK = timedelta(minutes=2)
@@ -229,9 +241,7 @@ def me(request: HttpRequest) -> JsonResponse:
 def apps(request: HttpRequest) -> JsonResponse:
     last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
     rows = list(
-        App.objects.select_related("current_revision__deployed_by", "owner").annotate(
-            last_operation_id=Subquery(last_op[:1])
-        )
+        App.objects.select_related(*APP_RELATED).annotate(last_operation_id=Subquery(last_op[:1]))
     )
     ops = Operation.objects.select_related("app").in_bulk(
         [a.last_operation_id for a in rows if a.last_operation_id]
@@ -243,11 +253,7 @@ def apps(request: HttpRequest) -> JsonResponse:
 
 @api_view(GET=Role.VIEWER)
 def app_detail(request: HttpRequest, app: str) -> JsonResponse:
-    found = (
-        App.objects.select_related("current_revision__deployed_by", "owner")
-        .filter(name=app)
-        .first()
-    )
+    found = App.objects.select_related(*APP_RELATED).filter(name=app).first()
     if found is None:
         raise NotFound(f"no app named {app!r}", details={"app": app})
     last = found.operations.select_related("app").first()
@@ -417,6 +423,7 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
         raise BadRequest("entrypoint is required, e.g. app.py::MyApp")
     strategy = _strategy(request.POST.get("strategy"))
     reset_scale = _bool(request.POST.get("reset_scale"), "reset_scale")
+    promote = _bool(request.POST.get("promote"), "promote")
     message = _text(request.POST.get("message"), "message")
     annotations = _annotations(request.POST.get("annotations", ""))
     auth_mode = request.POST.get("auth_mode", "")
@@ -476,6 +483,7 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
                     "entrypoint": entrypoint,
                     "strategy": strategy,
                     "reset_scale": reset_scale,
+                    "promote": promote,
                     "auth_mode": auth_mode or None,
                     "bundle_sha256": bundle.sha256,
                     "bundle_size": bundle.size,
@@ -519,7 +527,21 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
         with transaction.atomic():
             found = get_app(app, lock=True)
             target = resolve(found, ref)
+            operations.check_expected_current(found, body.get("expected_current"))
             _check_can_become_current(found, target)
+            deleting = Operation.objects.filter(
+                revision=target, kind=OperationKind.DELETE_REV, finished_at__isnull=True
+            ).first()
+            if deleting is not None:
+                raise Conflict(
+                    f"revision {target.short_id} is being deleted by delete-rev operation "
+                    f"{deleting.id}, still in progress; it cannot become Current",
+                    details={"operation": str(deleting.id), "kind": deleting.kind},
+                    code="operation_in_progress",
+                )
+            # A rollback is never blocked: whatever runs on the app stops at its next safe
+            # point, and it can no longer move the alias from the moment this commits.
+            superseded = operations.supersede(found, request.actor, target)
             startup = (target.code_settings or {}).get("startup_timeout", 600)
             op = operations.create(
                 found,
@@ -532,11 +554,18 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
                     "from_revision": str(found.current_revision_id)
                     if found.current_revision_id
                     else None,
+                    "superseded": str(superseded.id) if superseded else None,
                 },
                 revision=target,
                 deadline=timedelta(seconds=startup) + SLACK,
                 running=strategy == "recreate",
             )
+            if superseded is not None:
+                operations.step(
+                    op,
+                    f"superseded {superseded.get_kind_display()} operation {superseded.id} "
+                    f"({superseded.get_state_display().lower()}): it stops at its next safe point",
+                )
             if strategy == "recreate":
                 # Quick: switch in this request so the gateway routes to the target at once.
                 new_settings = parameters.for_set_rev(target.code_settings, found.settings)
@@ -568,6 +597,7 @@ def rollout(request: HttpRequest, app: str) -> JsonResponse:
     try:
         with transaction.atomic():
             found = get_app(app, lock=True)
+            operations.check_expected_current(found, body.get("expected_current"))
             if found.current_revision_id is None:
                 raise Conflict(f"app {found.name!r} has no current revision to roll out")
             live = found.settings
@@ -596,6 +626,7 @@ def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
         with transaction.atomic():
             found = get_app(app, lock=True)
             target = resolve(found, rev)
+            operations.check_expected_current(found, request.input.get("expected_current"))
             if found.current_revision_id == target.id:
                 raise Conflict(
                     f"revision {target.short_id} is Current for {found.name}; set another "
@@ -712,6 +743,7 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
     try:
         with transaction.atomic():
             found = get_app(app, lock=True)
+            operations.check_expected_current(found, body.get("expected_current"))
             if ref:
                 target = resolve(found, ref)
             elif found.current_revision_id:
@@ -826,6 +858,112 @@ def runner_stop(request: HttpRequest, runner_id: str) -> JsonResponse:
 @api_view(POST=Role.ADMIN, fields=RUNNER_KILL_FIELDS)
 def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
     return _runner_operation(request, runner_id, OperationKind.RUNNER_KILL)
+
+
+# -- cancel, hold -------------------------------------------------------------------------
+
+
+@api_view(POST=Role.DEPLOYER, fields=CANCEL_FIELDS)
+def cancel_operation(request: HttpRequest, app: str, operation_id: str) -> JsonResponse:
+    reason = _text(request.input.get("reason"), "reason")
+    try:
+        key = uuid.UUID(operation_id)
+    except ValueError:
+        raise BadRequest(f"{operation_id!r} is not an operation id (a UUID)") from None
+    with transaction.atomic():
+        found = get_app(app, lock=True)
+        op = Operation.objects.filter(pk=key, app=found).first()
+        if op is None:
+            raise NotFound(
+                f"app {found.name!r} has no operation {operation_id}",
+                details={"operation": operation_id, "app": found.name},
+            )
+        if refusal := operations.cancel_refusal(op):
+            raise refusal
+        who = request.actor.user.get_username()
+        operations.request_cancel(
+            op, request.actor, f"cancelled by {who}" + (f": {reason}" if reason else "")
+        )
+    return _operation_answer(op)
+
+
+@api_view(POST=Role.DEPLOYER, fields=RELEASE_FIELDS)
+def release(request: HttpRequest, app: str) -> JsonResponse:
+    reason = _text(request.input.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            if not found.held:
+                raise Conflict(
+                    f"app {found.name!r} is not held; there is no hold to release",
+                    details={"app": found.name, "held": False},
+                    code="not_held",
+                )
+            held_by = found.held_operation
+            op = operations.create(
+                found,
+                OperationKind.RELEASE,
+                request.actor,
+                reason=reason,
+                params={"held_operation": str(held_by.id) if held_by else None},
+                revision=found.current_revision,
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            found.held, found.held_at, found.held_operation = False, None, None
+            found.save(update_fields=["held", "held_at", "held_operation", "updated_at"])
+            current = found.current_revision.short_id if found.current_revision else "none"
+            operations.step(
+                op,
+                f"hold released (set by {held_by.requester_name if held_by else 'unknown'}'s "
+                f"rollback); the next deploy of {found.name} becomes Current. Current stays "
+                f"{current} until then (set-rev switches now)",
+            )
+            operations.succeed(op, {"held": False})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    return _operation_answer(op)
+
+
+@api_view(POST=Role.DEPLOYER, fields=HOLD_POLICY_FIELDS)
+def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
+    body = request.input
+    if "hold_on_rollback" not in body:
+        raise BadRequest("nothing to change: give hold_on_rollback (true or false)")
+    value = body["hold_on_rollback"]
+    if not isinstance(value, bool):
+        raise BadRequest(f"hold_on_rollback must be true or false, got {value!r}")
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            op = operations.create(
+                found,
+                OperationKind.HOLD_POLICY,
+                request.actor,
+                reason=reason,
+                params={"hold_on_rollback": value},
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            before = found.hold_on_rollback
+            found.hold_on_rollback = value
+            found.save(update_fields=["hold_on_rollback", "updated_at"])
+            what = "on: a rollback holds" if value else "off: a rollback does not hold"
+            unchanged = " (unchanged)" if before == value else ""
+            note = " A hold in place stays until released." if found.held and not value else ""
+            operations.step(op, f"hold on rollback is {what} {found.name}{unchanged}.{note}")
+            operations.succeed(op, {"hold_on_rollback": value})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
+    return _operation_answer(op, app=app_json(found))
 
 
 # -- diff and deploy preview ----------------------------------------------------------

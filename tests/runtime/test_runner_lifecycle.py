@@ -89,8 +89,8 @@ def test_a_runner_killed_once_is_restarted_at_once_and_one_that_keeps_crashing_b
         what="the killed runner to be restarted at once",
     )
     assert restarted["pid"] != ready["pid"]
-    assert runtime.gateway("POST", "/crashy/", json={}).json()["version"] == "fast v1"
 
+    # Killed again before serving anything: now it is crash-looping and waits.
     os.kill(restarted["pid"], signal.SIGKILL)
     backing_off = runtime.wait_state(started["id"], "CRASH_BACKOFF")
     assert "restarting in 0.5s" in backing_off["error"]
@@ -98,6 +98,7 @@ def test_a_runner_killed_once_is_restarted_at_once_and_one_that_keeps_crashing_b
 
     again = runtime.wait_state(started["id"], "IDLE")
     assert again["restarts"] == 2
+    assert runtime.gateway("POST", "/crashy/", json={}).json()["version"] == "fast v1"
     log = runtime.admin("GET", "/logs", params={"runner": started["id"]}).text
     assert "crashed: process exited with code -9; restarting now" in log
     assert "crashed: process exited with code -9; restarting in 0.5s" in log

@@ -31,7 +31,7 @@ find_python = for c in python3.14 python3.13 python3.12 python3; do \
 help:
 	@echo "make demo   run the whole system with a demo app (web :8000, gateway :8001)"
 	@echo "make test   run the whole test suite on PostgreSQL and Redis"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check, format check and the import layers (import-linter)"
 	@echo "make bench  run the benchmarks; each run is kept in bench/results/ (commit it)"
 	@echo "make bench-compare [A=file.json] [B=file.json]"
 	@echo "            two benchmark runs side by side, ratio B/A per figure (default: the newest two)"
@@ -64,6 +64,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format .

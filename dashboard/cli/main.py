@@ -599,7 +599,9 @@ def _seconds(value: Any) -> str:
     help="Only revisions with this status.",
 )
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option(
+    "--page-size", type=click.IntRange(1, rules.MAX_PAGE_SIZE), default=50, show_default=True
+)
 def list_rev(state: State, app: str, status: str | None, page: int, page_size: int) -> None:
     """The revisions of APP, newest first, with status, Current marker and settings."""
     payload = state.api.list_revisions(app, status=status, page=page, page_size=page_size)
@@ -747,7 +749,9 @@ def apps_runners(state: State, app: str) -> None:
 @command(apps, "history")
 @click.argument("app")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option(
+    "--page-size", type=click.IntRange(1, rules.MAX_PAGE_SIZE), default=50, show_default=True
+)
 def apps_history(state: State, app: str, page: int, page_size: int) -> None:
     """Every operation on APP, newest first: who, source, reason, outcome, duration."""
     payload = state.api.history(app, page=page, page_size=page_size)

@@ -14,6 +14,9 @@ import re
 APP_NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,62}\Z")
 APP_NAME_RULE = "1–63 characters, lowercase letters, digits and '-', starting with a letter"
 
+# The largest page any listing of the API answers; the CLI offers no more.
+MAX_PAGE_SIZE = 200
+
 ROLES = ("viewer", "deployer", "admin")  # Each may do everything the ones before it may.
 
 

@@ -85,7 +85,7 @@ APP_RELATED = (
     "current_operation",
     "held_operation",
 )
-MAX_PAGE_SIZE = 200
+MAX_PAGE_SIZE = rules.MAX_PAGE_SIZE
 QUICK_DEADLINE = timedelta(seconds=60)
 SLACK = timedelta(minutes=2)
 

@@ -138,8 +138,13 @@ def test_an_unknown_field_in_a_rollout_is_refused(deployer, demo_app):
     assert response.status_code == 400
     error = error_of(response)
     assert error["code"] == "unknown_field"
-    assert error["message"] == ("unknown field 'forse' in the request body; allowed: force, reason")
-    assert error["details"] == {"unknown": ["forse"], "allowed": ["force", "reason"]}
+    assert error["message"] == (
+        "unknown field 'forse' in the request body; allowed: force, reason, expected_current"
+    )
+    assert error["details"] == {
+        "unknown": ["forse"],
+        "allowed": ["force", "reason", "expected_current"],
+    }
     assert snapshot(demo_app) == before
 
 
@@ -160,9 +165,9 @@ def test_unknown_fields_are_refused_on_every_mutating_endpoint(api_as, admin, de
         assert response.status_code == 400, (path, response.content)
         assert error_of(response)["code"] == "unknown_field", path
     # A deploy's form fields too.
-    response = admin.deploy("demo", make_bundle({"app.py": app_source()}), promote="true")
+    response = admin.deploy("demo", make_bundle({"app.py": app_source()}), promot="true")
     assert response.status_code == 400
-    assert "unknown field 'promote'" in error_of(response)["message"]
+    assert "unknown field 'promot'" in error_of(response)["message"]
     assert snapshot(demo_app) == before
 
 

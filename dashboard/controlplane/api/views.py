@@ -993,9 +993,9 @@ def _pin_or_unpin(request: HttpRequest, app: str, rev: str, *, pin: bool) -> Jso
             found = get_app(app, lock=True)
             target = Revision.objects.select_for_update().get(pk=resolve(found, rev).pk)
             if target.pinned == pin:
-                state = retention.pin_note(target) if pin else "not pinned"
+                state = f"already {retention.pin_note(target)}" if pin else "not pinned"
                 raise Conflict(
-                    f"revision {target.short_id} is already {state}; nothing changed",
+                    f"revision {target.short_id} is {state}; nothing changed",
                     details={"revision": str(target.id), "pinned": target.pinned},
                     code="already_pinned" if pin else "not_pinned",
                 )

@@ -30,7 +30,9 @@ def test_pinning_marks_the_revision_and_is_recorded_as_an_operation(deployer, de
     assert f"revision {old.short_id} is pinned" in op["steps"][0]["message"]
     assert body["revision"]["pinned"] is True
     assert body["revision"]["pinned_by"] == "deployer-user"
-    assert set(body["revision"]) == set(document()["components"]["schemas"]["Revision"]["properties"])
+    assert set(body["revision"]) == set(
+        document()["components"]["schemas"]["Revision"]["properties"]
+    )
     old.refresh_from_db()
     assert old.pinned and old.pinned_by.username == "deployer-user" and old.pinned_at
 
@@ -59,7 +61,9 @@ def test_pinning_a_pinned_revision_is_refused_and_changes_nothing(deployer, demo
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "already_pinned"
-    assert error["message"].startswith(f"revision {old.short_id} is already pinned by deployer-user")
+    assert error["message"].startswith(
+        f"revision {old.short_id} is already pinned by deployer-user"
+    )
     assert error["message"].endswith("; nothing changed")
     assert Operation.objects.count() == before
 

@@ -353,6 +353,52 @@ class ControlApi:
             idempotency_key=idempotency_key,
         )
 
+    def pin(
+        self, app: str, rev: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/revisions/{rev}/pin",
+            json_body={"reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def unpin(
+        self, app: str, rev: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/revisions/{rev}/unpin",
+            json_body={"reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def retention(self, app: str, *, dry_run: bool = False) -> dict:
+        """The app's retention settings; with dry_run, what retention would delete and why
+        every other revision stays."""
+        return self.call("GET", f"apps/{app}/retention", params={"dry_run": 1} if dry_run else None)
+
+    def set_retention(
+        self,
+        app: str,
+        *,
+        keep: int | None = None,
+        enabled: bool | None = None,
+        dry_run: bool = False,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> dict:
+        body: dict[str, Any] = {"reason": reason}
+        if keep is not None:
+            body["keep"] = keep
+        if enabled is not None:
+            body["enabled"] = enabled
+        if dry_run:
+            body["dry_run"] = True
+        return self.call(
+            "POST", f"apps/{app}/retention", json_body=body, idempotency_key=idempotency_key
+        )
+
     # -- webhooks (admin) ---------------------------------------------------------------
 
     def list_webhooks(self) -> list[dict]:

@@ -301,6 +301,7 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries", "schedule": 60.0},
+    "sweep-retention": {"task": "controlplane.sweep_retention", "schedule": 300.0},
 }
 CELERY_TIMEZONE = "UTC"
 

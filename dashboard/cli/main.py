@@ -981,6 +981,94 @@ def hold_policy(state: State, app: str, hold: bool, reason: str) -> None:
     finish(state, op, f"hold on rollback is {'on' if hold else 'off'} for {app}: {what}")
 
 
+@command(apps, "pin", operation=True)
+@click.argument("app")
+@click.argument("rev")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def pin(state: State, app: str, rev: str, reason: str) -> None:
+    """Pin REV of APP: retention never deletes it and delete-rev refuses it until unpinned."""
+    op = wait_for(state, state.api.pin(app, check_rev(rev), reason=reason))
+    finish(state, op, f"pinned revision {output.short_id(rev)} of {app}")
+
+
+@command(apps, "unpin", operation=True)
+@click.argument("app")
+@click.argument("rev")
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def unpin(state: State, app: str, rev: str, reason: str) -> None:
+    """Unpin REV of APP: retention may delete it again once it is old enough."""
+    op = wait_for(state, state.api.unpin(app, check_rev(rev), reason=reason))
+    finish(state, op, f"unpinned revision {output.short_id(rev)} of {app}")
+
+
+def _retention_plan(plan: dict) -> None:
+    """What a dry run would delete, and why every other revision stays."""
+    doomed = plan.get("would_delete", [])
+    state_word = "on" if plan.get("enabled") else "off (nothing is deleted while it is off)"
+    click.echo(f"retention keeps the newest {plan.get('keep')} revisions; it is {state_word}")
+    if doomed:
+        click.echo(f"would delete {len(doomed)} revision(s):")
+        rows = [(r["short_id"], status_label(r["status"]), r["why"]) for r in doomed]
+        click.echo(output.table(("id", "status", "why"), rows, max_width=90))
+    else:
+        click.echo("would delete nothing")
+    kept = plan.get("kept", [])
+    if kept:
+        click.echo(f"keeps {len(kept)} revision(s):")
+        rows = [(r["short_id"], status_label(r["status"]), r["why"]) for r in kept]
+        click.echo(output.table(("id", "status", "why"), rows, max_width=90))
+
+
+@command(apps, "retention", operation=True)
+@click.argument("app")
+@click.option(
+    "--keep", type=click.IntRange(1, 1000), metavar="N", help="Keep the newest N (1-1000)."
+)
+@click.option("--on/--off", "enabled", default=None, help="Turn retention on or off for APP.")
+@click.option(
+    "--dry-run", is_flag=True, help="List what would be deleted and why the rest stays; no change."
+)
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def retention(
+    state: State, app: str, keep: int | None, enabled: bool | None, dry_run: bool, reason: str
+) -> None:
+    """Show or change how many revisions of APP retention keeps (default 20).
+
+    Older revisions are deleted after each deploy and periodically, never Current,
+    Previous, a pinned one, the target of an operation in progress or the last 3 Deployed.
+    """
+    changing = keep is not None or enabled is not None
+    if dry_run:
+        plan = (
+            state.api.set_retention(app, keep=keep, enabled=enabled, dry_run=True)
+            if changing
+            else state.api.retention(app, dry_run=True)
+        )
+        if state.json:
+            output.emit_json(plan)
+        else:
+            _retention_plan(plan)
+        return
+    if not changing:
+        settings = state.api.retention(app)
+        if state.json:
+            output.emit_json(settings)
+        else:
+            on = "on" if settings.get("enabled") else "off"
+            click.echo(f"retention of {app} is {on}: it keeps the newest {settings.get('keep')}")
+        return
+    answer = state.api.set_retention(app, keep=keep, enabled=enabled, reason=reason)
+    op = wait_for(state, answer)
+    after = answer.get("retention") or {}
+    on = "on" if after.get("enabled") else "off"
+    finish(
+        state,
+        op,
+        f"retention of {app} is {on}: it keeps the newest {after.get('keep')}",
+        {"retention": after},
+    )
+
+
 # -- runners and logs -----------------------------------------------------------------
 
 

@@ -21,7 +21,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard import httpclient
-from dashboard.controlplane import bundles, events, operations, parameters, runtime_client
+from dashboard.controlplane import (
+    bundles,
+    events,
+    operations,
+    parameters,
+    retention,
+    runtime_client,
+)
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -468,6 +475,9 @@ def run_delete_rev(op: Operation) -> dict:
     app = App.objects.get(pk=op.app_id)
     if app.current_revision_id == revision.id:
         raise Failed(f"revision {revision.short_id} is Current; it cannot be deleted")
+    refusal = retention.deletion_refusal(app, revision, op.source)
+    if refusal:
+        raise Failed(refusal)
     # The last safe point: once runners stop and the bundle goes, the delete completes.
     operations.check_cancelled(op)
     stopped = runtime_client.stop_revision(str(revision.id))
@@ -568,4 +578,6 @@ def execute(operation_id: str) -> Operation | None:
     else:
         operations.step(op, "done")
         operations.succeed(op, result)
+        if op.kind == OperationKind.DEPLOY:
+            retention.schedule(op.app_id)  # Queued: the deploy never waits for it.
     return op

@@ -15,7 +15,7 @@ import secrets
 import uuid
 
 from django.conf import settings as conf
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -140,6 +140,12 @@ class App(models.Model):
     held_operation = models.ForeignKey(
         "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Retention (controlplane/retention.py): keep the newest retention_keep revisions and
+    # delete older ones after each deploy and periodically, never a protected one.
+    retention_keep = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    retention_enabled = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]
@@ -188,6 +194,12 @@ class Revision(models.Model):
     deployed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
+    # A pinned revision is kept from retention and refused by delete-rev (DESIGN §1, §6.7).
+    pinned = models.BooleanField(default=False)
+    pinned_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pinned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -226,6 +238,9 @@ class OperationKind(models.TextChoices):
     RUNNER_KILL = "runner_kill", "runner kill"
     RELEASE = "release", "release"
     HOLD_POLICY = "hold_policy", "hold policy"
+    PIN = "pin", "pin"
+    UNPIN = "unpin", "unpin"
+    RETENTION = "retention", "retention"
 
 
 class OperationState(models.TextChoices):
@@ -240,6 +255,8 @@ class Source(models.TextChoices):
     CLI = "cli", "cli"
     DASHBOARD = "dashboard", "dashboard"
     API = "api", "api"
+    # Deletions that retention decides on its own (no person asked for each one).
+    RETENTION = "retention", "retention"
 
 
 class Operation(models.Model):

@@ -139,7 +139,8 @@ def create(
                 kind=kind,
                 state=OperationState.RUNNING if running else OperationState.QUEUED,
                 requester=actor.user,
-                requester_name=actor.user.get_username(),
+                # Retention's own deletions have no user: History names their source.
+                requester_name=actor.user.get_username() if actor.user else actor.source,
                 source=actor.source,
                 reason=reason,
                 params=params or {},

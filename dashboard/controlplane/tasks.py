@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from dashboard.controlplane import executors, operations
+from dashboard.controlplane import executors, operations, retention
 
 
 @shared_task(name="controlplane.execute_operation")
@@ -16,3 +16,13 @@ def execute_operation(operation_id: str) -> str | None:
 @shared_task(name="controlplane.sweep_operations")
 def sweep_operations() -> dict[str, int]:
     return operations.sweep()
+
+
+@shared_task(name="controlplane.apply_retention")
+def apply_retention(app_id: int) -> dict:
+    return retention.apply(app_id)
+
+
+@shared_task(name="controlplane.sweep_retention")
+def sweep_retention() -> int:
+    return retention.sweep()

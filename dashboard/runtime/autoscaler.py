@@ -30,8 +30,12 @@ from dashboard.runtime.supervisor import ACTIVE, READY, STARTING, Runner, Superv
 
 log = logging.getLogger("switchboard.runtime")
 TICK = 0.25
-# A runner of a revision that is not Current (e.g. the target of a rolling switch that
-# never happened) is stopped after idling this long, or keep_alive if that is longer.
+# A runner an operation started on a revision that is not Current yet (the target of a
+# rolling switch, healthy and waiting for the alias to move) is stopped after idling this
+# long, or keep_alive if that is longer: a short keep_alive must not retire it before the
+# switch lands. Every other runner of a non-Current revision (an old one called by its
+# URL, app@rev) stops after its own keep_alive, min_concurrency notwithstanding, so an
+# old revision never keeps runners alive (Knative's trap).
 NOT_CURRENT_GRACE = 60.0
 
 
@@ -131,8 +135,9 @@ class Autoscaler:
         for runner in others:
             if runner.state != "IDLE":
                 continue
-            grace = max(float(runner.settings["keep_alive"]), NOT_CURRENT_GRACE)
+            keep_alive = float(runner.settings["keep_alive"])
+            grace = max(keep_alive, NOT_CURRENT_GRACE) if runner.for_switch else keep_alive
             runner.idle_shutdown_at = runner.idle_since + timedelta(seconds=grace)
             if now >= runner.idle_shutdown_at:
-                runner.note("idle and not of the Current revision: stopping")
+                runner.note(f"idle for {grace:g}s and not of the Current revision: stopping")
                 self.supervisor.stop(runner)

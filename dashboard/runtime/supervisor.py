@@ -94,6 +94,9 @@ class Runner:
     restart_at: float = 0.0  # Monotonic: when a runner in CRASH_BACKOFF starts again.
     error: str = ""
     stopping: bool = False
+    # Started by an operation (start_keyed: a rolling switch's target, proved healthy
+    # before the alias moves): the autoscaler gives it a grace while it is not Current.
+    for_switch: bool = False
     ended_at: float | None = None  # Monotonic: when to forget a gone runner.
     stopped_at: datetime | None = None  # Wall clock: shown as its lifetime's end.
     process: RunnerProcess | None = None
@@ -192,6 +195,8 @@ class Supervisor:
         started = [self.start(rev, settings) for _ in range(count)]
         if key:
             self._start_keys[key] = [r.id for r in started]
+            for runner in started:
+                runner.for_switch = True
         return started
 
     def _spawn(self, coro) -> asyncio.Task:

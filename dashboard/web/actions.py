@@ -72,6 +72,25 @@ ACTIONS: dict[str, ActionSpec] = {
             OperationKind.RESUME,
         ),
         ActionSpec(
+            "pin", "Pin revision", Role.DEPLOYER, "revision", forms.ActionForm, OperationKind.PIN
+        ),
+        ActionSpec(
+            "unpin",
+            "Unpin revision",
+            Role.DEPLOYER,
+            "revision",
+            forms.ActionForm,
+            OperationKind.UNPIN,
+        ),
+        ActionSpec(
+            "retention",
+            "Retention settings",
+            Role.ADMIN,
+            "app",
+            forms.RetentionForm,
+            OperationKind.RETENTION,
+        ),
+        ActionSpec(
             "rollout", "Roll out", Role.DEPLOYER, "app", forms.RolloutForm, OperationKind.ROLLOUT
         ),
         ActionSpec("scale", "Scale", Role.DEPLOYER, "app", forms.ScaleForm, OperationKind.SCALE),
@@ -128,6 +147,8 @@ def revision_refusal(action: str, app: App, rev: Revision) -> str | None:
     elif action == "delete":
         if is_current:
             return "The Current revision cannot be deleted: roll back to another one first."
+        if rev.pinned:
+            return "This revision is pinned: unpin it before deleting it."
         if status == RevisionStatus.DEPLOYING:
             return "This revision is still deploying: wait for it to finish."
     elif action == "suspend":
@@ -137,6 +158,10 @@ def revision_refusal(action: str, app: App, rev: Revision) -> str | None:
             )
     elif action == "resume" and status != RevisionStatus.SUSPENDED:
         return f"Only Suspended revisions can be resumed; this one is {rev.get_status_display()}."
+    elif action == "pin" and rev.pinned:
+        return "This revision is already pinned."
+    elif action == "unpin" and not rev.pinned:
+        return "This revision is not pinned."
     return None
 
 
@@ -202,6 +227,18 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
             result = api.rollout(app, force=params["force"], reason=reason, idempotency_key=key)
         elif action == "scale":
             result = api.scale(app, params["values"], reason=reason, idempotency_key=key)
+        elif action == "pin":
+            result = api.pin(app, params["revision"], reason=reason, idempotency_key=key)
+        elif action == "unpin":
+            result = api.unpin(app, params["revision"], reason=reason, idempotency_key=key)
+        elif action == "retention":
+            result = api.set_retention(
+                app,
+                keep=params["keep"],
+                enabled=params["enabled"],
+                reason=reason,
+                idempotency_key=key,
+            )
         elif action == "runner-stop":
             result = api.stop_runner(
                 params["runner"], replace=params["replace"], reason=reason, idempotency_key=key

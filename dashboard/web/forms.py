@@ -9,6 +9,7 @@ from django import forms
 
 from dashboard.controlplane import parameters
 from dashboard.controlplane.parameters import PARAMETERS, ParameterError
+from dashboard.controlplane.retention import KEEP_MAX, KEEP_MIN
 
 
 class ActionForm(forms.Form):
@@ -52,6 +53,30 @@ class RunnerStopForm(ActionForm):
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "replace": self.cleaned_data["replace"]}
+
+
+class RetentionForm(ActionForm):
+    """How many revisions retention keeps, and whether it runs (retention.py's rule)."""
+
+    keep = forms.IntegerField(
+        min_value=KEEP_MIN,
+        max_value=KEEP_MAX,
+        label="Keep the newest",
+        help_text=f"revisions ({KEEP_MIN}–{KEEP_MAX}); older ones are deleted unless protected",
+    )
+    enabled = forms.BooleanField(required=False, label="Delete older revisions automatically")
+
+    def __init__(self, *args, current: dict[str, Any], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["keep"].initial = current["keep"]
+        self.fields["enabled"].initial = current["enabled"]
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "keep": self.cleaned_data["keep"],
+            "enabled": self.cleaned_data["enabled"],
+        }
 
 
 class ScaleForm(ActionForm):

@@ -21,6 +21,7 @@ from dashboard.controlplane.models import (
     Role,
     short_id,
 )
+from dashboard.controlplane.retention import pin_note
 from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup
 from dashboard.web.actions import revision_refusal
@@ -147,7 +148,7 @@ class VersionsTable(PagedTable):
         self.can_admin = role_allows(role, Role.ADMIN)
         self._confirm_urls = {
             action: reverse("confirm", args=[app.name, action])
-            for action in ("rollback", "resume", "suspend", "delete")
+            for action in ("rollback", "resume", "suspend", "delete", "pin", "unpin")
         }
         self._compare_url = reverse("compare", args=[app.name])
         self._gateway = f"{settings.GATEWAY_URL.rstrip('/')}/{app.name}@"
@@ -210,10 +211,11 @@ class VersionsTable(PagedTable):
     def render_status(self, record: Revision) -> str:
         current = CURRENT_BADGE if record.id == self.current_id else ""
         return format_html(
-            '<span class="badges">{}{}{}</span>',
+            '<span class="badges">{}{}{}{}</span>',
             markup.status_badge(record.status, record.get_status_display()),
             " " if current else "",
             current,
+            _pinned_badge(record),
         )
 
     def render_message(self, record: Revision) -> str:
@@ -270,6 +272,10 @@ class VersionsTable(PagedTable):
         if not self.can_deploy:
             return ""
         buttons = [self._button(record, "rollback", "Rollback", "primary")]
+        if record.pinned:
+            buttons.append(self._button(record, "unpin", "Unpin"))
+        else:
+            buttons.append(self._button(record, "pin", "Pin"))
         if self.can_admin:
             if record.status == RevisionStatus.SUSPENDED:
                 buttons.append(self._button(record, "resume", "Resume"))
@@ -283,6 +289,18 @@ class VersionsTable(PagedTable):
         why = revision_refusal(action, self.app, record) or ""
         url = f"{self._confirm_urls[action]}?rev={ref}"
         return markup.action_button(action, label, why, url, ref, style)
+
+
+def _pinned_badge(record: Revision) -> str:
+    """The Pinned badge (retention and delete-rev leave the revision alone), saying who
+    pinned it and when on hover."""
+    if not record.pinned:
+        return ""
+    return format_html(
+        ' <span class="badge pinned" data-testid="pinned-badge" title="{}">'
+        '<span aria-hidden="true">📌</span> Pinned</span>',
+        pin_note(record),
+    )
 
 
 def _failure(record: Revision, op: Operation | None) -> str:

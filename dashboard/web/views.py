@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import diff, revisions, tokens
+from dashboard.controlplane import diff, retention, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import (
@@ -202,7 +202,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     role = role_of(request.user)
     revisions = (
         Revision.objects.filter(app=app)
-        .select_related("deployed_by")
+        .select_related("deployed_by", "pinned_by")
         .prefetch_related(
             Prefetch(
                 "operations",
@@ -232,6 +232,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         "filter_error": filter_error,
         "poll_url": _poll_url(request, stamp),
         "can_deploy": role_allows(role, Role.DEPLOYER),
+        "can_admin": role_allows(role, Role.ADMIN),
         "rollout_refusal": app_refusal("rollout", app),
         "settings_now": live_settings(app),
     }
@@ -347,6 +348,8 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
 
 def _form(spec: ActionSpec, app: App, request: HttpRequest):
     extra = {"current": live_settings(app)} if spec.name == "scale" else {}
+    if spec.name == "retention":
+        extra = {"current": {"keep": app.retention_keep, "enabled": app.retention_enabled}}
     if request.method == "POST":
         return spec.form(request.POST, **extra)
     return spec.form(initial={"key": uuid.uuid4()}, **extra)
@@ -397,6 +400,8 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
     if spec.name == "rollback":
         context["changes"] = rollback_changes(app_obj, target["revision"])
         context["current"] = app_obj.current_revision
+    if spec.name == "retention":
+        context["plan"] = retention.dry_run(app_obj)  # What the settings in effect delete.
     response = render(
         request, "web/confirm.html#dialog" if request.htmx else "web/confirm.html", context
     )

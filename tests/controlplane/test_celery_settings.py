@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from dashboard.celery import app
+from dashboard.controlplane import tasks
 
 
 def test_tasks_are_acknowledged_only_after_they_finish():
@@ -33,3 +34,10 @@ def test_the_sweeper_is_on_the_beat_schedule():
 def test_the_broker_is_redis():
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
     assert app.conf.broker_url.startswith("redis://")
+
+
+def test_retention_runs_periodically_from_the_beat_schedule():
+    schedule = app.conf.beat_schedule["sweep-retention"]
+    assert schedule["task"] == "controlplane.sweep_retention"
+    assert app.tasks["controlplane.sweep_retention"].run is tasks.sweep_retention.run
+    assert app.tasks["controlplane.apply_retention"].run is tasks.apply_retention.run

@@ -66,6 +66,9 @@ def test_a_revision_is_found_by_its_full_id_or_a_prefix_with_or_without_dashes(v
         "error",
         "log_tail",
         "endpoints",
+        "pinned",
+        "pinned_by",
+        "pinned_at",
     }
     assert data["machine_type"] == "S"
 

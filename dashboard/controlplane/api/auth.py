@@ -128,9 +128,10 @@ def _source(request: HttpRequest, dashboard_token: bool) -> str:
         raise BadRequest(
             f"X-Switchboard-Source must be one of {', '.join(Source.values)}, got {source!r}"
         )
-    if source == Source.DASHBOARD:
+    if source in (Source.DASHBOARD, Source.RETENTION):
+        owner = "the dashboard's own worker" if source == Source.DASHBOARD else "retention"
         raise Forbidden(
-            "X-Switchboard-Source 'dashboard' is reserved for the dashboard's own worker; "
+            f"X-Switchboard-Source {source!r} is reserved for {owner}; "
             "an API token may send 'cli' or 'api'",
             details={"allowed": [Source.CLI, Source.API]},
             code="source_not_allowed",

@@ -40,6 +40,15 @@ OP_DONE = {
         "Done (quick operations complete in the request and are still recorded)",
     )
 }
+PIN_DONE = {
+    "200": _json(
+        {
+            "type": "object",
+            "properties": {"operation": _ref("Operation"), "revision": _ref("Revision")},
+        },
+        "Done: a pin or unpin operation, and the revision as it is now",
+    )
+}
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -284,6 +293,81 @@ def _paths() -> dict[str, Any]:
                 "admin",
                 _body({**REASON, **EXPECTED_CURRENT}),
                 OP_ACCEPTED,
+            ),
+        },
+        "/apps/{app}/revisions/{rev}/pin": {
+            "parameters": [APP, REV],
+            "post": _mutation(
+                "Pin a revision: retention never deletes it and delete-rev refuses it (409 "
+                "revision_is_pinned) until it is unpinned. 409 already_pinned if it is.",
+                "deployer",
+                _body(REASON),
+                PIN_DONE,
+            ),
+        },
+        "/apps/{app}/revisions/{rev}/unpin": {
+            "parameters": [APP, REV],
+            "post": _mutation(
+                "Unpin a revision: retention may delete it again once it is old enough. "
+                "409 not_pinned if it is not pinned.",
+                "deployer",
+                _body(REASON),
+                PIN_DONE,
+            ),
+        },
+        "/apps/{app}/retention": {
+            "parameters": [APP],
+            "get": {
+                "summary": "The app's retention settings; with dry_run=1 also what retention "
+                "would delete now and why every other revision stays (nothing changes)",
+                "parameters": [
+                    {
+                        "name": "dry_run",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {"oneOf": [_ref("RetentionSettings"), _ref("RetentionPlan")]},
+                        "The settings, or with dry_run the plan",
+                    ),
+                    **ERRORS,
+                },
+            },
+            "post": _mutation(
+                "Change retention: keep the newest `keep` revisions (1-1000, default 20) and "
+                "delete older ones after each deploy and periodically (`enabled`, default "
+                "true). Never deleted: Current, Previous, pinned revisions, the target of an "
+                "operation in progress, the last 3 Deployed. Each deletion is a delete-rev "
+                "operation with source `retention`. With dry_run true nothing changes and the "
+                "answer is the RetentionPlan of the values given.",
+                "admin",
+                _body(
+                    {
+                        "keep": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "enabled": {"type": "boolean"},
+                        "dry_run": {"type": "boolean"},
+                        **REASON,
+                    }
+                ),
+                {
+                    "200": _json(
+                        {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "operation": _ref("Operation"),
+                                        "retention": _ref("RetentionSettings"),
+                                    },
+                                },
+                                _ref("RetentionPlan"),
+                            ]
+                        },
+                        "Done (a `retention` operation), or with dry_run the plan",
+                    )
+                },
             ),
         },
         "/apps/{app}/revisions/preview": {
@@ -776,6 +860,44 @@ def document() -> dict[str, Any]:
                         "error": {"type": "string"},
                         "log_tail": {"type": "string"},
                         "endpoints": {"type": "array", "items": {"type": "string"}},
+                        "pinned": {"type": "boolean"},
+                        "pinned_by": {"type": ["string", "null"]},
+                        "pinned_at": nullable_time,
+                    },
+                },
+                "RetentionSettings": {
+                    "type": "object",
+                    "properties": {
+                        "keep": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "enabled": {"type": "boolean"},
+                    },
+                },
+                "RetentionPlan": {
+                    "type": "object",
+                    "properties": {
+                        "keep": {"type": "integer"},
+                        "enabled": {"type": "boolean"},
+                        "would_delete": {
+                            "description": "Oldest first: what retention would delete.",
+                            "type": "array",
+                            "items": _ref("RetentionVerdict"),
+                        },
+                        "kept": {
+                            "description": "Newest first: every other revision, with why.",
+                            "type": "array",
+                            "items": _ref("RetentionVerdict"),
+                        },
+                    },
+                },
+                "RetentionVerdict": {
+                    "type": "object",
+                    "properties": {
+                        "revision": {"type": "string", "format": "uuid"},
+                        "short_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "pinned": {"type": "boolean"},
+                        "why": {"type": "string"},
                     },
                 },
                 "Diff": {
@@ -881,6 +1003,9 @@ def document() -> dict[str, Any]:
                                 "runner_kill",
                                 "release",
                                 "hold_policy",
+                                "pin",
+                                "unpin",
+                                "retention",
                             ],
                         },
                         "state": {
@@ -888,7 +1013,10 @@ def document() -> dict[str, Any]:
                             "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
                         },
                         "requester": {"type": "string"},
-                        "source": {"type": "string", "enum": ["cli", "dashboard", "api"]},
+                        "source": {
+                            "type": "string",
+                            "enum": ["cli", "dashboard", "api", "retention"],
+                        },
                         "reason": {"type": "string"},
                         "params": {"type": "object"},
                         "revision": {"type": ["string", "null"]},
@@ -964,6 +1092,7 @@ def document() -> dict[str, Any]:
                             ],
                         },
                         "hold_on_rollback": {"type": "boolean"},
+                        "retention": _ref("RetentionSettings"),
                         "held": {"type": "boolean"},
                         "hold": {
                             "description": "While held: the rollback that set the hold.",

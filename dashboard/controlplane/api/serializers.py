@@ -34,6 +34,9 @@ def revision_json(revision: Revision, app: App) -> dict[str, Any]:
         "error": revision.error,
         "log_tail": revision.log_tail,
         "endpoints": revision.endpoints,
+        "pinned": revision.pinned,
+        "pinned_by": revision.pinned_by.get_username() if revision.pinned_by else None,
+        "pinned_at": _at(revision.pinned_at),
     }
 
 
@@ -93,6 +96,7 @@ def app_json(app: App, *, last_operation: Operation | None = None) -> dict[str, 
         "hold_on_rollback": app.hold_on_rollback,
         "held": app.held,
         "hold": _hold_json(app) if app.held else None,
+        "retention": {"keep": app.retention_keep, "enabled": app.retention_enabled},
     }
 
 

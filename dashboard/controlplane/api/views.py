@@ -23,6 +23,7 @@ from dashboard.controlplane import (
     executors,
     operations,
     parameters,
+    retention,
     rules,
     runtime_client,
 )
@@ -77,9 +78,12 @@ RELEASE_FIELDS = ("reason",)
 HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
 RUNNER_STOP_FIELDS = ("replace", "reason")
 RUNNER_KILL_FIELDS = ("reason",)
+PIN_FIELDS = ("reason",)
+RETENTION_FIELDS = ("keep", "enabled", "reason", "dry_run")
 # What app_json reads besides the app row: Current, Previous, and who set Current and the hold.
 APP_RELATED = (
     "current_revision__deployed_by",
+    "current_revision__pinned_by",
     "owner",
     "previous_revision",
     "current_operation",
@@ -268,7 +272,7 @@ def revisions(request: HttpRequest, app: str) -> JsonResponse:
     if request.method == "POST":
         return _deploy(request, app)
     found = get_app(app)
-    qs = Revision.objects.filter(app=found).select_related("deployed_by")
+    qs = Revision.objects.filter(app=found).select_related("deployed_by", "pinned_by")
     status = request.GET.get("status", "").strip().lower()
     if status:
         if status not in RevisionStatus.values:
@@ -634,6 +638,16 @@ def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
                     details={"revision": str(target.id)},
                     code="revision_is_current",
                 )
+            if target.pinned:
+                raise Conflict(
+                    retention.deletion_refusal(found, target, request.actor.source),
+                    details={
+                        "revision": str(target.id),
+                        "pinned_by": target.pinned_by.get_username() if target.pinned_by else None,
+                        "pinned_at": target.pinned_at.isoformat() if target.pinned_at else None,
+                    },
+                    code="revision_is_pinned",
+                )
             active = Operation.objects.filter(revision=target, finished_at__isnull=True).first()
             if active is not None:
                 raise Conflict(
@@ -964,6 +978,130 @@ def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
         return _operation_answer(exc.operation, replayed=True)
     found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
     return _operation_answer(op, app=app_json(found))
+
+
+# -- pins and retention ------------------------------------------------------------------
+
+
+def _pin_or_unpin(request: HttpRequest, app: str, rev: str, *, pin: bool) -> JsonResponse:
+    reason = _text(request.input.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            target = Revision.objects.select_for_update().get(pk=resolve(found, rev).pk)
+            if target.pinned == pin:
+                state = f"already {retention.pin_note(target)}" if pin else "not pinned"
+                raise Conflict(
+                    f"revision {target.short_id} is {state}; nothing changed",
+                    details={"revision": str(target.id), "pinned": target.pinned},
+                    code="already_pinned" if pin else "not_pinned",
+                )
+            op = operations.create(
+                found,
+                OperationKind.PIN if pin else OperationKind.UNPIN,
+                request.actor,
+                reason=reason,
+                params={"revision": str(target.id), "short_id": target.short_id},
+                revision=target,
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            was = retention.pin_note(target)
+            target.pinned = pin
+            target.pinned_by = request.actor.user if pin else None
+            target.pinned_at = op.created_at if pin else None
+            target.save(update_fields=["pinned", "pinned_by", "pinned_at"])
+            operations.step(
+                op,
+                f"revision {target.short_id} is pinned: retention and delete-rev leave it alone"
+                if pin
+                else f"revision {target.short_id} is no longer pinned (was {was})",
+            )
+            operations.succeed(op, {"revision": str(target.id), "pinned": pin})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    target = Revision.objects.select_related("deployed_by", "pinned_by").get(pk=target.pk)
+    return _operation_answer(op, revision=revision_json(target, found))
+
+
+@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+def pin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
+    return _pin_or_unpin(request, app, rev, pin=True)
+
+
+@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+def unpin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
+    return _pin_or_unpin(request, app, rev, pin=False)
+
+
+def _retention_view(request: HttpRequest, app: str) -> JsonResponse:
+    """GET the app's retention settings (?dry_run=1 adds what would go and why the others
+    stay); POST changes them, recorded as a `retention` operation, or with dry_run only
+    answers what the new values would delete."""
+    if request.method == "GET":
+        if unknown := sorted(set(request.GET) - {"dry_run"}):
+            raise BadRequest(f"unknown query parameter {unknown[0]!r}; allowed: dry_run")
+        found = get_app(app)
+        if _bool(request.GET.get("dry_run"), "dry_run"):
+            return JsonResponse(retention.dry_run(found))
+        return JsonResponse({"keep": found.retention_keep, "enabled": found.retention_enabled})
+    body = request.input
+    if "keep" not in body and "enabled" not in body:
+        raise BadRequest("nothing to change: give keep (1 to 1000) and/or enabled (true or false)")
+    keep = retention.check_keep(body["keep"]) if "keep" in body else None
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise BadRequest(f"enabled must be true or false, got {enabled!r}")
+    reason = _text(body.get("reason"), "reason")
+    if _bool(body.get("dry_run"), "dry_run"):
+        return JsonResponse(retention.dry_run(get_app(app), keep))
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            before = {"keep": found.retention_keep, "enabled": found.retention_enabled}
+            after = {
+                "keep": before["keep"] if keep is None else keep,
+                "enabled": before["enabled"] if enabled is None else enabled,
+            }
+            op = operations.create(
+                found,
+                OperationKind.RETENTION,
+                request.actor,
+                reason=reason,
+                params={k: v for k, v in (("keep", keep), ("enabled", enabled)) if v is not None},
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            found.retention_keep, found.retention_enabled = after["keep"], after["enabled"]
+            found.save(update_fields=["retention_keep", "retention_enabled", "updated_at"])
+            summary = ", ".join(
+                f"{name} {before[name]} → {after[name]}"
+                for name in before
+                if before[name] != after[name]
+            )
+            operations.step(
+                op,
+                f"retention of {found.name}: {summary or 'no value changed'} "
+                f"({'on' if after['enabled'] else 'off'}, keeps the newest {after['keep']})",
+            )
+            operations.succeed(op, {"before": before, "after": after})
+            if after["enabled"]:
+                # Applied at once in the worker, after this commits (it waits for nobody).
+                transaction.on_commit(lambda: retention.schedule(found.pk))
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    return _operation_answer(op, retention=after)
+
+
+@api_view(GET=Role.VIEWER, POST=Role.ADMIN, fields=RETENTION_FIELDS)
+def retention_settings(request: HttpRequest, app: str) -> JsonResponse:
+    return _retention_view(request, app)
 
 
 # -- diff and deploy preview ----------------------------------------------------------

@@ -68,18 +68,19 @@ PREVIOUS_BADGE = mark_safe(
 
 
 def current_story(story: Any, now: datetime | None = None) -> SafeString:
-    """ "Current since T, set by X (rollback): reason" — a CurrentStory (web.actions)."""
+    """ "Current since T, set by X from the cli · rollback · “reason”" — a CurrentStory
+    (web.actions)."""
     by = format_html(", set by <strong>{}</strong>", story.by) if story.by else ""
     how = (
-        format_html(' <span class="how" data-testid="current-how">{}</span>', story.how)
+        format_html(' · <span class="how" data-testid="current-how">{}</span>', story.how)
         if story.how
         else ""
     )
-    via = format_html(" via {}", story.source) if story.source else ""
+    via = format_html(" from the {}", story.source) if story.source else ""
     reason = (
-        format_html(' <span class="reason">“{}”</span>', story.reason)
+        format_html(' · <span class="reason">“{}”</span>', story.reason)
         if story.reason
-        else mark_safe(' <span class="muted">no reason given</span>')
+        else mark_safe(' · <span class="muted">no reason given</span>')
     )
     return format_html(
         '<div class="story" data-testid="current-story">Current since {}{}{}{}{}</div>',

@@ -39,6 +39,7 @@ _COLUMNS = (
     "created_at",
     "cancel_requested_at",
     "cancel_reason",
+    "app_id",
 )
 
 

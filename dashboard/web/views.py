@@ -273,8 +273,10 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
             if app.previous_revision
             else ""
         ),
-        "previous_word": (
-            switch_word(app.current_revision, app.previous_revision)
+        # "Roll back to previous", or "Switch to previous" after a rollback (it is newer).
+        "previous_label": (
+            switch_word(app.current_revision, app.previous_revision).replace(" to", "")
+            + " to previous"
             if app.previous_revision
             else ""
         ),

@@ -287,7 +287,12 @@ def test_confirming_a_rollback_enqueues_the_task_on_redis_and_answers_a_progress
     key = str(uuid.uuid4())
     response = deployer.post(
         f"/apps/demo/confirm/rollback?rev={old.short_id}",
-        {"key": key, "strategy": "recreate", "reason": "bad release", "expected_current": _current.short_id},
+        {
+            "key": key,
+            "strategy": "recreate",
+            "reason": "bad release",
+            "expected_current": _current.short_id,
+        },
         **HTMX,
     )
     assert response.status_code == 200

@@ -533,8 +533,10 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
     response = render(
         request, "web/confirm.html#dialog" if request.htmx else "web/confirm.html", context
     )
-    if changed:
-        response.status_code = 409  # Nothing was sent: the dialog asks again.
+    if changed and not request.htmx:
+        # Nothing was sent: the page asks again. In the dialog (htmx) it is a form shown
+        # again, answered 200 as an invalid form is: the dialog says what happened.
+        response.status_code = 409
     if request.htmx and request.method == "POST":
         # An invalid form (or one about a Current that moved) is shown again, with its
         # errors, in the dialog it came from.

@@ -283,7 +283,7 @@ class VersionsTable(PagedTable):
             return ""
         # Older than Current: a rollback; newer: a roll forward ("Switch to").
         word = (
-            "Rollback"
+            "Roll back"
             if record.id == self.current_id
             else switch_word(self.app.current_revision, record)
         )

@@ -247,6 +247,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "collected-static"
 # WhiteNoise serves it; it exists even before the first collectstatic (no start-up warning).
 STATIC_ROOT.mkdir(exist_ok=True)
+# Hashed names, gzip/Brotli copies and year-long cache lifetimes (dashboard/web/staticstorage.py).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "dashboard.web.staticstorage.StaticStorage"},
+}
 
 # Where a Redis is looked for when REDIS_URL is unset; `manage.py up` starts a private one
 # (dashboard/system/redis_service.py) when nothing answers there.

@@ -17,6 +17,9 @@ from dashboard.controlplane.models import App, Revision, Role, role_of
 from dashboard.controlplane.rules import role_allows
 
 HEX_PREFIX_RE = re.compile(r"\A[0-9a-f]{8,32}\Z")
+# What the pages show of an app besides its name: Current, Previous, who made Current
+# what it is (the operation) and the hold a rollback set.
+APP_RELATED = ("current_revision", "previous_revision", "current_operation", "held_operation")
 
 
 class BadInput(Exception):
@@ -38,10 +41,17 @@ def require_role(request: HttpRequest, needed: Role) -> Role:
 
 
 def get_app(name: str) -> App:
-    app = App.objects.select_related("current_revision").filter(name=name).first()
+    app = App.objects.select_related(*APP_RELATED).filter(name=name).first()
     if app is None:
         raise BadInput(f"There is no app named {name!r}.", status=404)
     return app
+
+
+def prefix_range(hex_prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The UUIDs starting with `hex_prefix` (lower-case hex, no dashes), as a range: this
+    works on every database and uses the primary key index, unlike a string match on a
+    cast UUID."""
+    return uuid.UUID(hex_prefix.ljust(32, "0")), uuid.UUID(hex_prefix.ljust(32, "f"))
 
 
 def find_revision(app: App, ref: str) -> Revision:
@@ -51,10 +61,7 @@ def find_revision(app: App, ref: str) -> Revision:
         raise BadInput(
             f"{ref!r} is not a revision id: give the id or a prefix of at least 8 hex characters."
         )
-    # A prefix is the range of UUIDs it can start: this works on every database and
-    # uses the primary key index, unlike a string match on a cast UUID.
-    low = uuid.UUID(normal.ljust(32, "0"))
-    high = uuid.UUID(normal.ljust(32, "f"))
+    low, high = prefix_range(normal)
     matches = list(Revision.objects.filter(id__gte=low, id__lte=high).select_related("app")[:3])
     own = [r for r in matches if r.app_id == app.pk]
     if len(own) == 1:

@@ -23,6 +23,7 @@ from dashboard.controlplane.models import (
     RevisionStatus,
     Role,
 )
+from dashboard.controlplane.operations import alias_move_of
 from dashboard.web import forms
 
 
@@ -52,7 +53,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "Delete revision",
             Role.ADMIN,
             "revision",
-            forms.ActionForm,
+            forms.ExpectingForm,
             OperationKind.DELETE_REV,
         ),
         ActionSpec(
@@ -60,7 +61,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "Suspend revision",
             Role.ADMIN,
             "revision",
-            forms.ActionForm,
+            forms.ExpectingForm,
             OperationKind.SUSPEND,
         ),
         ActionSpec(
@@ -95,6 +96,14 @@ ACTIONS: dict[str, ActionSpec] = {
         ),
         ActionSpec("scale", "Scale", Role.DEPLOYER, "app", forms.ScaleForm, OperationKind.SCALE),
         ActionSpec(
+            "release",
+            "Release hold",
+            Role.DEPLOYER,
+            "app",
+            forms.ActionForm,
+            OperationKind.RELEASE,
+        ),
+        ActionSpec(
             "runner-stop",
             "Stop runner",
             Role.DEPLOYER,
@@ -125,6 +134,20 @@ def operation_title(op: Operation) -> str:
     """An operation submitted from the dashboard, titled as its dialog was."""
     spec = _BY_KIND.get(op.kind)
     return title(spec, op.subject) if spec else f"{op.get_kind_display()} {op.subject}".strip()
+
+
+def is_older(revision: Revision, than: Revision) -> bool:
+    """Whether `revision` came before `than`, in the order operations.is_rollback uses
+    (creation time, then id): a set-rev to an older revision than Current is a rollback,
+    to a newer one a roll forward. Compared on rows already loaded: the Versions page asks
+    it for every row."""
+    return (revision.created_at, str(revision.id)) < (than.created_at, str(than.id))
+
+
+def switch_word(current: Revision | None, target: Revision) -> str:
+    """What a set-rev to `target` is called: "Roll back" to an older revision than
+    Current, "Switch to" a newer one (a roll forward)."""
+    return "Roll back" if current is None or is_older(target, current) else "Switch to"
 
 
 class ActionFailed(Exception):
@@ -171,6 +194,8 @@ def app_refusal(action: str, app: App) -> str | None:
             return "The app has no Current revision to roll out yet."
         if app.current_revision.status == RevisionStatus.SUSPENDED:
             return "The Current revision is suspended: resume it before rolling out."
+    if action == "release" and not app.held:
+        return "The app is not held: new deploys already become Current."
     return None
 
 
@@ -206,6 +231,8 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
     """
     api = ControlApi(settings.SWITCHBOARD_API_URL, token, source="dashboard")
     reason = params.get("reason", "")
+    # The Current the dialog showed: the API refuses (409 current_changed) if it moved.
+    expected = params.get("expected_current") or None
     try:
         if action == "rollback":
             result = api.set_rev(
@@ -213,18 +240,35 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
                 params["revision"],
                 strategy=params["strategy"],
                 reason=reason,
+                expected_current=expected,
                 idempotency_key=key,
             )
         elif action == "delete":
             result = api.delete_revision(
-                app, params["revision"], reason=reason, idempotency_key=key
+                app,
+                params["revision"],
+                reason=reason,
+                expected_current=expected,
+                idempotency_key=key,
             )
         elif action == "suspend":
-            result = api.suspend(app, params["revision"], reason=reason, idempotency_key=key)
+            result = api.suspend(
+                app,
+                params["revision"],
+                reason=reason,
+                expected_current=expected,
+                idempotency_key=key,
+            )
         elif action == "resume":
             result = api.resume(app, params["revision"], reason=reason, idempotency_key=key)
         elif action == "rollout":
-            result = api.rollout(app, force=params["force"], reason=reason, idempotency_key=key)
+            result = api.rollout(
+                app,
+                force=params["force"],
+                reason=reason,
+                expected_current=expected,
+                idempotency_key=key,
+            )
         elif action == "scale":
             result = api.scale(app, params["values"], reason=reason, idempotency_key=key)
         elif action == "pin":
@@ -243,6 +287,11 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
             result = api.stop_runner(
                 params["runner"], replace=params["replace"], reason=reason, idempotency_key=key
             )
+        elif action == "release":
+            result = api.release(app, reason=reason, idempotency_key=key)
+        elif action == "cancel":
+            # Cancelling creates no operation: the answer is the cancelled one.
+            result = api.cancel_operation(app, params["operation"], reason=reason)
         elif action == "runner-kill":
             result = api.kill_runner(params["runner"], reason=reason, idempotency_key=key)
         else:
@@ -254,3 +303,82 @@ def submit(action: str, app: str, params: dict[str, Any], token: str, key: str) 
             f"The control API could not be reached ({exc.detail}). Check History before retrying."
         ) from None
     return str(result["operation"]["id"])
+
+
+def cli_equivalent(action: str, app: str, params: dict[str, Any]) -> str:
+    """The `switchboard` command doing what a dashboard action does, shown when the
+    dashboard's worker does not take the action (the CLI goes to the control API
+    directly)."""
+    rev = params.get("revision", "")[:8]
+    expect = (
+        f" --expect-current {params['expected_current'][:8]}"
+        if params.get("expected_current")
+        else ""
+    )
+    commands = {
+        "rollback": f"switchboard apps set-rev {app} {rev} --strategy {params.get('strategy')}"
+        + expect,
+        "delete": f"switchboard apps delete-rev {app} {rev}{expect}",
+        "suspend": f"switchboard apps suspend {app} {rev}{expect}",
+        "resume": f"switchboard apps resume {app} {rev}",
+        "rollout": f"switchboard apps rollout {app}"
+        + (" --force" if params.get("force") else "")
+        + expect,
+        "scale": f"switchboard apps scale {app} "
+        + " ".join(
+            f"--{name.replace('_', '-')} {value}"
+            for name, value in params.get("values", {}).items()
+        ),
+        "release": f"switchboard apps release {app}",
+        "runner-stop": f"switchboard runners stop {params.get('runner')}"
+        + (" --replace" if params.get("replace") else ""),
+        "runner-kill": f"switchboard runners kill {params.get('runner')}",
+    }
+    return commands.get(action, "").strip()
+
+
+@dataclass(frozen=True)
+class CurrentStory:
+    """Who made Current what it is, when, why and how: what on-call reads first."""
+
+    since: Any  # datetime | None
+    by: str
+    how: str  # "deploy", "rollback", "roll forward" or the operation's kind
+    reason: str
+    source: str
+
+
+def current_story(app: App) -> CurrentStory | None:
+    """The story of `app`'s Current, from the operation that moved the alias last
+    (operations.alias_move_of, the rule the API's 409 current_changed also uses)."""
+    if app.current_revision_id is None:
+        return None
+    move = app.current_operation if app.current_operation_id else alias_move_of(app)
+    if move is None:
+        return CurrentStory(app.current_since, "", "", "", "")
+    how = move.get_kind_display()
+    if move.kind == OperationKind.DEPLOY:
+        how = "deploy"
+    elif move.kind == OperationKind.SET_REV and app.previous_revision_id:
+        previous = app.previous_revision
+        how = "rollback" if is_older(app.current_revision, previous) else "roll forward"
+    since = app.current_since or move.finished_at or move.started_at or move.created_at
+    return CurrentStory(since, move.requester_name, how, move.reason, move.source)
+
+
+def operation_words(op: Operation, created: dict[Any, Any]) -> str:
+    """An operation in the words History uses: "rollback to 1a2b3c4d from 5e6f7a8b",
+    "roll forward to …", "deploy 1a2b3c4d". `created` maps revision ids to their
+    creation time, loaded once for the whole page."""
+    subject = op.subject
+    if op.kind == OperationKind.DEPLOY:
+        return f"deploy {subject}".strip()
+    if op.kind == OperationKind.SET_REV:
+        source = op.params.get("from_revision")
+        target_id = op.revision_id or op.params.get("revision")
+        if source and target_id and str(source) in created and str(target_id) in created:
+            older = (created[str(target_id)], str(target_id)) < (created[str(source)], str(source))
+            word = "rollback" if older else "roll forward"
+            return f"{word} to {subject} from {str(source).replace('-', '')[:8]}"
+        return f"set-rev to {subject}"
+    return f"{op.get_kind_display()} {subject}".strip()

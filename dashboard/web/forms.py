@@ -26,7 +26,18 @@ class ActionForm(forms.Form):
         return {"reason": self.cleaned_data["reason"]}
 
 
-class RollbackForm(ActionForm):
+class ExpectingForm(ActionForm):
+    """A dialog about Current (set-rev, delete-rev, suspend, rollout) also carries the
+    Current it showed: the view and the control API refuse it (409 current_changed) when
+    Current has moved since, instead of silently overriding a colleague."""
+
+    expected_current = forms.CharField(required=False, max_length=36, widget=forms.HiddenInput)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "expected_current": self.cleaned_data["expected_current"]}
+
+
+class RollbackForm(ExpectingForm):
     STRATEGIES = [
         ("rolling", "Rolling: start a runner on the target, switch once it is healthy"),
         ("recreate", "Recreate: switch now; the next request cold-starts the target"),
@@ -37,7 +48,7 @@ class RollbackForm(ActionForm):
         return {**super().params(), "strategy": self.cleaned_data["strategy"]}
 
 
-class RolloutForm(ActionForm):
+class RolloutForm(ExpectingForm):
     MODES = [
         ("graceful", "Graceful: start replacements, let in-flight requests finish"),
         ("force", "Force: kill every runner now; in-flight requests are dropped"),

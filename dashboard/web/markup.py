@@ -60,6 +60,38 @@ CURRENT_BADGE = mark_safe(
 )
 
 
+# The revision that was Current before this one: the one-click way back.
+PREVIOUS_BADGE = mark_safe(
+    '<span class="badge previous" data-testid="previous-badge">'
+    '<span aria-hidden="true">↶</span> Previous</span>'
+)
+
+
+def current_story(story: Any, now: datetime | None = None) -> SafeString:
+    """ "Current since T, set by X from the cli · rollback · “reason”" — a CurrentStory
+    (web.actions)."""
+    by = format_html(", set by <strong>{}</strong>", story.by) if story.by else ""
+    how = (
+        format_html(' · <span class="how" data-testid="current-how">{}</span>', story.how)
+        if story.how
+        else ""
+    )
+    via = format_html(" from the {}", story.source) if story.source else ""
+    reason = (
+        format_html(' · <span class="reason">“{}”</span>', story.reason)
+        if story.reason
+        else mark_safe(' · <span class="muted">no reason given</span>')
+    )
+    return format_html(
+        '<div class="story" data-testid="current-story">Current since {}{}{}{}{}</div>',
+        when(story.since, now),
+        by,
+        via,
+        how,
+        reason,
+    )
+
+
 def status_badge(status: str, label: str) -> SafeString:
     return format_html(
         '<span class="badge status-{}" data-testid="status-badge">{} {}</span>',
@@ -72,12 +104,12 @@ def status_badge(status: str, label: str) -> SafeString:
 def action_button(action: str, label: str, why: str, url: str, ref: str, style: str = "") -> str:
     """A button opening `action`'s confirmation dialog from `url`, or, when `why` says
     it is unavailable, a button that stays visible and focusable (aria-disabled, not
-    disabled) so that it can say why."""
+    disabled) with the reason in visible text beside it, not only in a tooltip."""
     if why:
         return format_html(
-            '<button type="button" class="btn small" aria-disabled="true"'
+            '<span class="unavailable"><button type="button" class="btn small" aria-disabled="true"'
             ' aria-describedby="why-{0}-{1}" title="{2}" data-testid="{0}-button">{3}</button>'
-            '<span id="why-{0}-{1}" class="visually-hidden">{2}</span>',
+            '<small id="why-{0}-{1}" class="why" data-testid="why-{0}">{2}</small></span>',
             action,
             ref,
             why,
@@ -131,8 +163,13 @@ def when(value: datetime | None, now: datetime | None = None) -> str:
         relative = f"{timesince(value, now, depth=1)} ago"
     else:
         relative = f"in {timesince(now, value, depth=1)}"
+    # The absolute time is shown as well as in the tooltip: on a phone there is no hover.
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, relative
+        '<time datetime="{}" title="{}">{}</time> <span class="abs">{}</span>',
+        value.isoformat(),
+        absolute,
+        relative,
+        absolute,
     )
 
 

@@ -28,7 +28,19 @@ from django.utils import timezone
 
 from dashboard.controlplane.models import Operation, OperationStep
 
-_COLUMNS = ("id", "kind", "state", "error", "revision_id", "params", "finished_at")
+_COLUMNS = (
+    "id",
+    "kind",
+    "state",
+    "error",
+    "revision_id",
+    "params",
+    "finished_at",
+    "created_at",
+    "cancel_requested_at",
+    "cancel_reason",
+    "app_id",
+)
 
 
 @cache  # Built once per lookup column, not on every poll.
@@ -77,6 +89,8 @@ def find_operation(
     fields = dict(zip(_COLUMNS, rows[0][: len(_COLUMNS)], strict=True))
     fields["id"], fields["revision_id"] = _uuid(fields["id"]), _uuid(fields["revision_id"])
     fields["finished_at"], fields["params"] = _aware(fields["finished_at"]), _json(fields["params"])
+    fields["created_at"] = _aware(fields["created_at"])
+    fields["cancel_requested_at"] = _aware(fields["cancel_requested_at"])
     op = Operation(**fields)
     steps = [(_aware(at), message) for *_, at, message in rows if at is not None]
     return op, steps
@@ -86,14 +100,25 @@ def _submitted_key(key: str) -> str:
     return f"action-submitted:{key}"
 
 
-def remember(key: str, user_id: int, title: str) -> None:
-    """Record that `user_id` submitted the action `key` (titled e.g. "Roll back 3f2a9c1e")
-    for as long as Celery keeps its result. Raises Redis's errors: with Redis down the
-    action cannot be queued either."""
-    shared_cache.set(_submitted_key(key), (user_id, title), settings.CELERY_RESULT_EXPIRES)
+def remember(key: str, user_id: int, title: str, cli: str = "") -> None:
+    """Record that `user_id` submitted the action `key` (titled e.g. "Roll back 3f2a9c1e"),
+    when, and the CLI command doing the same (`cli`), for as long as Celery keeps its
+    result. Raises Redis's errors: with Redis down the action cannot be queued either."""
+    value = (user_id, title, timezone.now().timestamp(), cli)
+    shared_cache.set(_submitted_key(key), value, settings.CELERY_RESULT_EXPIRES)
+
+
+def submitted(key: str, user_id: int) -> tuple[str, datetime | None, str] | None:
+    """(title, when, CLI equivalent) of the action `user_id` submitted with `key`, or None
+    if they did not."""
+    value = shared_cache.get(_submitted_key(key))
+    if not value or value[0] != user_id:
+        return None
+    at = datetime.fromtimestamp(value[2], tz=UTC) if len(value) > 2 else None
+    return value[1], at, value[3] if len(value) > 3 else ""
 
 
 def submitted_title(key: str, user_id: int) -> str | None:
     """The title of the action `user_id` submitted with `key`, or None if they did not."""
-    submitted = shared_cache.get(_submitted_key(key))
-    return submitted[1] if submitted and submitted[0] == user_id else None
+    found = submitted(key, user_id)
+    return found[0] if found else None

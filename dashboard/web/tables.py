@@ -24,7 +24,7 @@ from dashboard.controlplane.models import (
 from dashboard.controlplane.retention import pin_note
 from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup
-from dashboard.web.actions import revision_refusal
+from dashboard.web.actions import current_story, revision_refusal, switch_word
 from dashboard.web.markup import CURRENT_BADGE, escape, format_html, format_html_join
 from dashboard.web.templatetags.switchboard import seconds
 
@@ -152,6 +152,9 @@ class VersionsTable(PagedTable):
         }
         self._compare_url = reverse("compare", args=[app.name])
         self._gateway = f"{settings.GATEWAY_URL.rstrip('/')}/{app.name}@"
+        # Who made Current what it is, and the one before it (incident view, issue 10).
+        self.previous_id = app.previous_revision_id
+        self.story = current_story(app)
 
     def page_rows(self) -> Iterator[str]:
         """Each row of the page as one `<tr>`, its cells from the render_<column> methods.
@@ -164,12 +167,16 @@ class VersionsTable(PagedTable):
         for counter, row in enumerate(self.paginated_rows):
             record = row.record
             tds = "".join(f"<td {td}>{escape(render(record))}</td>" for td, render in cells)
+            # The id lets "Jump to Current" scroll to the row, and morphing swaps match
+            # rows by it, so a refresh keeps what is open and focused in each.
             yield format_html(
-                '<tr data-testid="revision-row" data-revision="{}" data-status="{}"'
-                ' data-current="{}" class="{}">{}</tr>',
+                '<tr id="rev-{}" data-testid="revision-row" data-revision="{}" data-status="{}"'
+                ' data-current="{}" data-previous="{}" class="{}">{}</tr>',
+                record.short_id,
                 record.short_id,
                 record.status,
                 "true" if record.id == self.current_id else "false",
+                "true" if record.id == self.previous_id else "false",
                 "odd" if counter % 2 else "even",
                 mark_safe(tds),  # Every piece of it was escaped or built by format_html.
             )
@@ -210,13 +217,18 @@ class VersionsTable(PagedTable):
 
     def render_status(self, record: Revision) -> str:
         current = CURRENT_BADGE if record.id == self.current_id else ""
-        return format_html(
+        if record.id == self.previous_id:
+            current = markup.PREVIOUS_BADGE
+        badges = format_html(
             '<span class="badges">{}{}{}{}</span>',
             markup.status_badge(record.status, record.get_status_display()),
             " " if current else "",
             current,
             _pinned_badge(record),
         )
+        if record.id == self.current_id and self.story:
+            return format_html("{}{}", badges, markup.current_story(self.story, self.now))
+        return badges
 
     def render_message(self, record: Revision) -> str:
         parts = [format_html('<div class="msg">{}</div>', record.message or "(no message)")]
@@ -271,7 +283,13 @@ class VersionsTable(PagedTable):
     def render_actions(self, record: Revision) -> str:
         if not self.can_deploy:
             return ""
-        buttons = [self._button(record, "rollback", "Rollback", "primary")]
+        # Older than Current: a rollback; newer: a roll forward ("Switch to").
+        word = (
+            "Roll back"
+            if record.id == self.current_id
+            else switch_word(self.app.current_revision, record)
+        )
+        buttons = [self._button(record, "rollback", word, "primary")]
         if record.pinned:
             buttons.append(self._button(record, "unpin", "Unpin"))
         else:
@@ -280,7 +298,9 @@ class VersionsTable(PagedTable):
             if record.status == RevisionStatus.SUSPENDED:
                 buttons.append(self._button(record, "resume", "Resume"))
             else:
-                buttons.append(self._button(record, "suspend", "Suspend"))
+                # Suspending Current takes the app down (503): a danger action.
+                danger = "danger" if record.id == self.current_id else ""
+                buttons.append(self._button(record, "suspend", "Suspend", danger))
             buttons.append(self._button(record, "delete", "Delete", "danger"))
         return format_html('<div class="actions">\n{}\n</div>', mark_safe("\n".join(buttons)))
 
@@ -364,7 +384,8 @@ class HistoryTable(PagedTable):
         row_attrs = {"data-testid": "operation-row", "data-state": lambda record: record.state}
 
     def render_kind(self, record: Operation) -> str:
-        return record.get_kind_display()
+        # The view puts each operation in words ("rollback to 1a2b3c4d from 5e6f7a8b").
+        return getattr(record, "words", "") or record.get_kind_display()
 
 
 @_labelled

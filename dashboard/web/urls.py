@@ -29,4 +29,5 @@ urlpatterns = [
     path("apps/<slug:app>/history", views.history, name="history"),
     path("apps/<slug:app>/confirm/<slug:action>", views.confirm, name="confirm"),
     path("apps/<slug:app>/actions/<str:key>", views.action_progress, name="action-progress"),
+    path("apps/<slug:app>/actions/<str:key>/cancel", views.action_cancel, name="action-cancel"),
 ]

@@ -17,19 +17,19 @@ import redis.exceptions
 from celery.result import AsyncResult
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db.models import Max, OuterRef, Prefetch, Subquery
+from django.db.models import Max, OuterRef, Prefetch, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import diff, retention, revisions, tokens
+from dashboard.controlplane import diff, operations, retention, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
-from dashboard.controlplane.errors import ControlError
+from dashboard.controlplane.errors import Conflict, ControlError
 from dashboard.controlplane.models import (
     App,
     Operation,
@@ -43,17 +43,30 @@ from dashboard.controlplane.models import (
 from dashboard.controlplane.rules import role_allows
 from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
-from dashboard.web.access import BadInput, find_revision, get_app, require_role
+from dashboard.web.access import (
+    APP_RELATED,
+    HEX_PREFIX_RE,
+    BadInput,
+    find_revision,
+    get_app,
+    prefix_range,
+    require_role,
+)
 from dashboard.web.actions import (
     ACTIONS,
     ActionSpec,
     app_refusal,
+    cli_equivalent,
+    current_story,
     live_settings,
     operation_title,
+    operation_words,
     revision_refusal,
     rollback_changes,
+    switch_word,
 )
 from dashboard.web.actions import title as action_title
+from dashboard.web.forms import ExpectingForm
 from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, VersionsTable
 from dashboard.web.tasks import submit_action
 
@@ -61,6 +74,10 @@ VERSIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = VERSIONS_PER_PAGE
 QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a moment."
 NO_SUCH_ACTION = "You submitted no action with this key, or it is more than a day old."
+# Longer than any id, message search or name needs; a longer one is refused, not cut.
+SEARCH_MAX = 100
+# A queued action not taken by a worker after this long says so and what to check.
+STALL_SECONDS = 10
 
 
 def _app_or_404(name: str) -> App:
@@ -113,7 +130,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 def apps(request: HttpRequest) -> HttpResponse:
     last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
     app_list = list(
-        App.objects.select_related("current_revision").annotate(last_op_id=Subquery(last_op[:1]))
+        App.objects.select_related(*APP_RELATED).annotate(last_op_id=Subquery(last_op[:1]))
     )
     ops = Operation.objects.in_bulk([a.last_op_id for a in app_list if a.last_op_id])
     # One call to the runtime per page, grouped by app here.
@@ -127,6 +144,7 @@ def apps(request: HttpRequest) -> HttpResponse:
         app.is_suspended = bool(
             app.current_revision and app.current_revision.status == RevisionStatus.SUSPENDED
         )
+        app.story = current_story(app)
     table = AppsTable(app_list)
     table.runtime_error = runtime_error
     RequestConfig(request, paginate={"per_page": 100}).configure(table)
@@ -194,6 +212,14 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
             RevisionStatus.labels
         )
         status = ""
+    query = request.GET.get("q", "").strip()
+    if len(query) > SEARCH_MAX:
+        return _error(
+            request,
+            f"Search for at most {SEARCH_MAX} characters (an id, or words of a message, an "
+            f"author or an annotation); yours has {len(query)}.",
+            400,
+        )
     stamp = versions_stamp(app)
     if request.htmx and request.GET.get("stamp") == stamp:
         # Nothing changed since the browser's copy: 204 makes htmx keep it as is.
@@ -220,7 +246,11 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     )
     if status:
         revisions = revisions.filter(status=status)
+    if query:
+        revisions = revisions.filter(_search(query))
     empty = f"No {RevisionStatus(status).label} revisions." if status else "No revisions yet."
+    if query:
+        empty = f"No revision matches {query!r}."
     table = VersionsTable(revisions, app=app, role=role, empty_text=empty)
     RequestConfig(request, paginate={"per_page": VERSIONS_PER_PAGE}).configure(table)
     context = {
@@ -235,6 +265,22 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         "can_admin": role_allows(role, Role.ADMIN),
         "rollout_refusal": app_refusal("rollout", app),
         "settings_now": live_settings(app),
+        "query": query,
+        "search_max": SEARCH_MAX,
+        "story": current_story(app),
+        "jump_url": _jump_to_current(app),
+        "previous_refusal": (
+            revision_refusal("rollback", app, app.previous_revision)
+            if app.previous_revision
+            else ""
+        ),
+        # "Roll back to previous", or "Switch to previous" after a rollback (it is newer).
+        "previous_label": (
+            switch_word(app.current_revision, app.previous_revision).replace(" to", "")
+            + " to previous"
+            if app.previous_revision
+            else ""
+        ),
     }
     if request.htmx:
         return render(request, "web/versions.html#versions-table", context)
@@ -242,6 +288,38 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
     if panel_key:
         context["panel"] = _progress_context(request, app.name, panel_key)
     return render(request, "web/versions.html", context)
+
+
+def _search(query: str) -> Q:
+    """Revisions whose id starts with `query`, or whose message, author or annotations
+    contain it (case-insensitive)."""
+    found = (
+        Q(message__icontains=query)
+        | Q(deployed_by__username__icontains=query)
+        | Q(annotations__icontains=query)
+    )
+    normal = query.lower().replace("-", "")
+    if HEX_PREFIX_RE.match(normal.ljust(8, "0")) and len(normal) >= 4:
+        low, high = prefix_range(normal)
+        found |= Q(id__gte=low, id__lte=high)
+    return found
+
+
+def _jump_to_current(app: App) -> str:
+    """The unfiltered Versions page holding the Current row, scrolled to it."""
+    current = app.current_revision
+    if current is None:
+        return ""
+    newer = (
+        Revision.objects.filter(app=app)
+        .filter(
+            Q(created_at__gt=current.created_at)
+            | Q(created_at=current.created_at, id__gt=current.id)
+        )
+        .count()
+    )
+    page = newer // VERSIONS_PER_PAGE + 1
+    return reverse("versions", args=[app.name]) + f"?page={page}#rev-{current.short_id}"
 
 
 # -- Compare two revisions ---------------------------------------------------------------
@@ -297,9 +375,21 @@ def history(request: HttpRequest, app: str) -> HttpResponse:
     stamp = versions_stamp(app)
     if request.htmx and request.GET.get("stamp") == stamp:
         return HttpResponse(status=204)
-    operations = Operation.objects.filter(app=app).order_by("-created_at", "-id")
-    table = HistoryTable(operations)
+    ops = Operation.objects.filter(app=app).order_by("-created_at", "-id")
+    table = HistoryTable(ops)
     RequestConfig(request, paginate={"per_page": HISTORY_PER_PAGE}).configure(table)
+    # The page's operations, loaded once (the table renders these same instances), and
+    # in one more query the creation times that tell a rollback from a roll forward.
+    page_ops = [row.record for row in table.page.object_list]
+    ids = {op.revision_id for op in page_ops if op.revision_id} | {
+        op.params.get("from_revision") for op in page_ops if op.params.get("from_revision")
+    }
+    created = {
+        str(pk): at
+        for pk, at in Revision.objects.filter(pk__in=ids).values_list("id", "created_at")
+    }
+    for op in page_ops:
+        op.words = operation_words(op, created)
     context = {"app": app, "table": table, "poll_url": _poll_url(request, stamp)}
     template = "web/history.html#history-table" if request.htmx else "web/history.html"
     return render(request, template, context)
@@ -316,12 +406,16 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
     if spec.target == "revision":
         revision = find_revision(app, data.get("rev", ""))
         refusal = revision_refusal(spec.name, app, revision)
+        title = spec.title
+        if spec.name == "rollback":  # A newer revision than Current is a roll forward.
+            title = switch_word(app.current_revision, revision)
         if refusal:
-            raise BadInput(f"{spec.title} {revision.short_id}: {refusal}", status=409)
+            raise BadInput(f"{title} {revision.short_id}: {refusal}", status=409)
         return {
             "revision": revision,
             "params": {"revision": str(revision.id)},
-            "action_title": action_title(spec, revision.short_id),
+            "title": title,
+            "action_title": f"{title} {revision.short_id}",
         }
     if spec.target == "runner":
         runner_id = data.get("runner", "")
@@ -337,13 +431,14 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
             raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
         return {
             "runner": runner,
+            "title": spec.title,
             "params": {"runner": runner_id},
             "action_title": action_title(spec, runner_id),
         }
     refusal = app_refusal(spec.name, app)
     if refusal:
         raise BadInput(f"{spec.title} {app.name}: {refusal}", status=409)
-    return {"params": {}, "action_title": action_title(spec, "")}
+    return {"params": {}, "title": spec.title, "action_title": action_title(spec, "")}
 
 
 def _form(spec: ActionSpec, app: App, request: HttpRequest):
@@ -352,11 +447,23 @@ def _form(spec: ActionSpec, app: App, request: HttpRequest):
         extra = {"current": {"keep": app.retention_keep, "enabled": app.retention_enabled}}
     if request.method == "POST":
         return spec.form(request.POST, **extra)
-    return spec.form(initial={"key": uuid.uuid4()}, **extra)
+    return spec.form(initial=_fresh_initial(app), **extra)
+
+
+def _fresh_initial(app: App, **values: Any) -> dict[str, Any]:
+    """A new dialog's hidden values: a new key, and the Current it shows."""
+    current = str(app.current_revision_id) if app.current_revision_id else ""
+    return {**values, "key": uuid.uuid4(), "expected_current": current}
 
 
 def _enqueue(
     spec: ActionSpec, app: App, params: dict[str, Any], user, key: str, title: str
+) -> None:
+    _enqueue_named(spec.name, app, params, user, key, title)
+
+
+def _enqueue_named(
+    action: str, app: App, params: dict[str, Any], user, key: str, title: str
 ) -> None:
     """Hand the action to Celery, or raise BadInput if the queue cannot take it.
 
@@ -366,10 +473,10 @@ def _enqueue(
     from dashboard.celery import app as celery_app
 
     try:
-        progress.remember(key, user.pk, title)
+        progress.remember(key, user.pk, title, cli_equivalent(action, app.name, params))
         with celery_app.connection_for_write() as connection:
             submit_action.apply_async(
-                args=[spec.name, app.name, params, tokens.issue_dashboard_token(user), key],
+                args=[action, app.name, params, tokens.issue_dashboard_token(user), key],
                 task_id=key,
                 connection=connection,
                 retry=False,
@@ -389,24 +496,55 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
         app_obj = get_app(app)
         target = _target(spec, app_obj, request)
         form = _form(spec, app_obj, request)
+        changed = None
         if request.method == "POST" and form.is_valid():
-            key = str(form.cleaned_data["key"])
-            params = {**form.params(), **target["params"]}
-            _enqueue(spec, app_obj, params, request.user, key, target["action_title"])
-            return _submitted(request, app_obj, key)
+            try:
+                if isinstance(form, ExpectingForm):
+                    # The control API checks again under the app's lock; checking here
+                    # first lets the dialog show the new state and ask again at once.
+                    operations.check_expected_current(
+                        app_obj, form.cleaned_data["expected_current"]
+                    )
+            except Conflict as exc:
+                if exc.code != "current_changed":
+                    raise BadInput(exc.message, status=exc.status) from None
+                changed = {"message": exc.message, "story": current_story(app_obj)}
+                kept = {k: v for k, v in form.cleaned_data.items() if k not in ("key",)}
+                form = spec.form(initial=_fresh_initial(app_obj, **kept))
+            except ControlError as exc:
+                raise BadInput(exc.message, status=exc.status) from None
+            else:
+                key = str(form.cleaned_data["key"])
+                params = {**form.params(), **target["params"]}
+                _enqueue(spec, app_obj, params, request.user, key, target["action_title"])
+                return _submitted(request, app_obj, key)
     except BadInput as exc:
         return _error(request, exc.message, exc.status)
-    context = {"app": app_obj, "spec": spec, "form": form, "role": role_of(request.user), **target}
+    context = {
+        "app": app_obj,
+        "spec": spec,
+        "form": form,
+        "role": role_of(request.user),
+        "changed": changed,
+        "story": current_story(app_obj),
+        **target,
+    }
     if spec.name == "rollback":
         context["changes"] = rollback_changes(app_obj, target["revision"])
+        context["unchanged"] = [c for c in context["changes"] if not c["changed"]]
         context["current"] = app_obj.current_revision
     if spec.name == "retention":
         context["plan"] = retention.dry_run(app_obj)  # What the settings in effect delete.
     response = render(
         request, "web/confirm.html#dialog" if request.htmx else "web/confirm.html", context
     )
+    if changed and not request.htmx:
+        # Nothing was sent: the page asks again. In the dialog (htmx) it is a form shown
+        # again, answered 200 as an invalid form is: the dialog says what happened.
+        response.status_code = 409
     if request.htmx and request.method == "POST":
-        # An invalid form is shown again, with its errors, in the dialog it came from.
+        # An invalid form (or one about a Current that moved) is shown again, with its
+        # errors, in the dialog it came from.
         response = reswap(retarget(response, "#dialog-content"), "innerHTML")
     return response
 
@@ -427,9 +565,11 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
     created it, before that the Celery task's state (and its failure message)."""
     op, steps = progress.find_operation(request.user.pk, key=key)
     task_state, task_error, submitted = "", "", ""
+    submitted_at, cli = None, ""
     if op is None:
         try:
-            submitted = progress.submitted_title(key, request.user.pk)
+            found = progress.submitted(key, request.user.pk)
+            submitted, submitted_at, cli = found if found else (None, None, "")
             result = AsyncResult(key)
             task_state = result.state
             if task_state == "FAILURE":
@@ -443,6 +583,16 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
     finished = bool(
         (op and op.is_finished) or task_error or (task_state == "SUCCESS" and op is None)
     )
+    # Waiting for a worker: the dashboard's (task PENDING) or the control plane's (the
+    # operation still Queued). Both are Celery workers; say how long, and past
+    # STALL_SECONDS what to check, so a stopped worker does not look like a slow action.
+    waiting_since = None
+    if not finished:
+        if op is None and task_state == "PENDING":
+            waiting_since = submitted_at
+        elif op is not None and op.state == "queued":
+            waiting_since = op.created_at
+    waited = int((timezone.now() - waiting_since).total_seconds()) if waiting_since else None
     return {
         "key": key,
         "app_name": app,
@@ -453,7 +603,58 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "task_error": task_error,
         "finished": finished,
         "url": reverse("action-progress", args=[app, key]),
+        "waited": waited,
+        "stalled": waited is not None and waited >= STALL_SECONDS,
+        "cli": cli,
+        # The panel is its requester's own action, and every action needs a deployer, so
+        # the button is offered without another query for the role; the cancel view
+        # checks the role (a user demoted since is refused there).
+        "can_cancel": bool(op and not op.is_finished and op.cancel_requested_at is None),
+        "cancel_url": reverse("action-cancel", args=[app, key]),
+        "suspended_current": bool(
+            op
+            and op.kind == OperationKind.SUSPEND
+            and op.state == "succeeded"
+            and App.objects.filter(name=app, current_revision_id=op.revision_id).exists()
+        ),
     }
+
+
+@require_POST
+@login_required
+def action_cancel(request: HttpRequest, app: str, key: str) -> HttpResponse:
+    """The Cancel button of a running action's panel: ask the control API to stop the
+    panel's operation at its next safe point, through the same queue as every action.
+    Answers the panel again, now saying the cancellation was asked for."""
+    require_role(request, Role.DEPLOYER)
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return _error(request, f"{key!r} is not an action key.", 400)
+    op, _ = progress.find_operation(request.user.pk, key=key)
+    if op is None:
+        return _error(request, NO_SUCH_ACTION, 404)
+    if op.is_finished:
+        return _error(
+            request,
+            f"This {op.get_kind_display()} already ended {op.get_state_display()}; "
+            "there is nothing to cancel.",
+            409,
+        )
+    try:
+        app_obj = get_app(app)
+        if op.app_id != app_obj.pk:
+            raise BadInput(f"This action is not about app {app_obj.name!r}.", status=404)
+        cancel_key = str(uuid.uuid4())
+        params = {"operation": str(op.id), "reason": "from the dashboard's action panel"}
+        _enqueue_named(
+            "cancel", app_obj, params, request.user, cancel_key, f"Cancel {operation_title(op)}"
+        )
+    except BadInput as exc:
+        return _error(request, exc.message, exc.status)
+    panel = _progress_context(request, app, key)
+    panel.update(can_cancel=False, cancel_sent=True)
+    return render(request, "web/action_panel.html", {"panel": panel})
 
 
 @require_GET

@@ -13,6 +13,16 @@
     }
   } catch (e) { /* An old browser keeps UTC. */ }
 
+  // Polled regions swap by morphing (idiomorph), which keeps focus and scroll position.
+  // It would also copy the server's closed <details> over one the user opened ("Why it
+  // failed", a revision's URL): the user's open/closed state wins over the refresh.
+  if (window.Idiomorph) {
+    window.Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, node) {
+      if (name === "open" && node.tagName === "DETAILS") return false;
+      return true;
+    };
+  }
+
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
       return navigator.clipboard.writeText(text);

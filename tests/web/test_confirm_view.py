@@ -67,7 +67,10 @@ def test_the_rollback_dialog_keeps_runtime_tunable_values_from_the_alias(deploye
         f"/apps/demo/confirm/rollback?rev={target.short_id}", **HTMX
     ).content.decode()
     assert 'data-testid="changed-setting"' not in html
-    assert '<td data-label="After">300</td>' in html and '<td data-label="After">7</td>' in html
+    # Unchanged settings fold into one line, with the values they keep.
+    unchanged = html.split('data-testid="unchanged-settings"', 1)[1].split("</details>", 1)[0]
+    assert '<span class="k">keep_alive</span> 300' in unchanged
+    assert '<span class="k">max_concurrency</span> 7' in unchanged
 
 
 def test_the_rollback_settings_label_their_values_so_a_phone_can_stack_them(deployer, demo):
@@ -284,7 +287,12 @@ def test_confirming_a_rollback_enqueues_the_task_on_redis_and_answers_a_progress
     key = str(uuid.uuid4())
     response = deployer.post(
         f"/apps/demo/confirm/rollback?rev={old.short_id}",
-        {"key": key, "strategy": "recreate", "reason": "bad release"},
+        {
+            "key": key,
+            "strategy": "recreate",
+            "reason": "bad release",
+            "expected_current": _current.short_id,
+        },
         **HTMX,
     )
     assert response.status_code == 200
@@ -298,7 +306,13 @@ def test_confirming_a_rollback_enqueues_the_task_on_redis_and_answers_a_progress
         assert queued["name"] == "web.submit_action"
         action, app, params, token, idempotency_key = queued["args"]
         assert (action, app, idempotency_key) == ("rollback", "demo", key)
-        assert params == {"revision": str(old.id), "strategy": "recreate", "reason": "bad release"}
+        assert params == {
+            "revision": str(old.id),
+            "strategy": "recreate",
+            "reason": "bad release",
+            # The Current the dialog showed: the API refuses if it has moved since.
+            "expected_current": _current.short_id,
+        }
         assert token.startswith("sbd_")
 
 

@@ -84,3 +84,9 @@ def refusal(action: str, app, revision) -> str:
     from dashboard.web.actions import revision_refusal
 
     return revision_refusal(action, app, revision) or ""
+
+
+@register.simple_tag
+def current_story(story) -> str:
+    """{% current_story story %}: "Current since T, set by X (rollback)…", see markup."""
+    return markup.current_story(story)

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import diff, revisions, tokens
+from dashboard.controlplane import diff, health, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import (
@@ -121,7 +121,9 @@ def apps(request: HttpRequest) -> HttpResponse:
     summaries = runner_data.counts_by_app(
         runners, {a.name: a.current_revision_id for a in app_list}
     )
+    healths = health.for_apps(app_list)  # One more call to the runtime, for every app.
     for app in app_list:
+        app.health = healths[app.name]
         app.last_op = ops.get(app.last_op_id)
         app.runner_summary = summaries.get(app.name, runner_data.AppRunners())
         app.is_suspended = bool(
@@ -234,6 +236,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         "can_deploy": role_allows(role, Role.DEPLOYER),
         "rollout_refusal": app_refusal("rollout", app),
         "settings_now": live_settings(app),
+        "health": health.for_app(app),
     }
     if request.htmx:
         return render(request, "web/versions.html#versions-table", context)

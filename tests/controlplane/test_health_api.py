@@ -124,3 +124,20 @@ def test_the_figures_follow_real_gateway_traffic(runtime, api_as, settings):  # 
 
     (listed,) = viewer.get("apps").json()["apps"]
     assert listed["health"]["current"]["requests"] == 10
+
+
+def test_the_summary_reads_as_one_short_line():
+    from dashboard.controlplane import health
+
+    assert health.percent(0.0083) == "0.8%"
+    assert health.percent(0.15) == "15%"
+    assert health.percent(0.0) == "0%"
+    assert health.percent(0.0004) == "<0.1%"  # Some errors are never shown as 0%.
+    assert health.milliseconds(45.3) == "45 ms"
+    assert health.milliseconds(0.42) == "0.4 ms"
+    current = {"requests": 120, "errors_5xx": 1, "error_rate": 0.0083, "p99_ms": 45.3}
+    runners = {"text": "2 ready · 1 busy"}
+    assert health.summary(current, runners) == "120 req · 0.8% 5xx · p99 45 ms · 2 ready · 1 busy"
+    assert health.summary({**current, "requests": 0}, {"text": SCALED_TO_ZERO}) == (
+        "0 req · scaled to zero"
+    )

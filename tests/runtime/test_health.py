@@ -209,3 +209,17 @@ def test_the_metrics_need_the_admin_secret(runtime):
 
     response = httpx.get(runtime.admin_url + "/metrics")
     assert response.status_code == 401
+
+
+def test_runners_are_summarised_as_ready_busy_starting_and_failing(tmp_path):
+    from dashboard.runtime.admin_api import runner_counts
+    from dashboard.runtime.supervisor import Runner
+
+    states = ["IDLE", "IDLE", "RUNNING", "PENDING", "SETUP", "CRASH_BACKOFF", "FAILED"]
+    states += ["DRAINING", "TERMINATING", "TERMINATED"]  # Serving nothing new: not counted.
+    runners = [
+        Runner(f"r-{i:08x}", "a", "rev", tmp_path, "app.py::A", {}, state=state)
+        for i, state in enumerate(states)
+    ]
+    assert runner_counts(runners) == {"ready": 2, "busy": 1, "starting": 2, "failing": 2}
+    assert runner_counts([]) == {"ready": 0, "busy": 0, "starting": 0, "failing": 0}

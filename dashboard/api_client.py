@@ -121,6 +121,10 @@ class ControlApi:
             "GET", f"apps/{app}/operations", params={"page": page, "page_size": page_size}
         )
 
+    def health(self, app: str) -> dict:
+        """Current's and Previous's traffic over the last 5 minutes and Current's runners."""
+        return self.call("GET", f"apps/{app}/health")
+
     def runners(self, app: str) -> list[dict]:
         return self.call("GET", f"apps/{app}/runners")["runners"]
 

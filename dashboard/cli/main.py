@@ -529,6 +529,8 @@ def apps_list(state: State) -> None:
                 app.get("auth_mode"),
                 output.relative(output.parse_time(current.get("created_at"))),
                 f"{str(last.get('kind', '')).replace('_', '-')} {last.get('state', '')}".strip(),
+                # The server's one-line summary (controlplane/health.py), Current's last 5 min.
+                (app.get("health") or {}).get("summary"),
             )
         )
     headers = (
@@ -540,6 +542,7 @@ def apps_list(state: State) -> None:
         "auth",
         "deployed",
         "last operation",
+        "health (5 min)",
     )
     click.echo(output.table(headers, rows))
     for app in items:

@@ -147,3 +147,18 @@ def logs(
         if v
     }
     return _call("GET", "/logs", params=params, retries=1)
+
+
+def metrics(revisions: list[str] | None = None) -> dict[str, dict]:
+    """Each revision's traffic over the runtime's window (runtime/metrics.py) and its
+    runners, by revision id:
+
+        {"<uuid>": {"requests": 120, "errors_5xx": 1, "error_rate": 0.0083,
+                    "p50_ms": 3.4, "p99_ms": 45.3 (both null without traffic),
+                    "window_s": 300,
+                    "runners": {"ready": 2, "busy": 0, "starting": 0, "failing": 0}}}
+
+    Of the revisions named (at most 100), else of every revision with traffic in the
+    window or a runner."""
+    params = {"revision": revisions} if revisions else None
+    return _call("GET", "/metrics", params=params, retries=1)["revisions"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,15 @@ from dashboard.controlplane.api.body import parse_object
 from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.rules import APP_NAME_RE
 from dashboard.controlplane.runtime_client import admin_secret
+from dashboard.runtime.metrics import Traffic
 from dashboard.runtime.routing import RoutingTable, effective_settings, load_revision
-from dashboard.runtime.supervisor import ACTIVE, GONE, READY, Runner, Supervisor
+from dashboard.runtime.supervisor import ACTIVE, GONE, READY, STARTING, Runner, Supervisor
 
 RUNNER_ID_RE = re.compile(r"\Ar-[0-9a-f]{8}\Z")
 UUID_RE = re.compile(r"\A[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z")
 MAX_WAIT = 600.0
 MAX_TAIL = 10_000
+MAX_METRICS_REVISIONS = 100
 
 
 class ApiError(Exception):
@@ -115,10 +118,30 @@ def _tail(path: Path, lines: int) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def runner_counts(runners: list[Runner]) -> dict[str, int]:
+    """A revision's runners as on-call reads them: ready (warm, idle), busy (serving),
+    starting (PENDING, SETUP) and failing (CRASH_BACKOFF, or FAILED and still listed, that
+    is within the last two minutes). Draining and stopped runners serve nothing new."""
+    counts = {"ready": 0, "busy": 0, "starting": 0, "failing": 0}
+    for runner in runners:
+        if runner.state == "IDLE":
+            counts["ready"] += 1
+        elif runner.state == "RUNNING":
+            counts["busy"] += 1
+        elif runner.state in STARTING:
+            counts["starting"] += 1
+        elif runner.state in ("CRASH_BACKOFF", "FAILED"):
+            counts["failing"] += 1
+    return counts
+
+
 class AdminApi:
-    def __init__(self, routing: RoutingTable, supervisor: Supervisor):
+    def __init__(
+        self, routing: RoutingTable, supervisor: Supervisor, traffic: Traffic | None = None
+    ):
         self.routing = routing
         self.supervisor = supervisor
+        self.traffic = traffic or Traffic()
 
     def web_app(self) -> web.Application:
         app = web.Application(middlewares=[errors_and_auth])
@@ -132,6 +155,7 @@ class AdminApi:
         r.add_post("/revisions/{rev}/stop", self.stop_revision)
         r.add_post("/apps/{app}/sync", self.sync_app)
         r.add_get("/logs", self.logs)
+        r.add_get("/metrics", self.metrics)
         return app
 
     def _runner(self, request: web.Request) -> Runner:
@@ -230,6 +254,36 @@ class AdminApi:
             route = await self.routing.reload(name)
         self.supervisor.drain_not_current(name)
         return _json({"current_revision": route.revision if route else None})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Each revision's traffic over the window (metrics.Traffic) and its runners
+        (runner_counts): of the revisions named by `revision` (repeatable), else of every
+        revision with traffic in the window or a runner."""
+        wanted = request.query.getall("revision", [])
+        if len(wanted) > MAX_METRICS_REVISIONS:
+            raise ApiError(
+                400, f"at most {MAX_METRICS_REVISIONS} revisions at once, got {len(wanted)}"
+            )
+        for revision in wanted:
+            if not UUID_RE.match(revision):
+                raise ApiError(400, f"revision must be a revision id, got {revision!r}")
+        # The runtime keys revisions by their hyphenated id, as the control plane writes it.
+        wanted = [str(uuid.UUID(revision)) for revision in wanted]
+        by_revision: dict[str, list[Runner]] = {}
+        for runner in self.supervisor.runners.values():
+            by_revision.setdefault(runner.revision, []).append(runner)
+        chosen = wanted or sorted({*self.traffic.active(), *by_revision})
+        return _json(
+            {
+                "revisions": {
+                    rev: {
+                        **self.traffic.figures(rev),
+                        "runners": runner_counts(by_revision.get(rev, [])),
+                    }
+                    for rev in chosen
+                }
+            }
+        )
 
     async def logs(self, request: web.Request) -> web.Response:
         q = request.query

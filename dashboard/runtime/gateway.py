@@ -30,6 +30,7 @@ from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import RevisionStatus
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
+from dashboard.runtime.metrics import Traffic
 from dashboard.runtime.routing import RevisionInfo, RoutingTable, resolve_revision
 from dashboard.runtime.supervisor import ACTIVE, CrashLooping, Runner, StartFailed, Supervisor
 from dashboard.runtime.upstream import Answer, UpstreamError
@@ -166,6 +167,9 @@ class Gateway:
         self.auth = auth
 
         self.cookies = dashboard_cookies()
+        # Requests, 5xx answers and latency per revision over the last five minutes, read
+        # by the admin API (GET /metrics) for the control plane's health answer.
+        self.traffic = Traffic()
 
     def server(self) -> HttpServer:
         return HttpServer(
@@ -176,6 +180,7 @@ class Gateway:
         )
 
     async def handle(self, request: Request) -> Reply:
+        began = time.monotonic()
         name, target = split_path(request)
         name, at, ref = name.partition("@")
         if not name:
@@ -218,6 +223,23 @@ class Gateway:
             return error(503, "app_suspended", "app suspended")
         else:
             revision, settings = route.revision, route.settings
+        # From here on the answer is the revision's: counted in its health figures, the
+        # gateway's 502/503/504 for it included. A streamed answer counts when its head is
+        # ready (time to first byte); a caller who left before any answer is not counted.
+        reply = await self._serve(request, name, target, revision, settings, direct)
+        done = time.monotonic()
+        self.traffic.record(revision, reply.status, done - began, done)
+        return reply
+
+    async def _serve(
+        self,
+        request: Request,
+        name: str,
+        target: str,
+        revision: str,
+        settings: dict,
+        direct: RevisionInfo | None,
+    ) -> Reply:
         failed = self._failing(revision)
         if failed:
             return error(

@@ -45,9 +45,11 @@ async def serve(
     supervisor = Supervisor(backend or LocalProcessBackend(), routing.apps)
     await routing.reload_all()
 
-    gateway = Gateway(routing, supervisor, Authenticator()).server()
+    router = Gateway(routing, supervisor, Authenticator())
+    gateway = router.server()
     await gateway.start(gateway_host, gateway_port)
-    admin = await _site(AdminApi(routing, supervisor).web_app(), "127.0.0.1", admin_port)
+    admin_api = AdminApi(routing, supervisor, router.traffic)
+    admin = await _site(admin_api.web_app(), "127.0.0.1", admin_port)
     background = [
         asyncio.ensure_future(routing.follow_changes()),
         asyncio.ensure_future(Autoscaler(supervisor, routing.apps).run()),

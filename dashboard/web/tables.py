@@ -78,6 +78,12 @@ class AppsTable(PagedTable):
     last_operation = tables.TemplateColumn(
         template_name=CELLS + "app_last_op.html", verbose_name="Last operation", empty_values=()
     )
+    # Current's requests, 5xx and p50/p99 over the last 5 minutes and what its runners do
+    # (controlplane/health.py); the view sets record.health. Not in Meta.sequence, so it
+    # comes last.
+    health = tables.TemplateColumn(
+        template_name="web/health.html#health-cell", verbose_name="Health (5 min)", empty_values=()
+    )
 
     class Meta:
         model = App

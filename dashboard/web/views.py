@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import diff, operations, retention, revisions, tokens
+from dashboard.controlplane import diff, health, operations, retention, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import Conflict, ControlError
 from dashboard.controlplane.models import (
@@ -138,7 +138,9 @@ def apps(request: HttpRequest) -> HttpResponse:
     summaries = runner_data.counts_by_app(
         runners, {a.name: a.current_revision_id for a in app_list}
     )
+    healths = health.for_apps(app_list)  # One more call to the runtime, for every app.
     for app in app_list:
+        app.health = healths[app.name]
         app.last_op = ops.get(app.last_op_id)
         app.runner_summary = summaries.get(app.name, runner_data.AppRunners())
         app.is_suspended = bool(
@@ -281,6 +283,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
             if app.previous_revision
             else ""
         ),
+        "health": health.for_app(app),
     }
     if request.htmx:
         return render(request, "web/versions.html#versions-table", context)

@@ -503,6 +503,28 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/apps/{app}/health": {
+            "parameters": [APP],
+            "get": {
+                "summary": "Current's and Previous's traffic over the last 5 minutes, and "
+                "Current's runners",
+                "description": "Counted by the gateway per revision: requests, 5xx answers "
+                "(the gateway's own 502/503/504 for the revision included) and latency to the "
+                "answer's head. When the runtime cannot be asked the answer is still 200, with "
+                "status `unavailable` and a message.",
+                "responses": {
+                    "200": _json(
+                        {
+                            "allOf": [
+                                {"type": "object", "properties": {"app": {"type": "string"}}},
+                                _ref("Health"),
+                            ]
+                        }
+                    ),
+                    **ERRORS,
+                },
+            },
+        },
         "/apps/{app}/logs": {
             "parameters": [APP],
             "get": {
@@ -1113,6 +1135,82 @@ def document() -> dict[str, Any]:
                             ],
                         },
                         "parameters": {"type": "array", "items": {"type": "object"}},
+                        "health": _ref("Health"),
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "description": "Is Current serving well? Figures over the last window_s "
+                    "seconds, counted by the gateway (see GET /apps/{app}/health).",
+                    "properties": {
+                        "status": {
+                            "type": "string",
+                            "enum": ["available", "unavailable", "no current revision"],
+                        },
+                        "message": {
+                            "type": "string",
+                            "description": "Why it is unavailable; empty otherwise.",
+                        },
+                        "window_s": {"type": "integer"},
+                        "current": {"oneOf": [_ref("RevisionTraffic"), {"type": "null"}]},
+                        "previous": {"oneOf": [_ref("RevisionTraffic"), {"type": "null"}]},
+                        "runners": {
+                            "description": "Current's runners: ready (warm, idle), busy "
+                            "(serving), starting, failing (crash-looping or failed to start "
+                            "in the last 2 minutes).",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "ready": {"type": "integer"},
+                                        "busy": {"type": "integer"},
+                                        "starting": {"type": "integer"},
+                                        "failing": {"type": "integer"},
+                                        "scaled_to_zero": {"type": "boolean"},
+                                        "text": {
+                                            "type": "string",
+                                            "examples": [
+                                                "2 ready · 1 busy",
+                                                "scaled to zero — the next request cold-starts it",
+                                            ],
+                                        },
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                        },
+                        "summary": {
+                            "type": "string",
+                            "examples": ["120 req · 0.8% 5xx · p99 45 ms · 2 ready"],
+                        },
+                    },
+                },
+                "RevisionTraffic": {
+                    "type": "object",
+                    "properties": {
+                        "revision": {"type": "string", "format": "uuid"},
+                        "short_id": {"type": "string"},
+                        "requests": {"type": "integer"},
+                        "errors_5xx": {"type": "integer"},
+                        "error_rate": {
+                            "type": "number",
+                            "description": "errors_5xx ÷ requests (0.008 is 0.8%); 0 "
+                            "without requests.",
+                        },
+                        "p50_ms": {"type": ["number", "null"]},
+                        "p99_ms": {
+                            "type": ["number", "null"],
+                            "description": "Null without requests. Read from a log-scale "
+                            "histogram: never lower than the true value, at most 19% higher.",
+                        },
+                        "window_s": {"type": "integer"},
+                        "text": {
+                            "type": "string",
+                            "examples": [
+                                "120 req · 1 5xx (0.8%) · p50 3.4 ms · p99 45 ms",
+                                "no requests",
+                            ],
+                        },
                     },
                 },
                 "RevisionRef": {

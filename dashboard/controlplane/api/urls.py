@@ -22,6 +22,7 @@ urlpatterns = [
     path("apps/<str:app>/suspend", views.suspend, name="api-suspend"),
     path("apps/<str:app>/resume", views.resume, name="api-resume"),
     path("apps/<str:app>/runners", views.app_runners, name="api-runners"),
+    path("apps/<str:app>/health", views.app_health, name="api-health"),
     path("apps/<str:app>/logs", views.app_logs, name="api-logs"),
     path("apps/<str:app>/diff", views.app_diff, name="api-diff"),
     path("apps/<str:app>/operations", views.app_operations, name="api-history"),

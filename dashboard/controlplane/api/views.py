@@ -21,6 +21,7 @@ from dashboard.controlplane import (
     diff,
     events,
     executors,
+    health,
     operations,
     parameters,
     retention,
@@ -250,8 +251,17 @@ def apps(request: HttpRequest) -> JsonResponse:
     ops = Operation.objects.select_related("app").in_bulk(
         [a.last_operation_id for a in rows if a.last_operation_id]
     )
+    healths = health.for_apps(rows)  # One call to the runtime for every app.
     return JsonResponse(
-        {"apps": [app_json(a, last_operation=ops.get(a.last_operation_id)) for a in rows]}
+        {
+            "apps": [
+                {
+                    **app_json(a, last_operation=ops.get(a.last_operation_id)),
+                    "health": healths[a.name],
+                }
+                for a in rows
+            ]
+        }
     )
 
 
@@ -264,7 +274,16 @@ def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     data = app_json(found, last_operation=last)
     data["revision_count"] = found.revisions.count()
     data["parameters"] = parameters_json()
+    data["health"] = health.for_app(found)
     return JsonResponse(data)
+
+
+@api_view(GET=Role.VIEWER)
+def app_health(request: HttpRequest, app: str) -> JsonResponse:
+    """Current's and Previous's traffic over the last five minutes and Current's runners
+    (controlplane/health.py); "unavailable" when the runtime cannot be asked, never a 5xx."""
+    found = get_app(app)
+    return JsonResponse({"app": found.name, **health.for_app(found)})
 
 
 @api_view(GET=Role.VIEWER, POST=Role.DEPLOYER, fields=DEPLOY_FIELDS, form=True)

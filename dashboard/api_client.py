@@ -353,6 +353,16 @@ class ControlApi:
             idempotency_key=idempotency_key,
         )
 
+    def set_network(
+        self, app: str, network: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/network",
+            json_body={"network": network, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
     # -- webhooks (admin) ---------------------------------------------------------------
 
     def list_webhooks(self) -> list[dict]:

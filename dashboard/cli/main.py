@@ -527,6 +527,7 @@ def apps_list(state: State) -> None:
                 f"{app.get('status')}, HELD" if app.get("held") else app.get("status"),
                 current.get("message"),
                 app.get("auth_mode"),
+                app.get("network"),
                 output.relative(output.parse_time(current.get("created_at"))),
                 f"{str(last.get('kind', '')).replace('_', '-')} {last.get('state', '')}".strip(),
             )
@@ -538,6 +539,7 @@ def apps_list(state: State) -> None:
         "status",
         "message",
         "auth",
+        "network",
         "deployed",
         "last operation",
     )
@@ -975,6 +977,20 @@ def hold_policy(state: State, app: str, hold: bool, reason: str) -> None:
     op = wait_for(state, state.api.hold_policy(app, hold, reason=reason))
     what = "a rollback holds it" if hold else "a rollback no longer holds it"
     finish(state, op, f"hold on rollback is {'on' if hold else 'off'} for {app}: {what}")
+
+
+@command(apps, "network", operation=True)
+@click.argument("app")
+@click.argument("network", type=click.Choice(["off", "outbound"]))
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def network(state: State, app: str, network: str, reason: str) -> None:
+    """Outbound network for APP's runners: off (the default) or outbound (admins only).
+
+    outbound lets its code open connections to other machines, never to this host's
+    loopback services. Runners started afterwards have it; running ones keep theirs.
+    """
+    op = wait_for(state, state.api.set_network(app, network, reason=reason))
+    finish(state, op, f"network of {app} is {network} for runners started from now on")
 
 
 # -- runners and logs -----------------------------------------------------------------

@@ -99,6 +99,13 @@ class AuthMode(models.TextChoices):
     PUBLIC = "public", "Public (anyone)"
 
 
+class Network(models.TextChoices):
+    """An app's outbound network in the runner sandbox (dashboard/runtime/sandbox.py)."""
+
+    OFF = "off", "off"
+    OUTBOUND = "outbound", "outbound"
+
+
 class App(models.Model):
     """A named service. Its name is the alias; current_revision is where the alias points."""
 
@@ -140,6 +147,9 @@ class App(models.Model):
     held_operation = models.ForeignKey(
         "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Whether its runners may open outbound connections (never to the host's loopback);
+    # only an admin changes it, as it widens what the app's code can reach.
+    network = models.CharField(max_length=16, choices=Network.choices, default=Network.OFF)
 
     class Meta:
         ordering = ["name"]
@@ -226,6 +236,7 @@ class OperationKind(models.TextChoices):
     RUNNER_KILL = "runner_kill", "runner kill"
     RELEASE = "release", "release"
     HOLD_POLICY = "hold_policy", "hold policy"
+    NETWORK = "network", "network"
 
 
 class OperationState(models.TextChoices):

@@ -496,6 +496,28 @@ def _paths() -> dict[str, Any]:
                 },
             ),
         },
+        "/apps/{app}/network": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Set the app's outbound network: `off` (the default: its runners reach no "
+                "network) or `outbound` (outbound connections through pasta, never to the "
+                "host's loopback). Admins only. Runners started afterwards have it; running "
+                "ones keep theirs. 400 for any other value, and nothing changes.",
+                "admin",
+                _body(
+                    {"network": {"type": "string", "enum": ["off", "outbound"]}, **REASON},
+                    ["network"],
+                ),
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"operation": _ref("Operation"), "app": _ref("App")},
+                        }
+                    )
+                },
+            ),
+        },
         "/runners/{runner_id}/stop": {
             "parameters": [RUNNER],
             "post": _mutation(
@@ -881,6 +903,7 @@ def document() -> dict[str, Any]:
                                 "runner_kill",
                                 "release",
                                 "hold_policy",
+                                "network",
                             ],
                         },
                         "state": {
@@ -965,6 +988,7 @@ def document() -> dict[str, Any]:
                         },
                         "hold_on_rollback": {"type": "boolean"},
                         "held": {"type": "boolean"},
+                        "network": {"type": "string", "enum": ["off", "outbound"]},
                         "hold": {
                             "description": "While held: the rollback that set the hold.",
                             "oneOf": [

@@ -429,7 +429,8 @@ class Supervisor:
                 status="",
                 entrypoint=runner.entrypoint,
                 bundle_dir=runner.bundle_dir,
-                network=runner.network,
+                # The app's network now, as every new runner of it gets (sandbox.py).
+                network=route.network if (route := self.routes.get(runner.app)) else runner.network,
             )
             replacement = self.start(rev, runner.settings)
             runner.note(f"stopping once replacement {replacement.id} is ready")

@@ -403,6 +403,16 @@ class ControlApi:
             "POST", f"apps/{app}/retention", json_body=body, idempotency_key=idempotency_key
         )
 
+    def set_network(
+        self, app: str, network: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> dict:
+        return self.call(
+            "POST",
+            f"apps/{app}/network",
+            json_body={"network": network, "reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
     # -- webhooks (admin) ---------------------------------------------------------------
 
     def list_webhooks(self) -> list[dict]:

@@ -527,6 +527,7 @@ def apps_list(state: State) -> None:
                 f"{app.get('status')}, HELD" if app.get("held") else app.get("status"),
                 current.get("message"),
                 app.get("auth_mode"),
+                app.get("network"),
                 output.relative(output.parse_time(current.get("created_at"))),
                 f"{str(last.get('kind', '')).replace('_', '-')} {last.get('state', '')}".strip(),
                 # The server's one-line summary (controlplane/health.py), Current's last 5 min.
@@ -540,6 +541,7 @@ def apps_list(state: State) -> None:
         "status",
         "message",
         "auth",
+        "network",
         "deployed",
         "last operation",
         "health (5 min)",
@@ -1070,6 +1072,20 @@ def retention(
         f"retention of {app} is {on}: it keeps the newest {after.get('keep')}",
         {"retention": after},
     )
+
+
+@command(apps, "network", operation=True)
+@click.argument("app")
+@click.argument("network", type=click.Choice(["off", "outbound"]))
+@click.option("--reason", default="", help="Why, recorded in the app's history.")
+def network(state: State, app: str, network: str, reason: str) -> None:
+    """Outbound network for APP's runners: off (the default) or outbound (admins only).
+
+    outbound lets its code open connections to other machines, never to this host's
+    loopback services. Runners started afterwards have it; running ones keep theirs.
+    """
+    op = wait_for(state, state.api.set_network(app, network, reason=reason))
+    finish(state, op, f"network of {app} is {network} for runners started from now on")
 
 
 # -- runners and logs -----------------------------------------------------------------

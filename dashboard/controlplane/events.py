@@ -65,6 +65,7 @@ def app_state(app: App) -> dict[str, Any]:
         "auth_mode": app.auth_mode,
         "owner_id": app.owner_id,
         "settings": app.settings,
+        "network": app.network,
         "revision": {
             "id": str(rev.id),
             "status": rev.status,

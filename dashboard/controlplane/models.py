@@ -99,6 +99,13 @@ class AuthMode(models.TextChoices):
     PUBLIC = "public", "Public (anyone)"
 
 
+class Network(models.TextChoices):
+    """An app's outbound network in the runner sandbox (dashboard/runtime/sandbox.py)."""
+
+    OFF = "off", "off"
+    OUTBOUND = "outbound", "outbound"
+
+
 class App(models.Model):
     """A named service. Its name is the alias; current_revision is where the alias points."""
 
@@ -146,6 +153,9 @@ class App(models.Model):
         default=20, validators=[MinValueValidator(1), MaxValueValidator(1000)]
     )
     retention_enabled = models.BooleanField(default=True)
+    # Whether its runners may open outbound connections (never to the host's loopback);
+    # only an admin changes it, as it widens what the app's code can reach.
+    network = models.CharField(max_length=16, choices=Network.choices, default=Network.OFF)
 
     class Meta:
         ordering = ["name"]
@@ -241,6 +251,7 @@ class OperationKind(models.TextChoices):
     PIN = "pin", "pin"
     UNPIN = "unpin", "unpin"
     RETENTION = "retention", "retention"
+    NETWORK = "network", "network"
 
 
 class OperationState(models.TextChoices):

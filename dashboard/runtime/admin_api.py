@@ -19,6 +19,7 @@ from django.conf import settings as conf
 from dashboard.controlplane import parameters
 from dashboard.controlplane.api.body import parse_object
 from dashboard.controlplane.errors import ControlError
+from dashboard.controlplane.models import Network
 from dashboard.controlplane.rules import APP_NAME_RE
 from dashboard.controlplane.runtime_client import admin_secret
 from dashboard.runtime.metrics import Traffic
@@ -92,6 +93,9 @@ def _check_state(state: Any) -> None:
         raise ApiError(400, "state must be an object, as events.app_state makes it")
     if isinstance(state.get("settings"), dict):
         _check_parameters(state["settings"], "state's settings", complete=True)
+    if "network" in state and state["network"] not in Network.values:
+        choices = ", ".join(Network.values)
+        raise ApiError(400, f"state's network must be one of {choices}, got {state['network']!r}")
     rev = state.get("revision")
     if isinstance(rev, dict) and isinstance(rev.get("settings"), dict):
         _check_parameters(rev["settings"], "state's revision settings", complete=True)

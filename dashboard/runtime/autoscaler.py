@@ -104,6 +104,7 @@ class Autoscaler:
                 status=route.revision_status or "",
                 entrypoint=route.entrypoint,
                 bundle_dir=route.bundle_dir,
+                network=route.network,
             )
             for _ in range(target - len(mine)):
                 sup.start(rev, route.settings)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from django.conf import settings
 
+from dashboard.controlplane.models import Network
 from dashboard.runtime import sandbox
 
 PR_SET_PDEATHSIG = 1
@@ -40,6 +41,7 @@ class RunnerSpec:
     log_path: Path
     max_multiplexing: int
     machine_type: str
+    network: str = Network.OFF
 
 
 class RunnerProcess(Protocol):
@@ -84,6 +86,7 @@ class LocalProcess:
         wrapped: sandbox.Wrapped,
         owned: list[Path],
         channel: socket.socket | None = None,
+        network: asyncio.subprocess.Process | None = None,
     ):
         self._proc = proc
         self._ready_reader = ready_reader
@@ -97,6 +100,7 @@ class LocalProcess:
         self.wrapped = wrapped  # Its paths as it sees them.
         self.owned = owned  # Host folders made for it, removed when it ends.
         self.channel = channel  # A spare's assignment socket.
+        self.network = network  # Its pasta, when the app has outbound network.
 
     @property
     def pid(self) -> int:
@@ -120,6 +124,9 @@ class LocalProcess:
 
     async def wait(self) -> int:
         code = await self._proc.wait()
+        if self.network is not None and self.network.returncode is None:
+            self.network.terminate()  # pasta would keep the emptied namespace forever.
+            await self.network.wait()
         for fd in self._pidfds.values():
             os.close(fd)
         self._pidfds.clear()
@@ -178,9 +185,12 @@ class LocalProcessBackend:
         sandbox.warn_if_disabled()
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         run_dir = spec.socket_path.parent
-        process = await self._assign_spare(spec, machine)
-        if process is not None:
-            return process
+        # The spare's sandbox has no network; an app with outbound network starts its own,
+        # held back until pasta has configured it.
+        if spec.network == Network.OFF:
+            process = await self._assign_spare(spec, machine)
+            if process is not None:
+                return process
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(spec.log_path, "ab") as log:
             return await self._exec(
@@ -195,6 +205,7 @@ class LocalProcessBackend:
                 bundle_dir=spec.bundle_dir,
                 run_dir=run_dir,
                 owned=[run_dir],
+                network=spec.network,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
@@ -274,21 +285,26 @@ class LocalProcessBackend:
         run_dir: Path,
         owned: list[Path],
         channel: socket.socket | None = None,
+        network: str = Network.OFF,
         **kwargs,
     ) -> LocalProcess:
         read_fd, write_fd = os.pipe()
         info_read, info_write = os.pipe() if sandbox.enabled() else (None, None)
+        outbound = sandbox.enabled() and network == Network.OUTBOUND
+        block_read, block_write = os.pipe() if outbound else (None, None)
         wrapped = sandbox.wrap(
             ["-m", "dashboard.runtime.runner", "--ready-fd", str(write_fd)],
             bundle_dir=bundle_dir,
             run_dir=run_dir,
             info_fd=info_write,
+            block_fd=block_read,
+            network=network,
         )
         argv = list(wrapped.argv)
         if runner_args[0] != "--spare":
             argv += ["--bundle-dir", wrapped.app_dir, "--socket", str(wrapped.socket_path)]
         argv += runner_args
-        pass_fds = (write_fd,) if info_write is None else (write_fd, info_write)
+        pass_fds = tuple(fd for fd in (write_fd, info_write, block_read) if fd is not None)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -303,22 +319,77 @@ class LocalProcessBackend:
             )
         except BaseException:
             os.close(read_fd)
-            if info_read is not None:
-                os.close(info_read)
+            for fd in (info_read, block_write):
+                if fd is not None:
+                    os.close(fd)
             raise
         finally:
-            os.close(write_fd)
-            if info_write is not None:
-                os.close(info_write)
+            for fd in (write_fd, info_write, block_read):
+                if fd is not None:
+                    os.close(fd)
         pid = proc.pid
         if info_read is not None:
             pid = await _sandboxed_pid(info_read, proc.pid)
+        pasta = None
+        if block_write is not None:
+            # Closing the block pipe without a byte lets bwrap go on too, so a failed
+            # attach ends the sandbox instead: its code never runs without the network
+            # it was given, and the supervisor sees a runner that died before ready.
+            try:
+                pasta = await _attach_network(pid) if pid != proc.pid else None
+                if pasta is None:
+                    proc.kill()
+                else:
+                    os.write(block_write, b"go")
+            finally:
+                os.close(block_write)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
-        return LocalProcess(proc, reader, pid, wrapped, owned, channel)
+        return LocalProcess(proc, reader, pid, wrapped, owned, channel, pasta)
+
+
+async def _attach_network(init_pid: int) -> asyncio.subprocess.Process | None:
+    """Start pasta on the network namespace of the sandbox whose init is `init_pid`.
+
+    Returns once pasta has configured it (it writes its pid then), or None if it could not.
+    """
+    try:
+        netns = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # The sandbox is already gone.
+    ready_read, ready_write = os.pipe()
+    try:
+        pasta = await asyncio.create_subprocess_exec(
+            *sandbox.pasta_argv(netns, ready_write),
+            pass_fds=(netns, ready_write),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_runtime,
+        )
+    except OSError as exc:
+        sandbox.log.warning("cannot give a sandbox outbound network: %s", exc)
+        os.close(ready_read)
+        return None
+    finally:
+        os.close(netns)
+        os.close(ready_write)
+    loop = asyncio.get_running_loop()
+    # pasta keeps its inherited copy of the pipe, so the pid line, not EOF, says ready;
+    # a pasta that fails exits, and its copy closing gives EOF.
+    with os.fdopen(ready_read, "rb", buffering=0) as ready:
+        line = await loop.run_in_executor(None, ready.readline)
+    if not line.strip().isdigit():
+        sandbox.log.warning("pasta could not configure a sandbox's outbound network")
+        if pasta.returncode is None:
+            pasta.kill()
+        await pasta.wait()
+        return None
+    return pasta
 
 
 def remove(folder: Path) -> None:

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from dashboard.controlplane import events, parameters, revisions
-from dashboard.controlplane.models import App, Revision
+from dashboard.controlplane.models import App, Network, Revision
 
 log = logging.getLogger("switchboard.runtime")
 
@@ -39,6 +39,7 @@ class AppRoute:
     auth_mode: str
     owner_id: int | None
     settings: dict[str, Any]
+    network: str = Network.OFF  # The app's outbound network for runners (sandbox.py).
     revision: str | None = None
     revision_status: str | None = None
     entrypoint: str = ""
@@ -58,6 +59,7 @@ class RevisionInfo:
     bundle_dir: Path
     settings: dict[str, Any] = field(default_factory=dict)
     is_current: bool = False
+    network: str = Network.OFF  # The app's, when read: its runners start with it.
 
 
 def effective_settings(*layers: dict[str, Any] | None) -> dict[str, Any]:
@@ -76,6 +78,7 @@ def route_from_state(name: str, state: dict[str, Any]) -> AppRoute:
         auth_mode=state["auth_mode"],
         owner_id=state["owner_id"],
         settings=effective_settings(rev["settings"] if rev else None, state["settings"]),
+        network=state["network"],
         revision=rev["id"] if rev else None,
         revision_status=rev["status"] if rev else None,
         entrypoint=rev["entrypoint"] if rev else "",
@@ -122,6 +125,7 @@ def _info(rev: Revision) -> RevisionInfo:
         # any other with the settings it was deployed with.
         settings=effective_settings(rev.settings, rev.app.settings if is_current else None),
         is_current=is_current,
+        network=rev.app.network,
     )
 
 

@@ -5,8 +5,12 @@ check — is started through `wrap()`. With SWITCHBOARD_SANDBOX=bwrap (the defau
 bubblewrap (Debian's `bubblewrap`), run by the service user (root), which sets up:
 
 - its own PID, network, IPC, UTS and cgroup namespaces, a new session, and death with its
-  parent. The network namespace has only a downed loopback: no route to Redis, the
-  database, the runtime admin API or the web server on the host's loopback;
+  parent. The network namespace has only its own loopback: no route to Redis, the
+  database, the runtime admin API or the web server on the host's loopback. An app whose
+  `network` is `outbound` gets, before its code runs, outbound connectivity from `pasta`
+  (Debian's `passt`) attached to that namespace (see `pasta_argv`): pasta opens host
+  sockets for the connections the namespace makes, never forwards to or from the host's
+  loopback, and the namespace's own 127.0.0.1 stays its own;
 - a private mount namespace on an empty tmpfs that shows, read-only, /usr (system
   libraries), the few files of /etc the interpreter needs, the Python installation and the
   venv, and of this project only the SDK and the runner module; the revision's bundle
@@ -39,6 +43,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import CommandError
+
+from dashboard.controlplane.models import Network
 
 log = logging.getLogger("switchboard.sandbox")
 
@@ -78,7 +84,11 @@ ENVIRONMENT = {
 UID_BASE = 2_000_000_000
 UID_SPAN = 1 << 24
 
+PASTA = "/usr/bin/pasta"  # Debian's `passt`; needed only by apps with outbound network.
 INSTALL_HINT = "install it with `apt-get install bubblewrap`"
+
+# What of /etc name resolution reads; shown only to sandboxes with outbound network.
+RESOLVER_ETC = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf")
 
 
 class SandboxUnavailable(CommandError):
@@ -163,12 +173,16 @@ def wrap(
     run_dir: Path | None = None,
     uid: int | None = None,
     info_fd: int | None = None,
+    block_fd: int | None = None,
+    network: str = Network.OFF,
 ) -> Wrapped:
     """The command line running `python *python_args` on `bundle_dir` in the sandbox.
 
     `run_dir` (a runner's) is the host folder bound writable at RUN_DIR for its socket;
     `info_fd`, if given, receives bwrap's JSON with the host pid of the sandbox's init,
-    whose one child is the Python process.
+    whose one child is the Python process. `block_fd`, if given, holds the sandboxed
+    process back until a byte can be read from it: the time to attach pasta for
+    `network="outbound"`, which also shows the resolver's files of /etc.
     """
     python = [sys.executable, *python_args]
     if not enabled():
@@ -201,7 +215,7 @@ def wrap(
             args.argv += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             args.bind("--ro-bind", str(host), str(host))
-    for path in VISIBLE_ETC:
+    for path in VISIBLE_ETC + (RESOLVER_ETC if network == Network.OUTBOUND else ()):
         args.bind("--ro-bind-try", path, path)
     args.argv += ["--proc", "/proc", "--dev", "/dev"]
     size = str(settings.SANDBOX_SCRATCH_MB * 1024 * 1024)
@@ -218,6 +232,8 @@ def wrap(
     args.argv += ["--chdir", APP_DIR]
     if info_fd is not None:
         args.argv += ["--info-fd", str(info_fd)]
+    if block_fd is not None:
+        args.argv += ["--block-fd", str(block_fd)]
     args.argv += [
         "--",
         settings.SANDBOX_SETPRIV,
@@ -232,6 +248,50 @@ def wrap(
     ]
     # bwrap itself needs no variables; the sandboxed process gets ENVIRONMENT via --setenv.
     return Wrapped(args.argv, {"PATH": "/usr/bin:/bin"}, Path("/"), APP_DIR, socket)
+
+
+def pasta_argv(netns_fd: int, ready_fd: int) -> list[str]:
+    """pasta giving the network namespace open at `netns_fd` outbound access, and no more.
+
+    pasta is started by the runtime (root) and joins the sandbox's namespace through a
+    descriptor the runtime opened (pasta drops the capability to open another process's
+    namespace itself). It writes its pid to `ready_fd` once the namespace is configured.
+    Each option closes a way to the host's loopback:
+    - `-t none -u none`: no host port forwards into the namespace (no inbound);
+    - `-T none -U none`: no port of the namespace's loopback forwards to the host's
+      loopback (pasta's default, `auto`, would mirror every host loopback listener);
+    - `--no-map-gw`: the gateway address is the real gateway, never the host itself;
+    - `--netns-only`: joins the namespace alone, so the sandbox stays in the host's user
+      namespace and its uid is the one drawn for it;
+    - `--runas 0`: pasta cannot join a namespace as nobody; it still drops to
+      CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE, a seccomp filter and an empty root.
+    Connections to 127.0.0.1 or ::1 inside stay in the namespace (its own loopback); the
+    host's own addresses are the namespace's own too (pasta copies them), so a service
+    the host binds to loopback only is unreachable. A service bound to all addresses is
+    reachable through an address pasta does not copy, as from any other machine.
+    """
+    return [
+        PASTA,
+        "--config-net",
+        "--netns-only",
+        "--netns",
+        f"/proc/self/fd/{netns_fd}",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+        "--no-map-gw",
+        "--runas",
+        "0",
+        "--quiet",
+        "--foreground",
+        "--pid",
+        f"/proc/self/fd/{ready_fd}",
+    ]
 
 
 def share_bundle(bundle_dir: Path) -> None:
@@ -274,6 +334,14 @@ def ensure_available() -> None:
                 f"the runner sandbox needs {tool}, which is missing: {hint} "
                 "(or set SWITCHBOARD_SANDBOX=none, for development only)"
             )
+    if not os.access(PASTA, os.X_OK):
+        # Not a refusal: only apps whose network is `outbound` need it, and they fail to
+        # start (saying so in the runtime's log) until it is installed.
+        log.warning(
+            "%s is missing: apps with network `outbound` cannot start; install it with "
+            "`apt-get install passt`",
+            PASTA,
+        )
     probe = wrap(["-I", "-c", "import os; print(os.getuid())"], bundle_dir=Path(sys.prefix))
     try:
         done = subprocess.run(

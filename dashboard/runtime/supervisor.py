@@ -82,6 +82,7 @@ class Runner:
     bundle_dir: Path
     entrypoint: str
     settings: dict[str, Any]
+    network: str = "off"  # The app's outbound network when it started (sandbox.py).
     state: str = "PENDING"
     in_flight: int = 0
     pid: int | None = None
@@ -179,6 +180,7 @@ class Supervisor:
             bundle_dir=rev.bundle_dir,
             entrypoint=rev.entrypoint,
             settings=dict(settings),
+            network=rev.network,
         )
         self.runners[runner.id] = runner
         runner.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +258,7 @@ class Supervisor:
             log_path=runner.log_path,
             max_multiplexing=runner.max_multiplexing,
             machine_type=runner.settings["machine_type"],
+            network=runner.network,
         )
         runner.process = process = await self.backend.start(spec)
         runner.pid = process.pid
@@ -431,6 +434,8 @@ class Supervisor:
                 status="",
                 entrypoint=runner.entrypoint,
                 bundle_dir=runner.bundle_dir,
+                # The app's network now, as every new runner of it gets (sandbox.py).
+                network=route.network if (route := self.routes.get(runner.app)) else runner.network,
             )
             replacement = self.start(rev, runner.settings)
             runner.note(f"stopping once replacement {replacement.id} is ready")

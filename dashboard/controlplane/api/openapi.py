@@ -602,6 +602,28 @@ def _paths() -> dict[str, Any]:
                 },
             ),
         },
+        "/apps/{app}/network": {
+            "parameters": [APP],
+            "post": _mutation(
+                "Set the app's outbound network: `off` (the default: its runners reach no "
+                "network) or `outbound` (outbound connections through pasta, never to the "
+                "host's loopback). Admins only. Runners started afterwards have it; running "
+                "ones keep theirs. 400 for any other value, and nothing changes.",
+                "admin",
+                _body(
+                    {"network": {"type": "string", "enum": ["off", "outbound"]}, **REASON},
+                    ["network"],
+                ),
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"operation": _ref("Operation"), "app": _ref("App")},
+                        }
+                    )
+                },
+            ),
+        },
         "/runners/{runner_id}/stop": {
             "parameters": [RUNNER],
             "post": _mutation(
@@ -1028,6 +1050,7 @@ def document() -> dict[str, Any]:
                                 "pin",
                                 "unpin",
                                 "retention",
+                                "network",
                             ],
                         },
                         "state": {
@@ -1116,6 +1139,7 @@ def document() -> dict[str, Any]:
                         "hold_on_rollback": {"type": "boolean"},
                         "retention": _ref("RetentionSettings"),
                         "held": {"type": "boolean"},
+                        "network": {"type": "string", "enum": ["off", "outbound"]},
                         "hold": {
                             "description": "While held: the rollback that set the hold.",
                             "oneOf": [

@@ -95,6 +95,7 @@ def app_json(app: App, *, last_operation: Operation | None = None) -> dict[str, 
         "current_set_by": _move_json(app.current_operation),
         "hold_on_rollback": app.hold_on_rollback,
         "held": app.held,
+        "network": app.network,
         "hold": _hold_json(app) if app.held else None,
         "retention": {"keep": app.retention_keep, "enabled": app.retention_enabled},
     }

@@ -33,6 +33,7 @@ urlpatterns = [
     ),
     path("apps/<str:app>/release", views.release, name="api-release"),
     path("apps/<str:app>/hold-policy", views.hold_policy, name="api-hold-policy"),
+    path("apps/<str:app>/network", views.network, name="api-network"),
     path("runners/<str:runner_id>/stop", views.runner_stop, name="api-runner-stop"),
     path("runners/<str:runner_id>/kill", views.runner_kill, name="api-runner-kill"),
     path("operations/<str:operation_id>", views.operation_detail, name="api-operation"),

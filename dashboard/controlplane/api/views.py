@@ -48,6 +48,7 @@ from dashboard.controlplane.errors import (
 from dashboard.controlplane.models import (
     App,
     AuthMode,
+    Network,
     Operation,
     OperationKind,
     Revision,
@@ -77,6 +78,7 @@ SUSPEND_FIELDS = ("revision", "reason", "expected_current")
 CANCEL_FIELDS = ("reason",)
 RELEASE_FIELDS = ("reason",)
 HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
+NETWORK_FIELDS = ("network", "reason")
 RUNNER_STOP_FIELDS = ("replace", "reason")
 RUNNER_KILL_FIELDS = ("reason",)
 PIN_FIELDS = ("reason",)
@@ -1121,6 +1123,55 @@ def _retention_view(request: HttpRequest, app: str) -> JsonResponse:
 @api_view(GET=Role.VIEWER, POST=Role.ADMIN, fields=RETENTION_FIELDS)
 def retention_settings(request: HttpRequest, app: str) -> JsonResponse:
     return _retention_view(request, app)
+
+
+@api_view(POST=Role.ADMIN, fields=NETWORK_FIELDS)
+def network(request: HttpRequest, app: str) -> JsonResponse:
+    """An app's outbound network: admins only, as `outbound` widens what its code reaches."""
+    body = request.input
+    choices = ", ".join(Network.values)
+    if "network" not in body:
+        raise BadRequest(f"nothing to change: give network ({choices})")
+    value = body["network"]
+    if value not in Network.values:
+        raise BadRequest(f"network must be one of {choices}, got {value!r}")
+    reason = _text(body.get("reason"), "reason")
+    earlier = _replayed(request)
+    if earlier is not None:
+        return earlier
+    try:
+        with transaction.atomic():
+            found = get_app(app, lock=True)
+            op = operations.create(
+                found,
+                OperationKind.NETWORK,
+                request.actor,
+                reason=reason,
+                params={"network": value},
+                deadline=QUICK_DEADLINE,
+                running=True,
+            )
+            before = found.network
+            found.network = value
+            found.save(update_fields=["network", "updated_at"])
+            what = (
+                "outbound: its runners may open outbound connections (never to the host's loopback)"
+                if value == Network.OUTBOUND
+                else "off: its runners reach no network"
+            )
+            unchanged = " (unchanged)" if before == value else ""
+            operations.step(
+                op,
+                f"network of {found.name} is {what}{unchanged}. Runners started from now on "
+                "have it; running ones keep what they started with.",
+            )
+            events.publish_app_changed(found.name)
+            operations.succeed(op, {"network": value})
+    except operations.Replayed as exc:
+        return _operation_answer(exc.operation, replayed=True)
+    _tell_runtime(op, found.name)
+    found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
+    return _operation_answer(op, app=app_json(found))
 
 
 # -- diff and deploy preview ----------------------------------------------------------

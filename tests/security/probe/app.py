@@ -48,9 +48,9 @@ def _can_list(path: str) -> bool:
         return False
 
 
-def _can_connect(port: int) -> bool:
+def _can_connect(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
@@ -89,6 +89,9 @@ def probe(targets: dict) -> list[str]:
     for port in targets.get("ports", []):
         if _can_connect(port):
             reached.append(f"connect 127.0.0.1:{port}")
+    for host, port in targets.get("tcp", []):  # [host, port] pairs, IPv4 or IPv6.
+        if _can_connect(port, host):
+            reached.append(f"connect {host}:{port}")
     for pid in targets.get("pids", []):
         if _can_signal(pid):
             reached.append(f"signal {pid}")
@@ -109,6 +112,9 @@ def probe(targets: dict) -> list[str]:
         reached.append(f"django settings SECRET_KEY {settings.SECRET_KEY[:4]}...")
     except Exception:  # noqa: BLE001
         pass
+    finally:
+        # Its own doing, not the sandbox's: a later probe in this process must not see it.
+        os.environ.pop("DJANGO_SETTINGS_MODULE", None)
     return reached
 
 
@@ -131,3 +137,17 @@ class Probe(App):
             "uid": os.getuid(),
             "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         }
+
+    @endpoint("/connect")
+    def connect(self, data: dict) -> dict:
+        """What of `tcp` ([host, port] pairs) accepts a connection, and what the echo server
+        at `echo` sends back (test_network.py: an app with outbound network)."""
+        echoed = None
+        if data.get("echo"):
+            try:
+                with socket.create_connection(tuple(data["echo"]), timeout=10) as conn:
+                    conn.sendall(b"ping from the sandbox\n")
+                    echoed = conn.makefile("rb").readline().decode()
+            except OSError as exc:
+                echoed = f"failed: {exc}"
+        return {"reached": probe({"tcp": data.get("tcp", [])}), "echo": echoed}

@@ -39,6 +39,7 @@ RULE_REFUSALS = (
     "is the target of",
     "was just started; try again",  # the busy one finished before it could be named
     "is being deleted by delete-rev operation",  # a set-rev to a revision being deleted
+    "a Failed revision can never become Current",  # its deploy was cancelled by a set-rev
 )
 
 

@@ -61,13 +61,28 @@ def run(var_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def mode(path: Path) -> int:
-    return stat.S_IMODE(path.lstat().st_mode)
+    try:
+        return stat.S_IMODE(path.lstat().st_mode)
+    except FileNotFoundError:
+        return 0  # Gone while we looked (a warm spare's folder): it grants nothing now.
+
+
+# What runners read as their own sandbox uid, through bind mounts that never pass through
+# the var dir (which stays 0700, so no other local user can reach these either).
+SANDBOX_SHARED = ("bundles", "run")
 
 
 def readable_by_others(root: Path) -> list[str]:
-    """Everything under root (root included) that grants any access to group or others."""
+    """Everything under root (root included) that grants any access to group or others,
+    but what the runner sandbox must read as another uid."""
     paths = [root, *root.rglob("*")]
-    return [f"{p} {oct(mode(p))}" for p in paths if not p.is_symlink() and mode(p) & 0o077]
+    return [
+        f"{p} {oct(mode(p))}"
+        for p in paths
+        if not p.is_symlink()
+        and mode(p) & 0o077
+        and (p == root or p.relative_to(root).parts[0] not in SANDBOX_SHARED)
+    ]
 
 
 # --- The signing key ---------------------------------------------------------------

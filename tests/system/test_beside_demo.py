@@ -22,7 +22,9 @@ from django.conf import settings
 from tests.conftest import wait_until
 from tests.system.conftest import ROOT, Home, Run
 
-pytestmark = pytest.mark.system
+# It starts a whole `up --demo` and runs part of the suite beside it: more than the
+# default per-test limit on a loaded machine.
+pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 DEMO_REDIS_DB = 13
 SUITE_REDIS_DB = 14  # Not the running suite's own: the inner run flushes its database.

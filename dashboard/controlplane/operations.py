@@ -259,9 +259,11 @@ class Cancelled(Exception):
     undoes what it started that is not yet in use and ends it `cancelled`."""
 
 
-@functools.cache
 def this_process() -> str:
-    """Who holds a lease: host, pid and the process's start time (pids are reused)."""
+    """Who holds a lease: host, pid and the process's start time (pids are reused).
+
+    Not cached: a Celery pool process is forked, and a value cached before the fork would
+    name the parent."""
     return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
 
 

@@ -332,16 +332,22 @@ class LocalProcessBackend:
             pid = await _sandboxed_pid(info_read, proc.pid)
         pasta = None
         if block_write is not None:
-            # Closing the block pipe without a byte lets bwrap go on too, so a failed
-            # attach ends the sandbox instead: its code never runs without the network
-            # it was given, and the supervisor sees a runner that died before ready.
-            try:
-                pasta = await _attach_network(pid) if pid != proc.pid else None
-                if pasta is None:
-                    proc.kill()
-                else:
-                    os.write(block_write, b"go")
-            finally:
+            pasta = await _attach_network(pid) if pid != proc.pid else None
+            if pasta is None:
+                # Closing the block pipe would let bwrap go on (EOF reads as "go"), so it
+                # stays open until the sandbox, killed here, has ended: the app's code
+                # never runs, and the supervisor sees a runner that died before ready.
+                # The sandbox's init outlives bwrap's own process, so it is killed first.
+                with contextlib.suppress(OSError):
+                    init = os.pidfd_open(pid)
+                    try:
+                        signal.pidfd_send_signal(init, signal.SIGKILL)
+                    finally:
+                        os.close(init)
+                proc.kill()
+                asyncio.ensure_future(_close_when_ended(proc, block_write))
+            else:
+                os.write(block_write, b"go")
                 os.close(block_write)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -349,6 +355,13 @@ class LocalProcessBackend:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
         return LocalProcess(proc, reader, pid, wrapped, owned, channel, pasta)
+
+
+async def _close_when_ended(proc: asyncio.subprocess.Process, fd: int) -> None:
+    try:
+        await proc.wait()
+    finally:
+        os.close(fd)
 
 
 async def _attach_network(init_pid: int) -> asyncio.subprocess.Process | None:

@@ -73,7 +73,22 @@ def revision_of(name: str) -> str | None:
 # -- in the runtime --------------------------------------------------------------------
 
 
-def deployment_options(settings: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
+def _upload(bundle_dir: Path) -> str:
+    """The bundle packed into the cluster's object store: the gcs:// URI a node fetches.
+
+    Serve takes only such URIs for a deployment's working_dir (a local path would exist
+    on this machine only). Ray packs a job's own working_dir the same way at ray.init;
+    for one per application its packaging function is called directly.
+    """
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    env = upload_working_dir_if_needed(
+        {"working_dir": str(bundle_dir)}, include_gitignore=False, logger=log
+    )
+    return env["working_dir"]
+
+
+def deployment_options(settings: dict[str, Any], working_dir: Path | str) -> dict[str, Any]:
     """The revision's settings as Serve deployment options (README: "Ray backend")."""
     lowest = int(settings["min_concurrency"])
     highest = max(int(settings["max_concurrency"]), 1)
@@ -88,7 +103,7 @@ def deployment_options(settings: dict[str, Any], bundle_dir: Path) -> dict[str, 
     actor: dict[str, Any] = {
         "num_cpus": machine.get("num_cpus", 0),
         "num_gpus": machine.get("num_gpus", 0),
-        "runtime_env": {"working_dir": str(bundle_dir)},
+        "runtime_env": {"working_dir": str(working_dir)},
     }
     if machine.get("memory_mb"):
         actor["memory"] = int(machine["memory_mb"]) * 1024 * 1024
@@ -236,7 +251,7 @@ class RayBackend:
             if name in statuses and statuses[name].status == "RUNNING":
                 _note(spec.log_path, f"adopted Serve application {name}, already running")
             else:
-                options = deployment_options(settings, spec.bundle_dir)
+                options = deployment_options(settings, await self._call(_upload, spec.bundle_dir))
                 app = (
                     serve.deployment(Replica)
                     .options(**options)

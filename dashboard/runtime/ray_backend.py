@@ -265,8 +265,13 @@ class RayBackend:
                 if state == "RUNNING":
                     ready.set_result("ready")
                 elif state == "DEPLOY_FAILED":
-                    _note(spec.log_path, f"Serve says DEPLOY_FAILED:\n{status.message}")
-                    ready.set_result("setup failed: " + _reason(status.message))
+                    # The application says which deployment failed; the deployment says
+                    # why, ending with the replica constructor's traceback.
+                    message = "\n".join(
+                        [status.message] + [d.message for d in status.deployments.values()]
+                    )
+                    _note(spec.log_path, f"Serve says DEPLOY_FAILED:\n{message}")
+                    ready.set_result("setup failed: " + _reason(message))
                 else:
                     await asyncio.sleep(POLL)
         except Exception as exc:

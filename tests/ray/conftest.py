@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import sb, viewer  # noqa: F401 - the CLI fixtures, on the Ray system.
-from tests.conftest import free_port
+from tests.conftest import _stop, free_port
 from tests.conftest import system as local_system
 
 BIN = Path(sys.executable).parent
@@ -154,6 +154,15 @@ def system(
     ray_env, django_db_setup, django_db_blocker, live_server, tmp_path_factory, redis_client
 ):
     """The suite's system, its runtime on the Ray backend (ray_env is set first)."""
-    yield from local_system.__wrapped__(
+    started = local_system.__wrapped__(
         django_db_setup, django_db_blocker, live_server, tmp_path_factory, redis_client
     )
+    sys_ = next(started)
+    first = sys_.runtime
+    try:
+        yield sys_
+    finally:
+        # A test that restarted the runtime left its new process here: stop that one too.
+        if sys_.runtime is not first:
+            _stop(sys_.runtime)
+        started.close()

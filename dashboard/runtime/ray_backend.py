@@ -26,9 +26,11 @@ Ray's calls block, so they run in threads. The replica's own code is ray_replica
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +184,15 @@ class RayBackend:
         self._watched: set[str] = set()
         self._watcher: asyncio.Task | None = None
         self._connected = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ray")
 
-    # Ray's client calls block: each runs in a thread.
+    # Ray's client calls block, and are not safe to make at once from several threads
+    # (serializing a deployment swaps cloudpickle's registrations; two serve.start calls
+    # race for the controller): they run one at a time in one thread of their own. None
+    # of them waits long: deletes and deploys are asked without blocking, then polled.
     async def _call(self, func, *args, **kwargs):
-        return await asyncio.to_thread(func, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(func, *args, **kwargs))
 
     def _connect(self) -> None:
         if self._connected:
@@ -243,7 +250,6 @@ class RayBackend:
     async def _deploy(
         self, name: str, spec: RunnerSpec, settings: dict, ready: asyncio.Future[str]
     ) -> None:
-        from ray import serve
 
         prefix = route_prefix(spec.app, spec.revision)
         try:
@@ -251,14 +257,8 @@ class RayBackend:
             if name in statuses and statuses[name].status == "RUNNING":
                 _note(spec.log_path, f"adopted Serve application {name}, already running")
             else:
-                options = deployment_options(settings, await self._call(_upload, spec.bundle_dir))
-                app = (
-                    serve.deployment(Replica)
-                    .options(**options)
-                    .bind(spec.entrypoint, prefix, spec.max_multiplexing)
-                )
                 _note(spec.log_path, f"deploying Serve application {name} at {prefix}")
-                await self._call(serve._run, app, name=name, route_prefix=prefix, _blocking=False)
+                await self._call(_run, name, prefix, spec, settings)
             while not ready.done():
                 status = (await self._call(self._statuses)).get(name)
                 state = status.status if status else "NOT_STARTED"
@@ -299,7 +299,9 @@ class RayBackend:
         try:
             # Serve drains each replica (graceful_shutdown_timeout_s) and calls __del__,
             # the app's teardown(); a kill does not wait for it.
-            await self._call(serve.delete, holder._name, _blocking=not force)
+            await self._call(serve.delete, holder._name, _blocking=False)
+            while not force and holder._name in await self._call(self._statuses):
+                await asyncio.sleep(POLL)
         except Exception:
             log.exception("ray: deleting %s failed", holder._name)
         holder.end(-9 if force else 0)
@@ -332,6 +334,20 @@ class RayBackend:
                     del self._apps[name]
                     for holder in list(shared.holders):
                         holder.end(1)
+
+
+def _run(name: str, prefix: str, spec: RunnerSpec, settings: dict[str, Any]) -> None:
+    """Deploy the revision's application without waiting for it (in the Ray thread: even
+    building the options pickles Serve's policy modules, which is not thread-safe)."""
+    from ray import serve
+
+    options = deployment_options(settings, _upload(spec.bundle_dir))
+    app = (
+        serve.deployment(Replica)
+        .options(**options)
+        .bind(spec.entrypoint, prefix, spec.max_multiplexing)
+    )
+    serve._run(app, name=name, route_prefix=prefix, _blocking=False)
 
 
 def _replica_details() -> dict[str, list[dict[str, Any]]]:

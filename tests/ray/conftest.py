@@ -7,8 +7,7 @@ machine), and stops them after the session. `system` is the suite's system fixtu
 SWITCHBOARD_BACKEND=ray and RAY_ADDRESS set, so the runtime drives Ray Serve; the CLI's
 `sb` fixtures work on top of it unchanged.
 
-Without the ray extra installed these tests skip with that reason; in CI (CI=true) a
-missing extra fails them instead, as CI installs it.
+Without the ray extra installed these tests skip with that reason.
 """
 
 from __future__ import annotations
@@ -39,10 +38,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 def _need_ray() -> None:
     if shutil.which("ray", path=str(BIN)) is None:
-        reason = "the ray extra is not installed: pip install -e '.[ray]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        pytest.skip("the ray extra is not installed: pip install -e '.[ray]'")
 
 
 def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> None:

@@ -349,6 +349,22 @@ MACHINE_TYPES = {
     "L": {"memory_mb": 8192, "nice": 0, "processes": 2400, "open_files": 4096, "file_mb": 2048},
 }
 
+# Where runners run (dashboard/runtime/ray_backend.py): "local" (child processes of the
+# runtime, each in a sandbox) or "ray" (each revision a Ray Serve application on the
+# cluster at RAY_ADDRESS; needs `pip install -e '.[ray]'`). Serve's HTTP proxy, which the
+# gateway forwards to, listens on 127.0.0.1:SWITCHBOARD_RAY_SERVE_PORT on the head node.
+BACKEND = env_str("SWITCHBOARD_BACKEND", "local")
+RAY_ADDRESS = env_str("RAY_ADDRESS", "")
+RAY_SERVE_PORT = env_int("SWITCHBOARD_RAY_SERVE_PORT", 8011)
+# machine_type → a Ray replica's resources (ray_actor_options): CPUs (fractions allowed),
+# memory in MB, GPUs. The operator edits this table to fit the cluster's nodes.
+RAY_MACHINE_TYPES = {
+    "XS": {"num_cpus": 0.1, "memory_mb": 256, "num_gpus": 0},
+    "S": {"num_cpus": 0.25, "memory_mb": 512, "num_gpus": 0},
+    "M": {"num_cpus": 0.5, "memory_mb": 1024, "num_gpus": 0},
+    "L": {"num_cpus": 1, "memory_mb": 2048, "num_gpus": 0},
+}
+
 # Webhook deliveries (dashboard/webhooks): each attempt waits this long for an answer; a
 # failed one is tried again after WEBHOOK_RETRY_DELAY s, doubling each time up to the cap,
 # until WEBHOOK_MAX_ATTEMPTS attempts were made.

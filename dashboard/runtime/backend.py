@@ -42,6 +42,7 @@ class RunnerSpec:
     max_multiplexing: int
     machine_type: str
     network: str = Network.OFF
+    settings: dict | None = None  # The revision's settings (the Ray backend maps them).
 
 
 class RunnerProcess(Protocol):
@@ -62,6 +63,17 @@ class RunnerProcess(Protocol):
 
 class RunnerBackend(Protocol):
     async def start(self, spec: RunnerSpec) -> RunnerProcess: ...
+
+
+def make_backend() -> RunnerBackend:
+    """The backend SWITCHBOARD_BACKEND names: "local" (the default) or "ray"."""
+    if settings.BACKEND == "ray":
+        from dashboard.runtime.ray_backend import RayBackend
+
+        return RayBackend()
+    if settings.BACKEND != "local":
+        raise ValueError(f"SWITCHBOARD_BACKEND must be local or ray, not {settings.BACKEND!r}")
+    return LocalProcessBackend()
 
 
 def _die_with_runtime() -> None:

@@ -17,12 +17,21 @@ from aiohttp import web
 from dashboard.runtime.admin_api import AdminApi
 from dashboard.runtime.auth import Authenticator
 from dashboard.runtime.autoscaler import Autoscaler
-from dashboard.runtime.backend import LocalProcessBackend, RunnerBackend
+from dashboard.runtime.backend import RunnerBackend, make_backend
 from dashboard.runtime.gateway import Gateway
 from dashboard.runtime.routing import RoutingTable
 from dashboard.runtime.supervisor import Supervisor
 
 log = logging.getLogger("switchboard.runtime")
+
+
+def autoscaler_for(backend: RunnerBackend) -> type[Autoscaler]:
+    """Ray Serve scales a Ray revision's replicas itself; Switchboard keeps its application."""
+    if type(backend).__name__ == "RayBackend":
+        from dashboard.runtime.ray_backend import RayAutoscaler
+
+        return RayAutoscaler
+    return Autoscaler
 
 
 async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
@@ -42,7 +51,8 @@ async def serve(
             supervisor.route_changed(name, old, new)
 
     routing = RoutingTable(route_changed)
-    supervisor = Supervisor(backend or LocalProcessBackend(), routing.apps)
+    backend = backend or make_backend()
+    supervisor = Supervisor(backend, routing.apps)
     await routing.reload_all()
 
     router = Gateway(routing, supervisor, Authenticator())
@@ -52,7 +62,7 @@ async def serve(
     admin = await _site(admin_api.web_app(), "127.0.0.1", admin_port)
     background = [
         asyncio.ensure_future(routing.follow_changes()),
-        asyncio.ensure_future(Autoscaler(supervisor, routing.apps).run()),
+        asyncio.ensure_future(autoscaler_for(backend)(supervisor, routing.apps).run()),
     ]
     log.info(
         "runtime up: gateway http://%s:%s, admin API http://127.0.0.1:%s (%d apps)",

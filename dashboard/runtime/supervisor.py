@@ -102,6 +102,7 @@ class Runner:
     stopped_at: datetime | None = None  # Wall clock: shown as its lifetime's end.
     process: RunnerProcess | None = None
     upstream: UpstreamPool | None = None  # The gateway's connections to it, once ready.
+    slot_limit: int | None = None  # The backend's own limit, when not max_multiplexing.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -112,7 +113,7 @@ class Runner:
 
     @property
     def max_multiplexing(self) -> int:
-        return int(self.settings["max_multiplexing"])
+        return self.slot_limit or int(self.settings["max_multiplexing"])
 
     @property
     def socket_path(self) -> Path:
@@ -145,6 +146,9 @@ class Runner:
             "crash_looping": self.crash_looping,
             "error": self.error,
             "machine_type": self.settings["machine_type"],
+            # A backend whose runner is many processes on other nodes (Ray: a Serve
+            # application) lists them: node, state, pid, start, log file.
+            "replicas": getattr(self.process, "replicas", None),
         }
 
 
@@ -259,6 +263,7 @@ class Supervisor:
             max_multiplexing=runner.max_multiplexing,
             machine_type=runner.settings["machine_type"],
             network=runner.network,
+            settings=runner.settings,
         )
         runner.process = process = await self.backend.start(spec)
         runner.pid = process.pid
@@ -287,7 +292,13 @@ class Supervisor:
             if not message:
                 message = f"the runner exited during setup (exit code {await process.wait()})"
             return await self._fail(runner, message)
-        runner.upstream = UpstreamPool(runner.socket_path, runner.max_multiplexing)
+        # A backend whose runner is reached otherwise (Ray: Serve's proxy) says how, and
+        # how many requests it takes at once.
+        runner.slot_limit = getattr(process, "slots", None)
+        if hasattr(process, "upstream"):
+            runner.upstream = process.upstream()
+        else:
+            runner.upstream = UpstreamPool(runner.socket_path, runner.max_multiplexing)
         # Invariant 3: the pipe said ready; one health call confirms it serves.
         try:
             async with asyncio.timeout(10):

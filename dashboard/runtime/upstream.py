@@ -405,8 +405,13 @@ def _header(head: bytes, lower: bytes, name: bytes) -> bytes | None:
 class UpstreamPool:
     """Keep-alive connections to one runner's socket; at most `limit` open at once."""
 
-    def __init__(self, socket_path: Path | str, limit: int) -> None:
-        self.socket_path = str(socket_path)
+    def __init__(
+        self, socket_path: Path | str | tuple[str, int], limit: int, prefix: str = ""
+    ) -> None:
+        # A unix socket's path, or (host, port) of a TCP one (the Ray backend's Serve
+        # proxy, where `prefix` is put before each target: the revision's route).
+        self.socket_path = socket_path if isinstance(socket_path, tuple) else str(socket_path)
+        self.prefix = prefix.encode()
         self.limit = max(1, limit)
         self.closed = False
         self._idle: list[_Connection] = []
@@ -455,6 +460,7 @@ class UpstreamPool:
             (
                 method.encode("ascii"),
                 b" ",
+                self.prefix,
                 target.encode("utf-8", "surrogateescape"),
                 b" HTTP/1.1\r\nHost: runner\r\n",
                 headers,
@@ -495,9 +501,13 @@ class UpstreamPool:
                 raise UpstreamError("the runner is not serving")
         self._open += 1
         try:
-            _, conn = await asyncio.get_running_loop().create_unix_connection(
-                lambda: _Connection(self), self.socket_path
-            )
+            loop = asyncio.get_running_loop()
+            if isinstance(self.socket_path, tuple):
+                _, conn = await loop.create_connection(lambda: _Connection(self), *self.socket_path)
+            else:
+                _, conn = await loop.create_unix_connection(
+                    lambda: _Connection(self), self.socket_path
+                )
         except BaseException:
             self._open -= 1
             self._wake_one()

@@ -1,0 +1,164 @@
+"""A real two-node Ray cluster on this machine, and the whole system running on it.
+
+`ray_cluster` starts a head node and a second node with `ray start`, both bound to
+127.0.0.1 with one CPU each, the dashboard and usage reporting off, in a temp folder of
+their own (so `ray stop` below ends this cluster only, never another one on the
+machine), and stops them after the session. `system` is the suite's system fixture with
+SWITCHBOARD_BACKEND=ray and RAY_ADDRESS set, so the runtime drives Ray Serve; the CLI's
+`sb` fixtures work on top of it unchanged.
+
+Without the ray extra installed these tests skip with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import sb, viewer  # noqa: F401 - the CLI fixtures, on the Ray system.
+from tests.conftest import _stop, free_port
+from tests.conftest import system as local_system
+
+BIN = Path(sys.executable).parent
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.ray)
+            item.add_marker(pytest.mark.system)
+
+
+def _need_ray() -> None:
+    if shutil.which("ray", path=str(BIN)) is None:
+        pytest.skip("the ray extra is not installed: pip install -e '.[ray]'")
+
+
+def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> None:
+    result = subprocess.run(
+        [str(BIN / "ray"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"ray {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+class RayCluster:
+    def __init__(self, address: str, temp_dir: Path, env: dict[str, str]):
+        self.address = address
+        self.temp_dir = temp_dir
+        self.env = env
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    _need_ray()
+    # A short path: Ray's socket names under it must fit in 107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="sbray-", dir="/tmp"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_TMPDIR": str(temp_dir),
+        # Keep the idle cluster light on a small shared machine.
+        "RAY_enable_metrics_collection": "0",
+    }
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    head = ["--head", "--port", str(port), "--include-dashboard", "false"]
+    # Every port the node opens is picked free here, so it never takes one another
+    # helper's cluster (or a demo) uses.
+    ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port())]
+    try:
+        _ray(
+            "start",
+            *head,
+            *common,
+            *ports,
+            "--temp-dir",
+            str(temp_dir),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--min-worker-port",
+            "0",
+            "--max-worker-port",
+            "0",
+            env=env,
+        )
+        address = f"127.0.0.1:{port}"
+        second = [
+            "--node-manager-port",
+            str(free_port()),
+            "--object-manager-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--min-worker-port",
+            "0",
+            "--max-worker-port",
+            "0",
+        ]
+        _ray("start", "--address", address, *common, *second, env=env)
+        yield RayCluster(address, temp_dir, env)
+    finally:
+        # `ray stop` ends the Ray processes it finds; with --temp-dir it only finds the
+        # ones under this cluster's own folder.
+        subprocess.run(
+            [str(BIN / "ray"), "stop", "--force", "--temp-dir", str(temp_dir)],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_env(ray_cluster):
+    """The runtime's environment for the Ray backend, set while the session's system starts."""
+    values = {
+        "SWITCHBOARD_BACKEND": "ray",
+        "RAY_ADDRESS": ray_cluster.address,
+        "SWITCHBOARD_RAY_SERVE_PORT": str(free_port()),
+        "RAY_TMPDIR": str(ray_cluster.temp_dir),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def system(
+    ray_env, django_db_setup, django_db_blocker, live_server, tmp_path_factory, redis_client
+):
+    """The suite's system, its runtime on the Ray backend (ray_env is set first)."""
+    started = local_system.__wrapped__(
+        django_db_setup, django_db_blocker, live_server, tmp_path_factory, redis_client
+    )
+    sys_ = next(started)
+    first = sys_.runtime
+    try:
+        yield sys_
+    finally:
+        # A test that restarted the runtime left its new process here: stop that one too.
+        if sys_.runtime is not first:
+            _stop(sys_.runtime)
+        started.close()

@@ -101,6 +101,7 @@ def _pid_of(home: Home, *argv: bytes) -> int:
 
 
 def test_a_crashed_process_is_restarted_and_everything_keeps_working(first_run, home):
+    # The runtime, beat and the worker each killed: each comes back, the others go on.
     gateway = f"http://127.0.0.1:{home.gateway_port}/demo/version"
 
     def crash_the_runtime_then_the_worker(run: Run) -> None:
@@ -110,6 +111,8 @@ def test_a_crashed_process_is_restarted_and_everything_keeps_working(first_run, 
             what="the gateway to serve again after the runtime was killed",
             timeout=60,
         )
+        # Beat, the sweeper's clock, is a supervised process of its own.
+        os.kill(_pid_of(home, b"dashboard", b"beat"), signal.SIGKILL)
         os.kill(_pid_of(home, b"dashboard", b"worker"), signal.SIGKILL)
         # An operation goes through the (restarted) worker.
         rolled = home.cli("apps", "rollout", "demo")
@@ -120,6 +123,7 @@ def test_a_crashed_process_is_restarted_and_everything_keeps_working(first_run, 
 
     assert "runtime exited with status -9; restarting it now" in crashed.output
     assert "worker exited with status -9; restarting it now" in crashed.output
+    assert "beat exited with status -9; restarting it now" in crashed.output
     assert crashed.exit_code == 0, crashed.output
     assert crashed.left_behind == set()
 

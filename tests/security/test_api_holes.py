@@ -365,6 +365,13 @@ def test_the_runtime_admin_api_refuses_values_the_control_api_refuses(runtime):
     assert refused.status_code == 400
     assert "request_timeout=1000000000 is out of range" in refused.json()["error"]["message"]
     assert runtime.runners("svc") == []
+    # The app's network too: only the control API's values (an admin's choice) are taken.
+    state = {**app_state(app), "network": "everywhere"}
+    refused = runtime.admin("POST", "/apps/svc/sync", json={"state": state})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "state's network must be one of off, outbound, got 'everywhere'"
+    )
 
 
 # -- form bodies: read only when they can be accepted ---------------------------------------

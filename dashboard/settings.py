@@ -303,6 +303,8 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 }
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_TRACK_STARTED = True
+# An operation no worker has taken within this many seconds ends Failed, saying so.
+OPERATION_QUEUED_LIMIT = env_int("SWITCHBOARD_OPERATION_QUEUED_LIMIT", 600)
 CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries", "schedule": 60.0},

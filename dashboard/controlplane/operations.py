@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 # A queued operation nobody claimed for this long lost its message (e.g. Redis restarted).
 UNCLAIMED_AFTER = timedelta(seconds=60)
+# A queued operation no worker has taken for this long ends Failed, saying so, rather
+# than wait for a worker forever (and keep every later change of its app waiting).
+QUEUED_LIMIT = timedelta(seconds=settings.OPERATION_QUEUED_LIMIT)
 MAX_ATTEMPTS = 5
 QUEUE_UNAVAILABLE = "task queue unavailable"
 
@@ -510,6 +513,15 @@ def sweep() -> dict[str, int]:
             continue
         lapsed = op.state == OperationState.RUNNING and op.lease_until and op.lease_until < now
         enqueued = parse_datetime(op.result.get("enqueued_at", "") or "") or op.created_at
+        if op.state == OperationState.QUEUED and op.created_at < now - QUEUED_LIMIT:
+            waited = int((now - op.created_at).total_seconds())
+            if fail(
+                op,
+                f"no worker picked it up in {waited}s: is the Celery worker running? "
+                "(`manage.py up` starts one; its log is var/logs/worker.log)",
+            ):
+                counts["failed"] += 1
+            continue
         unclaimed = op.state == OperationState.QUEUED and enqueued < now - UNCLAIMED_AFTER
         if lapsed or unclaimed:
             why = "its worker's lease lapsed" if lapsed else "no worker picked it up"

@@ -94,3 +94,19 @@ def test_an_operation_whose_workers_keep_dying_is_given_up_with_a_reason(queued_
     )
     assert sweep_operations()["failed"] == 1
     assert "giving up" in Operation.objects.get().error
+
+
+def test_an_operation_no_worker_took_within_the_limit_ends_failed_saying_so(queued_deploy):
+    Operation.objects.filter(pk=queued_deploy.pk).update(
+        created_at=timezone.now() - operations.QUEUED_LIMIT - timedelta(seconds=1)
+    )
+
+    counts = sweep_operations()
+
+    assert counts == {"failed": 1, "requeued": 0}
+    op = Operation.objects.get()
+    assert op.state == "failed"
+    assert op.error.startswith("no worker picked it up in 6")
+    assert "is the Celery worker running?" in op.error
+    # Its Deploying revision ended with it: nothing is left half-started.
+    assert not Revision.objects.filter(status="deploying").exists()

@@ -2,8 +2,8 @@
 
 `ray_cluster` starts a head node and a second node with `ray start`, both bound to
 127.0.0.1 with one CPU each, the dashboard and usage reporting off, in a temp folder of
-their own (so `ray stop` below ends this cluster only, never another one on the
-machine), and stops them after the session. `system` is the suite's system fixture with
+their own, and stops them after the session: each process whose command line names that
+folder, and their children, so never another cluster on the machine. `system` is the suite's system fixture with
 SWITCHBOARD_BACKEND=ray and RAY_ADDRESS set, so the runtime drives Ray Serve; the CLI's
 `sb` fixtures work on top of it unchanged.
 
@@ -12,6 +12,7 @@ Without the ray extra installed these tests skip with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.cli.conftest import sb, viewer  # noqa: F401 - the CLI fixtures, on the Ray system.
@@ -52,6 +54,30 @@ def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> None:
     )
     if result.returncode != 0:
         raise AssertionError(f"ray {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _stop_cluster(temp_dir: Path) -> None:
+    """End this cluster's processes only: every one whose command line names its folder
+    (the GCS, each node's raylet and agents), and all they started (workers, replicas).
+
+    Not `ray stop`: it ends every Ray process on the machine, another cluster's too.
+    """
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(temp_dir) in part for part in p.info["cmdline"] or ())
+    ]
+    for process in list(mine):
+        with contextlib.suppress(psutil.Error):
+            mine.extend(process.children(recursive=True))
+    for process in mine:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=15)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 class RayCluster:
@@ -113,15 +139,7 @@ def ray_cluster():
         _ray("start", "--address", address, *common, *second, env=env)
         yield RayCluster(address, temp_dir, env)
     finally:
-        # `ray stop` ends the Ray processes it finds; with --temp-dir it only finds the
-        # ones under this cluster's own folder.
-        subprocess.run(
-            [str(BIN / "ray"), "stop", "--force", "--temp-dir", str(temp_dir)],
-            env=env,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
+        _stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -727,7 +727,8 @@ def apps_runners(state: State, app: str) -> None:
         rows.append(
             (
                 r.get("id"),
-                str(r.get("state", "-")).upper(),
+                str(r.get("state", "-")).upper()
+                + (" (crash-looping)" if r.get("crash_looping") else ""),
                 output.short_id(r.get("revision")),
                 r.get("in_flight"),
                 uptime,

@@ -172,3 +172,19 @@ def test_a_failed_runner_is_red_like_a_failed_revision():
     css = (Path(__file__).parents[2] / "static/css/switchboard.css").read_text()
     failed_rule = next(line for line in css.splitlines() if ".status-failed" in line)
     assert ".runner-failed" in failed_rule
+
+
+def test_a_crash_looping_runner_says_so_with_its_last_exit_reason():
+    looping = {
+        **runner("CRASH_BACKOFF"),
+        "crash_looping": True,
+        "error": "process exited with code 3; restarting in 30s",
+    }
+    state = cell(render_table(for_display([looping])), "State")
+    assert "crash-looping" in state
+    assert "process exited with code 3; restarting in 30s" in state
+
+
+def test_a_runner_restarted_after_one_crash_is_not_called_crash_looping():
+    once = cell(render_table(for_display([runner("CRASH_BACKOFF")])), "State")
+    assert "crash-looping" not in once

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from dashboard.celery import app as celery_app
 from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import Operation, OperationState
 from tests.conftest import wait_until
@@ -50,3 +51,10 @@ def test_a_deploy_whose_worker_process_was_killed_resumes_and_succeeds(sb, syste
     assert done.attempts == 2
     assert done.lease_holder != holder
     print(f"resumed {(resumed.at - killed_at).total_seconds():.2f}s after the kill")
+    # A successful deploy queues retention work: let the worker finish it before the
+    # test's database is emptied, which it would otherwise race.
+    wait_until(
+        lambda: not any((celery_app.control.inspect(timeout=1).active() or {"": []}).values()),
+        timeout=60,
+        what="the worker to finish what the deploy queued",
+    )

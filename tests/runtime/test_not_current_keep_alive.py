@@ -31,7 +31,16 @@ def test_an_old_revision_called_by_its_url_stops_after_its_own_keep_alive(runtim
     app = App.objects.create(name="demo", auth_mode="public")
     # min_concurrency 2 on the old revision: it must not hold a runner of a non-Current one.
     old = deploy_example(app, "demo", keep_alive=1, min_concurrency=2, max_concurrency=2)
-    deploy_example(app, "demo", keep_alive=300)
+    new = deploy_example(app, "demo", keep_alive=300)
+    # The runtime routes the app to the new revision first: only then is the old one
+    # "not Current" there (before, its URL would name the app's Current revision).
+    wait_until(
+        lambda: (
+            runtime.gateway("GET", "/demo/version").headers.get("X-Switchboard-Revision")
+            == str(new.id)
+        ),
+        what="the runtime to route the app to its new Current revision",
+    )
 
     response = runtime.gateway("GET", f"/demo@{old.id.hex[:8]}/version")
     assert response.status_code == 200, response.text

@@ -6,6 +6,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-from-pyproject
+# The extras `make setup` installs: the tools (dev) and the Ray Serve backend (ray), whose
+# tests (tests/ray) skip without it. `make setup EXTRAS=dev` leaves Ray out.
+EXTRAS ?= dev,ray
 
 # The test suite runs on PostgreSQL and Redis (pytest-django creates and drops test_<name>).
 # It keeps to its own Redis database and namespace, so a `make demo` left running (database
@@ -48,7 +51,7 @@ $(STAMP): pyproject.toml
 	  echo "creating $(VENV) with $$python"; \
 	  "$$python" -m venv $(VENV); \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 demo: setup

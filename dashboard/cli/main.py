@@ -711,6 +711,7 @@ def apps_runners(state: State, app: str) -> None:
         click.echo(f"app {app} has no runners")
         return
     now = datetime.now(UTC)
+    nodes = any("node" in r for r in items)
     rows = []
     for r in items:
         started = output.parse_time(r.get("started_at"))
@@ -737,6 +738,8 @@ def apps_runners(state: State, app: str) -> None:
                 r.get("pid"),
                 r.get("error"),
             )
+            # A backend with runners on several machines (Ray) says each one's node.
+            + ((r.get("node") or "-",) if nodes else ())
         )
     headers = (
         "runner",
@@ -748,7 +751,7 @@ def apps_runners(state: State, app: str) -> None:
         "restarts",
         "pid",
         "error",
-    )
+    ) + (("node",) if nodes else ())
     click.echo(output.table(headers, rows))
 
 

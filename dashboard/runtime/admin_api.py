@@ -179,34 +179,60 @@ class AdminApi:
             for r in self.supervisor.runners.values()
             if (not app or r.app == app) and (not revision or r.revision == revision)
         ]
+        # A backend whose runner is many processes (Ray: a Serve application and its
+        # replicas) lists those as the runners.
+        expand = getattr(self.supervisor.backend, "runner_rows", None)
+        rows = expand(chosen) if expand else [r.as_dict() for r in chosen]
         # Live runners above stopped ones, then newest first: what the dashboard and the
         # CLI show. Not by state among the live ones: a runner flips between IDLE and
         # RUNNING with every request, and rows that swapped places on each refresh could
         # not be followed.
-        chosen.sort(key=lambda r: (r.state in GONE, -r.started_at.timestamp()))
-        return _json({"runners": [r.as_dict() for r in chosen]})
+        rows.sort(key=lambda r: r["started_at"] or "", reverse=True)
+        rows.sort(key=lambda r: r["state"] in GONE)
+        return _json({"runners": rows})
+
+    def _replica(self, request: web.Request) -> dict[str, Any] | None:
+        """The backend's replica of that runner id (Ray), when it is not a runner of ours."""
+        if request.match_info["id"] in self.supervisor.runners:
+            return None
+        find = getattr(self.supervisor.backend, "replica", None)
+        return find(request.match_info["id"]) if find else None
 
     async def get_runner(self, request: web.Request) -> web.Response:
-        runner = self._runner(request)
         wait_for = request.query.get("wait_for", "")
         timeout = _number(request.query.get("timeout"), "timeout", 5.0, MAX_WAIT)
+        if wait_for not in ("", "ready", "gone"):
+            raise ApiError(400, f"wait_for must be 'ready' or 'gone', got {wait_for!r}")
+        ready = lambda r: r["state"] in READY or r["state"] in GONE  # noqa: E731
+        gone = lambda r: r["state"] in GONE  # noqa: E731
+        if (replica := self._replica(request)) is not None:
+            if wait_for:
+                await self.supervisor.backend.wait_replica(
+                    replica["id"], ready if wait_for == "ready" else gone, timeout
+                )
+            return _json(self.supervisor.backend.replica(replica["id"]))
+        runner = self._runner(request)
         if wait_for == "ready":
             await self.supervisor.wait_for(
                 runner, lambda r: r.state in READY or r.state in GONE, timeout
             )
         elif wait_for == "gone":
             await self.supervisor.wait_for(runner, lambda r: r.state in GONE, timeout)
-        elif wait_for:
-            raise ApiError(400, f"wait_for must be 'ready' or 'gone', got {wait_for!r}")
         return _json(runner.as_dict())
 
     async def stop_runner(self, request: web.Request) -> web.Response:
-        runner = self._runner(request)
         body = await _body(request)
+        if (replica := self._replica(request)) is not None:
+            self.supervisor.backend.stop_replica(replica["id"], force=False)
+            return _json(self.supervisor.backend.replica(replica["id"]))
+        runner = self._runner(request)
         self.supervisor.stop(runner, replace=bool(body.get("replace")))
         return _json(runner.as_dict())
 
     async def kill_runner(self, request: web.Request) -> web.Response:
+        if (replica := self._replica(request)) is not None:
+            self.supervisor.backend.stop_replica(replica["id"], force=True)
+            return _json(self.supervisor.backend.replica(replica["id"]))
         runner = self._runner(request)
         self.supervisor.kill(runner)
         return _json(runner.as_dict())
@@ -303,6 +329,9 @@ class AdminApi:
                 if RUNNER_ID_RE.match(runner_id)
                 else []
             )
+            find = getattr(self.supervisor.backend, "replica_log", None)
+            if not files and find and (lines := find(runner_id, tail, app)) is not None:
+                return web.Response(text="\n".join(lines) + "\n")
             if not files:
                 raise ApiError(
                     404,

@@ -26,11 +26,14 @@ Ray's calls block, so they run in threads. The replica's own code is ray_replica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import logging
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +43,14 @@ from dashboard.runtime.autoscaler import Autoscaler
 from dashboard.runtime.backend import RunnerSpec
 from dashboard.runtime.ray_replica import Replica
 from dashboard.runtime.routing import RevisionInfo
-from dashboard.runtime.supervisor import ACTIVE
+from dashboard.runtime.supervisor import ACTIVE, GONE, READY
 from dashboard.runtime.upstream import UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
 PREFIX = "sb"
 POLL = 0.5
+WATCH = 1.0  # How often replicas are read from Serve while an application runs.
+KEEP_GONE_FOR = 120.0  # A replica that ended stays listed (TERMINATED) this long.
 # Serve's replica states → the seed's runner states.
 REPLICA_STATES = {
     "STARTING": "SETUP",
@@ -111,6 +116,10 @@ def deployment_options(settings: dict[str, Any], working_dir: Path | str) -> dic
         actor["memory"] = int(machine["memory_mb"]) * 1024 * 1024
     return {
         "name": "runner",
+        # A graceful rollout (a new version of the same code) starts the replacements
+        # before it stops old replicas; setup() that raised is not retried, as locally.
+        "max_surge_percent": 100,
+        "max_constructor_retry_count": 1,
         "max_ongoing_requests": mux,
         "autoscaling_config": {
             "min_replicas": floor,
@@ -122,23 +131,35 @@ def deployment_options(settings: dict[str, Any], working_dir: Path | str) -> dic
             "downscale_delay_s": float(settings["keep_alive"]),
         },
         "graceful_shutdown_timeout_s": float(settings["request_timeout"]),
-        "health_check_period_s": 10.0,
+        # A replica that died (a node lost, a kill) is noticed and replaced within this.
+        "health_check_period_s": 2.0,
         "ray_actor_options": actor,
     }
 
 
 class RayApplication:
-    """One supervisor runner's view of its revision's Serve application."""
+    """One supervisor runner's view of its revision's Serve application.
+
+    The supervisor keeps it (the gateway's slots and upstream, the deploy's outcome); the
+    runner rows a user sees are the application's replicas (RayBackend.runner_rows).
+    """
 
     pid = None
 
-    def __init__(self, backend: RayBackend, name: str, shared: _Shared, slots: int) -> None:
+    def __init__(
+        self,
+        backend: RayBackend,
+        name: str,
+        shared: _Shared,
+        slots: int,
+        ready: asyncio.Future[str],
+    ) -> None:
         self._backend = backend
         self._name = name
         self._shared = shared
+        self._ready = ready  # The deploy's, or the rolling restart's this runner asked for.
         self._ended = asyncio.get_running_loop().create_future()
         self.slots = slots  # The gateway's limit: every replica's ongoing requests.
-        self.replicas: list[dict[str, Any]] = []
         shared.holders.add(self)
 
     def upstream(self) -> UpstreamPool:
@@ -149,7 +170,7 @@ class RayApplication:
         )
 
     async def ready_message(self) -> str:
-        message = await asyncio.shield(self._shared.ready)
+        message = await asyncio.shield(self._ready)
         if message == "ready":
             self._backend.watch(self._name)
         return message
@@ -169,11 +190,20 @@ class RayApplication:
 
 
 class _Shared:
-    def __init__(self, app: str, revision: str, ready: asyncio.Future[str]) -> None:
-        self.app = app
-        self.revision = revision
+    def __init__(self, spec: RunnerSpec, ready: asyncio.Future[str]) -> None:
+        self.app = spec.app
+        self.revision = spec.revision
+        self.spec = spec
+        self.settings = dict(spec.settings or {})
         self.ready = ready
         self.holders: set[RayApplication] = set()
+        self.working_dir = ""  # The bundle's URI in the cluster, once uploaded.
+        self.generation = 0  # Bumped by each rolling restart: Serve's version of the code.
+        self.restart: asyncio.Future[str] | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{self.revision}.{self.generation}"
 
 
 class RayBackend:
@@ -184,7 +214,11 @@ class RayBackend:
         self._watched: set[str] = set()
         self._watcher: asyncio.Task | None = None
         self._connected = False
+        self._logs_dir: Path | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ray")
+        # Replica rows by runner id, refreshed from Serve every WATCH seconds.
+        self._replicas: dict[str, dict[str, Any]] = {}
+        self._replicas_changed = asyncio.Event()
 
     # Ray's client calls block, and are not safe to make at once from several threads
     # (serializing a deployment swaps cloudpickle's registrations; two serve.start calls
@@ -212,6 +246,8 @@ class RayBackend:
             proxy_location="HeadOnly",
             http_options={"host": "127.0.0.1", "port": conf.RAY_SERVE_PORT},
         )
+        with contextlib.suppress(Exception):  # Where this machine's node keeps its logs.
+            self._logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
         self._connected = True
 
     async def connect(self) -> None:
@@ -239,45 +275,112 @@ class RayBackend:
         settings = spec.settings or {}
         slots = max(int(settings.get("max_concurrency", 1)), 1) * max(spec.max_multiplexing, 1)
         shared = self._apps.get(name)
+        loop = asyncio.get_running_loop()
         if shared is None:
-            loop = asyncio.get_running_loop()
-            shared = _Shared(spec.app, spec.revision, loop.create_future())
+            shared = _Shared(spec, loop.create_future())
             self._apps[name] = shared
-            task = asyncio.ensure_future(self._deploy(name, spec, settings, shared.ready))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return RayApplication(self, name, shared, slots)
+            _background(self._deploy(name, shared))
+            ready = shared.ready
+        elif shared.ready.done() and shared.ready.result() == "ready":
+            # Another runner of a revision whose application runs: a rollout's replacement.
+            # Serve replaces every replica, the new ones before the old stop (surge).
+            ready = self._restart(name, shared)
+        else:
+            ready = shared.ready
+        return RayApplication(self, name, shared, slots, ready)
 
-    async def _deploy(
-        self, name: str, spec: RunnerSpec, settings: dict, ready: asyncio.Future[str]
-    ) -> None:
+    def _restart(self, name: str, shared: _Shared) -> asyncio.Future[str]:
+        """A rolling restart of the application's replicas (one for runners asked at once)."""
+        if shared.restart is None or shared.restart.done():
+            shared.restart = asyncio.get_running_loop().create_future()
+            shared.generation += 1
+            _note(shared.spec.log_path, f"rolling restart of {name}'s replicas (new first)")
+            _background(self._redeploy(name, shared, shared.restart))
+        return shared.restart
 
+    def reconfigure(self, name: str, settings: dict[str, Any]) -> None:
+        """Apply changed settings (apps scale) to a running application: Serve updates
+        its autoscaling bounds and per-replica limit in place, without restarting them."""
+        shared = self._apps.get(name)
+        if shared is None or not (shared.ready.done() and shared.ready.result() == "ready"):
+            return
+        if settings == shared.settings:
+            return
+        shared.settings = dict(settings)
+        _note(shared.spec.log_path, f"settings changed: updating {name}'s deployment")
+        _background(self._redeploy(name, shared, asyncio.get_running_loop().create_future()))
+
+    async def _deploy(self, name: str, shared: _Shared) -> None:
+        spec, ready = shared.spec, shared.ready
         prefix = route_prefix(spec.app, spec.revision)
         try:
-            statuses = await self._call(self._statuses)
-            if name in statuses and statuses[name].status == "RUNNING":
+            status = await self._until_gone_or_running(name)
+            if status is not None:
                 _note(spec.log_path, f"adopted Serve application {name}, already running")
             else:
                 _note(spec.log_path, f"deploying Serve application {name} at {prefix}")
-                await self._call(_run, name, prefix, spec, settings)
-            while not ready.done():
-                status = (await self._call(self._statuses)).get(name)
-                state = status.status if status else "NOT_STARTED"
-                if state == "RUNNING":
-                    ready.set_result("ready")
-                elif state == "DEPLOY_FAILED":
-                    # The application says which deployment failed; the deployment says
-                    # why, ending with the replica constructor's traceback.
-                    message = "\n".join(
-                        [status.message] + [d.message for d in status.deployments.values()]
-                    )
-                    _note(spec.log_path, f"Serve says DEPLOY_FAILED:\n{message}")
-                    ready.set_result("setup failed: " + _reason(message))
-                else:
-                    await asyncio.sleep(POLL)
+                shared.working_dir = await self._call(_run, name, shared)
+            await self._until_running(name, spec.log_path, ready)
         except Exception as exc:
             _note(spec.log_path, "".join(traceback.format_exception(exc)))
             if not ready.done():
                 ready.set_result(f"setup failed: Ray refused the deploy: {exc}")
+
+    async def _until_gone_or_running(self, name: str) -> Any:
+        """Serve's status of `name` when it runs (to adopt), else None once no application
+        of that name is left (one being deleted, by a kill a moment ago, is waited out)."""
+        while True:
+            status = (await self._call(self._statuses)).get(name)
+            if status is None or status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                return None
+            if status.status == "RUNNING":
+                return status
+            await asyncio.sleep(POLL)
+
+    async def _redeploy(self, name: str, shared: _Shared, ready: asyncio.Future[str]) -> None:
+        """Deploy the application again: a new version (a rolling restart), or the same
+        with new settings. `ready` says when a restart's replicas have all been replaced."""
+        restart = ready is shared.restart
+        try:
+            old = {r["id"] for r in (await self._call(_replica_details)).get(name, [])}
+            shared.working_dir = await self._call(_run, name, shared)
+            await self._until_running(
+                name, shared.spec.log_path, ready, replacing=old if restart else None
+            )
+        except Exception as exc:
+            _note(shared.spec.log_path, "".join(traceback.format_exception(exc)))
+            if not ready.done():
+                ready.set_result(f"setup failed: Ray refused the deploy: {exc}")
+
+    async def _until_running(
+        self,
+        name: str,
+        log_path: Path,
+        ready: asyncio.Future[str],
+        replacing: set[str] | None = None,
+    ) -> None:
+        """Resolve `ready` with what Serve says of the deploy of `name`: ready, or why it
+        failed. For a rolling restart, ready once none of the `replacing` replicas is left
+        (Serve's status says RUNNING throughout: its old replicas serve meanwhile)."""
+        while not ready.done():
+            status = (await self._call(self._statuses)).get(name)
+            state = status.status if status else "NOT_STARTED"
+            if state == "RUNNING" and replacing:
+                left = {r["id"] for r in (await self._call(_replica_details)).get(name, [])}
+                if left & replacing:
+                    state = "DEPLOYING"
+            if state == "RUNNING":
+                ready.set_result("ready")
+            elif state == "DEPLOY_FAILED":
+                # The application says which deployment failed; the deployment says why,
+                # ending with the replica constructor's traceback.
+                message = "\n".join(
+                    [status.message] + [d.message for d in status.deployments.values()]
+                )
+                _note(log_path, f"Serve says DEPLOY_FAILED:\n{message}")
+                ready.set_result("setup failed: " + _reason(message))
+            else:
+                await asyncio.sleep(POLL)
 
     def release(self, holder: RayApplication, *, force: bool) -> None:
         """A runner ends: when it was the application's last, the application goes."""
@@ -291,7 +394,7 @@ class RayBackend:
             return
         del self._apps[holder._name]
         self._watched.discard(holder._name)
-        asyncio.ensure_future(self._delete(holder, force))
+        _background(self._delete(holder, force))
 
     async def _delete(self, holder: RayApplication, force: bool) -> None:
         from ray import serve
@@ -307,27 +410,30 @@ class RayBackend:
         holder.end(-9 if force else 0)
 
     def watch(self, name: str) -> None:
-        """Notice an application that disappears from Ray (deleted by hand, cluster lost)."""
+        """Follow an application's replicas, and notice it disappearing from Ray (deleted
+        by hand, cluster lost)."""
         self._watched.add(name)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
-        while self._watched:
-            await asyncio.sleep(2)
+        while self._watched or self._live_replicas():
+            await asyncio.sleep(WATCH)
             try:
                 statuses = await self._call(self._statuses)
                 details = await self._call(_replica_details)
+                ongoing = await self._call(
+                    _ongoing, [r["actor_name"] for rs in details.values() for r in rs]
+                )
             except Exception:
                 log.exception("ray: reading Serve's status failed")
                 continue
+            self._update_replicas(details, ongoing)
             for name in list(self._watched):
                 shared = self._apps.get(name)
                 if shared is None:
                     self._watched.discard(name)
                     continue
-                for holder in shared.holders:
-                    holder.replicas = details.get(name, [])
                 status = statuses.get(name)
                 if status is None or status.status in ("DELETING", "DEPLOY_FAILED"):
                     self._watched.discard(name)
@@ -335,19 +441,246 @@ class RayBackend:
                     for holder in list(shared.holders):
                         holder.end(1)
 
+    # -- replicas as runners -------------------------------------------------------------
 
-def _run(name: str, prefix: str, spec: RunnerSpec, settings: dict[str, Any]) -> None:
-    """Deploy the revision's application without waiting for it (in the Ray thread: even
-    building the options pickles Serve's policy modules, which is not thread-safe)."""
+    def _live_replicas(self) -> list[dict[str, Any]]:
+        return [r for r in self._replicas.values() if r["state"] not in GONE]
+
+    def _update_replicas(
+        self, details: dict[str, list[dict[str, Any]]], ongoing: dict[str, int]
+    ) -> None:
+        now = time.monotonic()
+        seen = set()
+        for name, replicas in details.items():
+            shared = self._apps.get(name)
+            _, app, revision = name.split("--")
+            for replica in replicas:
+                runner_id = replica_runner_id(replica["id"])
+                seen.add(runner_id)
+                row = self._replicas.get(runner_id)
+                if row is None:
+                    row = self._replicas[runner_id] = {
+                        "id": runner_id,
+                        "app": app,
+                        "revision": revision,
+                        "in_flight": 0,
+                        "ready_at": None,
+                        "idle_since": None,
+                        "idle_shutdown_at": None,
+                        "ended_at": None,
+                        "restarts": 0,
+                        "crash_looping": False,
+                        "error": "",
+                        "machine_type": (shared.settings if shared else {}).get("machine_type"),
+                        "replica": replica["id"],
+                        "_application": name,
+                        "_stopping": False,
+                        "_gone_at": None,
+                    }
+                state = replica["state"]
+                in_flight = ongoing.get(replica["actor_name"], row["in_flight"])
+                if state == "RUNNING" and not in_flight:
+                    state = "IDLE"  # Ready and serving nothing, as the seed says it.
+                if row["_stopping"] and state in ("IDLE", "RUNNING", "SETUP"):
+                    state = row["state"]  # Ours to stop: DRAINING or TERMINATING until gone.
+                started = replica.get("started_at")
+                row.update(
+                    state=state,
+                    ray_state=replica["ray_state"],
+                    pid=replica["pid"],
+                    node=replica["node_ip"],
+                    node_id=replica["node_id"],
+                    started_at=_iso(started) if started else None,
+                    log_file=replica["log_file_path"],
+                    in_flight=in_flight,
+                    _actor=replica["actor_name"],
+                    _worker=replica.get("worker_id"),
+                )
+                if state in READY and row["ready_at"] is None:
+                    row["ready_at"] = _iso(time.time())
+        for runner_id, row in list(self._replicas.items()):
+            if runner_id in seen:
+                continue
+            if row["state"] not in GONE:
+                row.update(state="TERMINATED", in_flight=0, ended_at=_iso(time.time()))
+                row["_gone_at"] = now
+            elif row["_gone_at"] is not None and now - row["_gone_at"] > KEEP_GONE_FOR:
+                del self._replicas[runner_id]
+        event, self._replicas_changed = self._replicas_changed, asyncio.Event()
+        event.set()
+
+    def runner_rows(self, runners: list[Any]) -> list[dict[str, Any]]:
+        """The runner rows of these supervisor runners: each application's replicas (those
+        that ended within KEEP_GONE_FOR too); an application with no replica yet (deploying,
+        or failed) is listed as its runner, with the deploy's state and error."""
+        rows: list[dict[str, Any]] = []
+        done: set[str] = set()
+        for runner in runners:
+            process = runner.process
+            name = getattr(process, "_name", None) or app_name(runner.app, runner.revision)
+            replicas = [r for r in self._replicas.values() if r["_application"] == name]
+            if not replicas:
+                rows.append(runner.as_dict())
+            elif name not in done:
+                rows += [_public(r) for r in replicas]
+            done.add(name)
+        return rows
+
+    def replica(self, runner_id: str) -> dict[str, Any] | None:
+        row = self._replicas.get(runner_id)
+        return _public(row) if row else None
+
+    async def wait_replica(self, runner_id: str, predicate, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self._replicas[runner_id]):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replicas_changed.wait(), remaining)
+        return True
+
+    def stop_replica(self, runner_id: str, *, force: bool) -> None:
+        """End one replica; Serve starts another in its place while its application still
+        wants that many. Graceful: the replica drains its requests and runs teardown()
+        (Serve's own shutdown path for a replica), then ends; force: it ends at once."""
+        row = self._replicas.get(runner_id)
+        if row is None or row["state"] in GONE or (row["_stopping"] and not force):
+            return
+        row["_stopping"] = True
+        row["state"] = "TERMINATING" if force else "DRAINING"
+        _background(self._end_replica(row, force))
+
+    async def _end_replica(self, row: dict[str, Any], force: bool) -> None:
+        try:
+            if not force:
+                shared = self._apps.get(row["_application"])
+                grace = float((shared.settings if shared else {}).get("request_timeout", 30))
+                drained = await self._call(_graceful_shutdown, row["_actor"])
+                if drained is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.wrap_future(drained.future()), grace + 5)
+                row["state"] = "TERMINATING"
+            await self._call(_kill_actor, row["_actor"])
+        except Exception:
+            log.exception("ray: ending replica %s failed", row["replica"])
+
+    def replica_log(self, runner_id: str, tail: int, app: str | None) -> list[str] | None:
+        """The replica's log lines: Serve's log of the replica and its worker's output (the
+        app's prints and tracebacks), read from this machine's node; None when there is no
+        such replica (of `app`, when given)."""
+        row = self._replicas.get(runner_id)
+        if row is None or (app and row["app"] != app):
+            return None
+        root = self._logs_dir
+        files: list[Path] = []
+        if root is not None:
+            if row.get("log_file"):
+                files.append(root / str(row["log_file"]).lstrip("/"))
+            if row.get("_worker"):
+                files += sorted(root.glob(f"worker-{row['_worker']}-*.out"))
+                files += sorted(root.glob(f"worker-{row['_worker']}-*.err"))
+        lines: list[str] = []
+        for path in files:
+            with contextlib.suppress(OSError):
+                text = path.read_bytes()[-2 * 1024 * 1024 :].decode(errors="replace")
+                lines += [f"[{path.name}] {line}" for line in text.splitlines()]
+        if not lines:
+            where = f"node {row.get('node')}, {row.get('log_file')}"
+            return [f"replica {row['replica']}'s log is not on this machine ({where})"]
+        return lines[-tail:]
+
+
+def replica_runner_id(replica_id: str) -> str:
+    """A Serve replica's runner id: the same form as the local backend's, and the same
+    after a runtime restart."""
+    return "r-" + hashlib.sha256(replica_id.encode()).hexdigest()[:8]
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _background(coro) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
+def _run(name: str, shared: _Shared) -> str:
+    """Deploy (or redeploy) the revision's application without waiting for it (in the Ray
+    thread: even building the options pickles Serve's policy modules, which is not
+    thread-safe). Returns the bundle's URI in the cluster."""
     from ray import serve
 
-    options = deployment_options(settings, _upload(spec.bundle_dir))
+    spec = shared.spec
+    prefix = route_prefix(spec.app, spec.revision)
+    working_dir = shared.working_dir or _upload(spec.bundle_dir)
+    options = deployment_options(shared.settings, working_dir)
+    # Serve's version of the code: the same for a change of settings, which Serve applies
+    # to running replicas; a new one for a rolling restart. (Public options no longer take
+    # it; Serve otherwise picks a random one at each deploy, restarting every replica.)
     app = (
         serve.deployment(Replica)
-        .options(**options)
+        .options(**options, version=shared.version, _internal=True)
         .bind(spec.entrypoint, prefix, spec.max_multiplexing)
     )
     serve._run(app, name=name, route_prefix=prefix, _blocking=False)
+    return working_dir
+
+
+_actors: dict[str, Any] = {}
+
+
+def _actor(name: str) -> Any:
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+
+    if name not in _actors:
+        _actors[name] = ray.get_actor(name, namespace=SERVE_NAMESPACE)
+    return _actors[name]
+
+
+def _ongoing(names: list[str]) -> dict[str, int]:
+    """Each replica's ongoing requests, as Serve's own router asks them of the replica."""
+    import ray
+
+    refs = {}
+    for name in names:
+        with contextlib.suppress(ValueError):
+            refs[name] = _actor(name).get_num_ongoing_requests.remote()
+    for name in [n for n in _actors if n not in refs]:
+        del _actors[name]
+    if not refs:
+        return {}
+    done, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=1.0)
+    found = {}
+    for name, ref in refs.items():
+        if ref in done:
+            with contextlib.suppress(Exception):
+                found[name] = int(ray.get(ref))
+    return found
+
+
+def _graceful_shutdown(name: str) -> Any:
+    """Ask a replica to drain and run its app's teardown(): the call Serve's controller
+    makes of a replica it stops. Returns the call's reference, None if it is gone."""
+    try:
+        return _actor(name).perform_graceful_shutdown.remote()
+    except ValueError:
+        return None
+
+
+def _kill_actor(name: str) -> None:
+    import ray
+
+    with contextlib.suppress(ValueError):
+        ray.kill(_actor(name), no_restart=True)
 
 
 def _replica_details() -> dict[str, list[dict[str, Any]]]:
@@ -371,6 +704,7 @@ def _replica_details() -> dict[str, list[dict[str, Any]]]:
                         "node_ip": replica.get("node_ip"),
                         "pid": replica.get("pid"),
                         "actor_name": replica.get("actor_name"),
+                        "worker_id": replica.get("worker_id"),
                         "started_at": replica.get("start_time_s"),
                         "log_file_path": replica.get("log_file_path"),
                     }
@@ -424,7 +758,10 @@ class RayAutoscaler(Autoscaler):
                 runner.note("suspended: deleting its Serve application")
                 sup.stop(runner)
             return
-        if not mine and self._may_start(route):
+        if mine:
+            # apps scale: Serve applies the new bounds to the running replicas.
+            self.supervisor.backend.reconfigure(app_name(name, current), route.settings)
+        elif self._may_start(route):
             rev = RevisionInfo(
                 id=current,
                 app=name,

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from tests.cli.conftest import ACCEPTED_LINE, PROGRESS_LINE
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+
+def runners(sb, app: str) -> list[dict]:
+    return json.loads(sb("apps", "runners", app, "--json").stdout)["runners"]
 
 
 def test_deploy_shows_timestamped_progress_and_ends_deployed_and_current(sb):
@@ -217,3 +222,25 @@ def test_no_wait_prints_only_that_each_operation_was_accepted(sb):
     # Quick operations finish within the request, yet print no steps either.
     for result, kind in ((deployed, "deploy"), (switched, "set-rev"), (scaled, "scale")):
         assert ACCEPTED_LINE.fullmatch(result.stdout.strip())["kind"] == kind
+
+
+def test_suspend_makes_the_gateway_refuse_and_stops_the_runners_resume_serves_again(sb):
+    sb.deploy("paused", "v1")
+    assert sb.served_version("paused") == "v1"
+
+    sb("apps", "suspend", "paused", "--reason", "incident")
+
+    answer = httpx.get(f"{sb.gateway_url}/paused/version", timeout=30)
+    assert answer.status_code == 503 and "suspended" in answer.text
+    wait_until(
+        lambda: (
+            not [r for r in runners(sb, "paused") if r["state"] not in ("TERMINATED", "FAILED")]
+        ),
+        timeout=120,
+        what="every runner of the suspended revision stopped",
+    )
+    assert [r["status"] for r in sb.revisions("paused")] == ["suspended"]
+
+    sb("apps", "resume", "paused")
+    assert sb.served_version("paused") == "v1"
+    assert [r["status"] for r in sb.revisions("paused")] == ["deployed"]

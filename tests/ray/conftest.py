@@ -1,7 +1,7 @@
 """A real two-node Ray cluster on this machine, and the whole system running on it.
 
-`ray_cluster` starts a head node and a second node with `ray start`, both bound to
-127.0.0.1 with one CPU each, the dashboard and usage reporting off, in a temp folder of
+`ray_cluster` starts a head node and a second node with `ray start`, both on the loopback
+address 127.0.0.2 with one CPU each, the dashboard and usage reporting off, in a temp folder of
 their own, and stops them after the session: each process whose command line names that
 folder, and their children, so never another cluster on the machine. `system` is the suite's system fixture with
 SWITCHBOARD_BACKEND=ray and RAY_ADDRESS set, so the runtime drives Ray Serve; the CLI's
@@ -28,6 +28,9 @@ from tests.conftest import _stop, free_port
 from tests.conftest import system as local_system
 
 BIN = Path(sys.executable).parent
+# Loopback, yet not the address `ray start` swaps for the machine's outward one (it does so
+# for 127.0.0.1 and localhost): so every node, worker and replica talks over loopback only.
+NODE_IP = "127.0.0.2"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -56,16 +59,17 @@ def _ray(*args: str, env: dict[str, str], timeout: float = 180) -> None:
         raise AssertionError(f"ray {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 
 
-def _stop_cluster(temp_dir: Path) -> None:
+def _stop_cluster(temp_dir: Path, address: str) -> None:
     """End this cluster's processes only: every one whose command line names its folder
-    (the GCS, each node's raylet and agents), and all they started (workers, replicas).
+    or its address (the GCS, each node's raylet, agents and client server), and all they
+    started (workers, replicas).
 
     Not `ray stop`: it ends every Ray process on the machine, another cluster's too.
     """
     mine = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if any(str(temp_dir) in part for part in p.info["cmdline"] or ())
+        if any(str(temp_dir) in part or address in part for part in p.info["cmdline"] or ())
     ]
     for process in list(mine):
         with contextlib.suppress(psutil.Error):
@@ -81,10 +85,31 @@ def _stop_cluster(temp_dir: Path) -> None:
 
 
 class RayCluster:
-    def __init__(self, address: str, temp_dir: Path, env: dict[str, str]):
+    ip = NODE_IP
+
+    def __init__(self, address: str, temp_dir: Path, env: dict[str, str], second_port: int):
         self.address = address
         self.temp_dir = temp_dir
         self.env = env
+        self.second_port = second_port  # The second node's raylet (node manager) port.
+
+    def kill_second_node(self) -> None:
+        """SIGKILL the second node: its raylet, and all it started (its workers, the
+        replicas among them, its agents), as when that machine is lost."""
+        raylets = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any(f"--node_manager_port={self.second_port}" == a for a in p.info["cmdline"] or ())
+        ]
+        assert raylets, "the second node's raylet is not running"
+        doomed = []
+        for raylet in raylets:
+            with contextlib.suppress(psutil.Error):
+                doomed += [raylet, *raylet.children(recursive=True)]
+        for process in doomed:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(doomed, timeout=15)
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +118,29 @@ def ray_cluster():
     # A short path: Ray's socket names under it must fit in 107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="sbray-", dir="/tmp"))
     port = free_port()
+    address = f"{NODE_IP}:{port}"
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_TMPDIR": str(temp_dir),
         # Keep the idle cluster light on a small shared machine.
         "RAY_enable_metrics_collection": "0",
+        # A node whose processes were killed is declared dead within seconds, not 30 s.
+        "RAY_health_check_initial_delay_ms": "1000",
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_timeout_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
     }
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    common = [
+        "--node-ip-address",
+        NODE_IP,
+        "--num-cpus",
+        "1",
+        "--disable-usage-stats",
+        # The smallest object store Ray takes: replicas pass only small requests.
+        "--object-store-memory",
+        str(80 * 1024 * 1024),
+    ]
     head = ["--head", "--port", str(port), "--include-dashboard", "false"]
     # Every port the node opens is picked free here, so it never takes one another
     # helper's cluster (or a demo) uses.
@@ -123,10 +163,10 @@ def ray_cluster():
             "0",
             env=env,
         )
-        address = f"127.0.0.1:{port}"
+        second_port = free_port()
         second = [
             "--node-manager-port",
-            str(free_port()),
+            str(second_port),
             "--object-manager-port",
             str(free_port()),
             "--dashboard-agent-listen-port",
@@ -137,9 +177,9 @@ def ray_cluster():
             "0",
         ]
         _ray("start", "--address", address, *common, *second, env=env)
-        yield RayCluster(address, temp_dir, env)
+        yield RayCluster(address, temp_dir, env, second_port)
     finally:
-        _stop_cluster(temp_dir)
+        _stop_cluster(temp_dir, address)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

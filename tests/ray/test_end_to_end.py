@@ -14,6 +14,7 @@ from tests.cli.test_end_to_end import (  # noqa: F401 - collected here, on the R
     test_list_rev_shows_each_revision_with_status_current_marker_and_settings,
     test_rollout_restarts_the_runners_gracefully_or_by_force,
     test_set_rev_moves_the_alias_with_each_strategy_and_the_gateway_follows,
+    test_suspend_makes_the_gateway_refuse_and_stops_the_runners_resume_serves_again,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]

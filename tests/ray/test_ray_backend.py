@@ -1,11 +1,16 @@
-"""What only the Ray backend does: replicas spread over the cluster's nodes, and a runtime
-restart that adopts the Serve applications Ray still runs instead of deploying again."""
+"""What only the Ray backend does: replicas spread over the cluster's nodes, each listed as a
+runner that `runners stop/kill` and `logs` act on; a node lost under load; and a runtime
+restart that adopts the Serve applications Ray still runs instead of deploying again.
+
+The node test kills the cluster's second node, so it is the last of the session."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -30,13 +35,23 @@ def deploy_with(sb, app: str, version: str, **settings) -> None:
 
 
 def replicas(sb, app: str) -> list[dict]:
-    runners = json.loads(sb("apps", "runners", app, "--json").stdout)["runners"]
-    return [
-        rep
-        for r in runners
-        if r["state"] not in ("TERMINATED", "FAILED")
-        for rep in r.get("replicas") or []
-    ]
+    """The app's runners: with the Ray backend, one row per Serve replica."""
+    return json.loads(sb("apps", "runners", app, "--json").stdout)["runners"]
+
+
+def running(sb, app: str, count: int, besides: set[str] = frozenset()) -> list[dict]:
+    """Wait for `count` ready replicas (IDLE or RUNNING) of `app`, none among `besides`."""
+
+    def found():
+        rows = [r for r in replicas(sb, app) if r["state"] in ("IDLE", "RUNNING")]
+        fresh = [r for r in rows if r["id"] not in besides]
+        return fresh if len(rows) == count and len(fresh) == count else None
+
+    return wait_until(found, timeout=90, interval=0.5, what=f"{count} ready replicas of {app}")
+
+
+def row(sb, app: str, runner_id: str) -> dict:
+    return next(r for r in replicas(sb, app) if r["id"] == runner_id)
 
 
 def serve_applications(ray_cluster) -> dict:
@@ -58,21 +73,37 @@ def serve_applications(ray_cluster) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_min_concurrency_2_puts_a_replica_on_each_node(sb):
+def test_min_concurrency_2_puts_a_replica_on_each_node_each_listed_as_a_runner(sb, ray_cluster):
     deploy_with(sb, "spread", "v1", min_concurrency=2, max_concurrency=2)
     assert sb.served_version("spread") == "v1"
 
-    running = wait_until(
-        lambda: (
-            [r for r in replicas(sb, "spread") if r["state"] == "RUNNING"]
-            if len([r for r in replicas(sb, "spread") if r["state"] == "RUNNING"]) == 2
-            else None
-        ),
-        timeout=60,
-        what="two RUNNING replicas listed with the runner",
-    )
-    assert len({r["node_id"] for r in running}) == 2
-    assert all(r["pid"] and r["started_at"] for r in running)
+    both = running(sb, "spread", 2)
+    assert len({r["node_id"] for r in both}) == 2, both
+    assert all(r["node"] == ray_cluster.ip and r["pid"] and r["started_at"] for r in both), both
+    assert all(r["in_flight"] == 0 and r["replica"] for r in both), both
+    table = sb("apps", "runners", "spread").stdout.splitlines()
+    assert table[0].split()[-1].lower() == "node"
+    assert all(any(r["id"] in line and r["node"] in line for line in table) for r in both)
+    # A replica's own log: its worker's output, setup()'s line among it.
+    log = sb("logs", "spread", "--runner", both[0]["id"]).stdout
+    assert "setup() finished" in log
+
+
+def test_runners_kill_and_stop_end_one_replica_and_serve_starts_another(sb):
+    deploy_with(sb, "single", "v1", min_concurrency=2, max_concurrency=2)
+    first, second = running(sb, "single", 2)
+
+    killed = sb("runners", "kill", first["id"])
+    assert f"killed runner {first['id']}" in killed.stdout
+    assert row(sb, "single", first["id"])["state"] == "TERMINATED"
+    after = running(sb, "single", 2, besides={first["id"]})
+    assert second["id"] in {r["id"] for r in after}
+
+    stopped = sb("runners", "stop", second["id"])
+    assert f"stopped runner {second['id']}" in stopped.stdout
+    assert row(sb, "single", second["id"])["state"] == "TERMINATED"
+    running(sb, "single", 2, besides={first["id"], second["id"]})
+    assert sb.served_version("single") == "v1"
 
 
 def restart_runtime(system, while_down=None) -> None:
@@ -122,3 +153,57 @@ def test_a_runtime_restart_adopts_what_runs_and_removes_what_is_not_current(
     except AssertionError:
         print(system.log("runtime")[-5000:])
         raise
+
+
+def test_losing_the_second_node_under_load_reschedules_its_replica_and_the_gateway_serves(
+    sb, ray_cluster
+):
+    """Runs last: it leaves the cluster with its head node only."""
+    deploy_with(sb, "sturdy", "v1", min_concurrency=2, max_concurrency=2)
+    both = running(sb, "sturdy", 2)
+    assert len({r["node_id"] for r in both}) == 2
+
+    answers: list[int | str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        # Bounded: at most 3000 requests or 120 s, one at a time.
+        deadline = time.monotonic() + 120
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set() and len(answers) < 3000 and time.monotonic() < deadline:
+                try:
+                    answer = client.get(f"{sb.gateway_url}/sturdy/version")
+                    ok = answer.status_code == 200 and answer.json()["version"] == "v1"
+                    answers.append(200 if ok else answer.status_code)
+                except httpx.HTTPError as exc:
+                    answers.append(type(exc).__name__)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_until(lambda: len(answers) >= 20, timeout=60, what="the load under way")
+        ray_cluster.kill_second_node()
+        killed_at = len(answers)
+        lost = wait_until(
+            lambda: [r for r in both if row(sb, "sturdy", r["id"])["state"] == "TERMINATED"],
+            timeout=90,
+            interval=0.5,
+            what="the lost node's replica listed as ended",
+        )
+        rescheduled = running(sb, "sturdy", 2, besides={r["id"] for r in lost})
+        served_after = len(answers)
+        wait_until(lambda: len(answers) >= served_after + 20, timeout=60, what="more answers")
+    finally:
+        stop.set()
+        loader.join(timeout=60)
+
+    failed = [a for a in answers if a != 200]
+    print(
+        f"node lost under load: {len(answers)} requests, {len(failed)} failed "
+        f"({sorted(set(map(str, failed)))}); {killed_at} before the kill"
+    )
+    [kept] = [r for r in both if r not in lost]
+    assert {r["node_id"] for r in rescheduled} == {kept["node_id"]}
+    # Whatever failed while the node went, the gateway serves the Current revision after.
+    assert answers[-20:] == [200] * 20
+    assert sb.served_version("sturdy") == "v1"

@@ -89,9 +89,14 @@ def test_min_concurrency_2_puts_a_replica_on_each_node_each_listed_as_a_runner(s
     assert "setup() finished" in log
 
 
-def test_runners_kill_and_stop_end_one_replica_and_serve_starts_another(sb):
-    deploy_with(sb, "single", "v1", min_concurrency=2, max_concurrency=2)
-    first, second = running(sb, "single", 2)
+def test_scale_adds_a_replica_in_place_and_runners_kill_and_stop_end_one_each(sb):
+    deploy_with(sb, "single", "v1", min_concurrency=1, max_concurrency=2)
+    [only] = running(sb, "single", 1)
+
+    sb("apps", "scale", "single", "--min-concurrency", "2")
+    # Serve applies the new floor to the running deployment: the first replica stays.
+    first, second = sorted(running(sb, "single", 2), key=lambda r: r["id"] != only["id"])
+    assert first["id"] == only["id"]
 
     killed = sb("runners", "kill", first["id"])
     assert f"killed runner {first['id']}" in killed.stdout

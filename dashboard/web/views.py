@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
+from dashboard import runner_states
 from dashboard.controlplane import diff, health, operations, retention, revisions, tokens
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import Conflict, ControlError
@@ -430,7 +431,7 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
         runner = next((r for r in listing if r.get("id") == runner_id), None)
         if runner is None:
             raise BadInput(f"App {app.name!r} has no runner {runner_id!r}.", status=404)
-        if runner.get("state") in ("TERMINATED", "FAILED"):
+        if runner.get("state") in runner_states.GONE:
             raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
         return {
             "runner": runner,

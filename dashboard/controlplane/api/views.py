@@ -15,7 +15,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from dashboard import httpclient
+from dashboard import runner_states
 from dashboard.controlplane import (
     bundles,
     diff,
@@ -189,10 +189,6 @@ def _queued_or_unavailable(op: Operation, **extra: Any) -> JsonResponse:
     return _operation_answer(op, **extra)
 
 
-def _runtime_unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable")
-
-
 def _summary(error: str, limit: int = 160) -> str:
     """The first line of a recorded error: a one-line answer, the whole text in details."""
     line = (error.strip().splitlines() or ["no error recorded"])[0]
@@ -356,10 +352,8 @@ def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     try:
         runners = runtime_client.list_runners(app=found.name)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     return JsonResponse({"runners": runners})
 
 
@@ -378,12 +372,8 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
             query["runner"] = runner
     try:
         text = runtime_client.logs(**query)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        if exc.status == 404:
-            raise NotFound(str(exc)) from None
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     if not isinstance(text, str):
         text = json.dumps(text)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
@@ -822,8 +812,8 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
         try:
             stopped = runtime_client.stop_revision(str(target.id))
             operations.step(op, f"stopping {len(stopped)} runner(s) of {target.short_id}")
-        except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
-            operations.step(op, f"runtime could not stop its runners ({exc})")
+        except runtime_client.FAILURES as exc:
+            operations.step(op, f"runtime could not stop its runners ({runtime_client.error(exc)})")
     _tell_runtime(op, found.name)
     return _operation_answer(op, revision=revision_json(target, found))
 
@@ -850,14 +840,12 @@ def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind)
         return earlier
     try:
         runners = runtime_client.list_runners()
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     runner = next((r for r in runners if r.get("id") == runner_id), None)
     if runner is None:
         raise NotFound(f"no runner {runner_id!r}", details={"runner": runner_id})
-    if runner.get("state") in runtime_client.GONE_STATES:
+    if runner.get("state") in runner_states.GONE:
         raise Conflict(f"runner {runner_id} is already {runner['state']}")
     try:
         with transaction.atomic():

@@ -46,11 +46,8 @@ from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import (
     APP_RELATED,
-    HEX_PREFIX_RE,
     BadInput,
-    find_revision,
     get_app,
-    prefix_range,
     require_role,
 )
 from dashboard.web.actions import (
@@ -77,6 +74,8 @@ QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a mom
 NO_SUCH_ACTION = "You submitted no action with this key, or it is more than a day old."
 # Longer than any id, message search or name needs; a longer one is refused, not cut.
 SEARCH_MAX = 100
+# A search filters, so it may name fewer of an id's characters than a reference (8).
+SEARCH_MIN_ID = 4
 # A queued action not taken by a worker after this long says so and what to check.
 STALL_SECONDS = 10
 
@@ -303,8 +302,8 @@ def _search(query: str) -> Q:
         | Q(annotations__icontains=query)
     )
     normal = query.lower().replace("-", "")
-    if HEX_PREFIX_RE.match(normal.ljust(8, "0")) and len(normal) >= 4:
-        low, high = prefix_range(normal)
+    if SEARCH_MIN_ID <= len(normal) <= 32 and revisions.is_hex(normal):
+        low, high = revisions.id_range(normal)
         found |= Q(id__gte=low, id__lte=high)
     return found
 
@@ -408,7 +407,7 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
     # the query string for GET and POST alike.
     data = request.GET
     if spec.target == "revision":
-        revision = find_revision(app, data.get("rev", ""))
+        revision = revisions.resolve(app, data.get("rev", ""))
         refusal = revision_refusal(spec.name, app, revision)
         title = spec.title
         if spec.name == "rollback":  # A newer revision than Current is a roll forward.
@@ -511,18 +510,16 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
                     )
             except Conflict as exc:
                 if exc.code != "current_changed":
-                    raise BadInput(exc.message, status=exc.status) from None
+                    raise
                 changed = {"message": exc.message, "story": current_story(app_obj)}
                 kept = {k: v for k, v in form.cleaned_data.items() if k not in ("key",)}
                 form = spec.form(initial=_fresh_initial(app_obj, **kept))
-            except ControlError as exc:
-                raise BadInput(exc.message, status=exc.status) from None
             else:
                 key = str(form.cleaned_data["key"])
                 params = {**form.params(), **target["params"]}
                 _enqueue(spec, app_obj, params, request.user, key, target["action_title"])
                 return _submitted(request, app_obj, key)
-    except BadInput as exc:
+    except ControlError as exc:  # BadInput, or the control plane's own refusal.
         return _error(request, exc.message, exc.status)
     context = {
         "app": app_obj,

@@ -185,7 +185,7 @@ def test_bad_references_get_a_clear_error_and_nothing_is_enqueued(
 def test_another_apps_revision_is_refused(admin, demo, empty_queue):
     other = make_revision(make_app("other"))
     response = post(admin, f"/apps/demo/confirm/rollback?rev={other.short_id}", strategy="rolling")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "belongs to app &#x27;other&#x27;, not &#x27;demo&#x27;" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
 

@@ -95,6 +95,20 @@ def list_runners(app: str | None = None, revision: str | None = None) -> list[di
     return _call("GET", "/runners", params=params, retries=1)["runners"]
 
 
+def find_runner(runner_id: str, *, app: str | None = None) -> dict:
+    """The runner with this id (of `app`, when given), or the one error to answer: the
+    runtime's failure (error()) or 404 no such runner."""
+    try:
+        runners = list_runners(app=app)
+    except FAILURES as exc:
+        raise error(exc) from None
+    found = next((r for r in runners if r.get("id") == runner_id), None)
+    if found is None:
+        where = f" in app {app!r}" if app else ""
+        raise NotFound(f"no runner {runner_id!r}{where}", details={"runner": runner_id})
+    return found
+
+
 def start_runners(
     revision: str, count: int = 1, *, key: str, settings: dict | None = None
 ) -> list[dict]:

@@ -27,8 +27,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard import runner_states
-from dashboard.controlplane import diff, health, operations, retention, revisions, tokens
+from dashboard.controlplane import (
+    diff,
+    health,
+    operations,
+    refusals,
+    retention,
+    revisions,
+    runtime_client,
+    tokens,
+)
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import Conflict, ControlError
 from dashboard.controlplane.models import (
@@ -408,12 +416,11 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
     data = request.GET
     if spec.target == "revision":
         revision = revisions.resolve(app, data.get("rev", ""))
-        refusal = revision_refusal(spec.name, app, revision)
+        if refusal := refusals.of_revision(spec.kind, app, revision):
+            raise refusal
         title = spec.title
         if spec.name == "rollback":  # A newer revision than Current is a roll forward.
             title = switch_word(app.current_revision, revision)
-        if refusal:
-            raise BadInput(f"{title} {revision.short_id}: {refusal}", status=409)
         return {
             "revision": revision,
             "params": {"revision": str(revision.id)},
@@ -424,23 +431,17 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
         runner_id = data.get("runner", "")
         if not runner_id:
             raise BadInput("Which runner? Give its id as ?runner=RUNNER_ID.", status=400)
-        listing, runtime_error = runner_data.fetch(app.name)
-        if runtime_error:
-            raise BadInput(f"Cannot act on runners now: {runtime_error}.", status=503)
-        runner = next((r for r in listing if r.get("id") == runner_id), None)
-        if runner is None:
-            raise BadInput(f"App {app.name!r} has no runner {runner_id!r}.", status=404)
-        if runner.get("state") in runner_states.GONE:
-            raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
+        runner = runtime_client.find_runner(runner_id, app=app.name)
+        if refusal := refusals.runner(runner):
+            raise refusal
         return {
             "runner": runner,
             "title": spec.title,
             "params": {"runner": runner_id},
             "action_title": action_title(spec, runner_id),
         }
-    refusal = app_refusal(spec.name, app)
-    if refusal:
-        raise BadInput(f"{spec.title} {app.name}: {refusal}", status=409)
+    if refusal := refusals.of_app(spec.kind, app):
+        raise refusal
     return {"params": {}, "title": spec.title, "action_title": action_title(spec, "")}
 
 

@@ -96,3 +96,117 @@ def test_a_revision_reference_is_resolved_alike(both, demo, empty_queue, make_re
     assert snapshot() == before
     assert not Operation.objects.exists()
     assert queued_task_ids(empty_queue) == {}
+
+
+# -- refusals: the control plane's one rule (controlplane/refusals.py) --------------------
+
+
+def _pinned(rev: Revision) -> Revision:
+    rev.pinned, rev.pinned_at = True, rev.created_at
+    rev.save(update_fields=["pinned", "pinned_at"])
+    return rev
+
+
+@pytest.mark.parametrize(
+    ("action", "api_call", "which", "words"),
+    [
+        (
+            "delete",
+            ("DELETE", "apps/demo/revisions/{rev}", {}),
+            "current",
+            "the Current revision is never deleted",
+        ),
+        (
+            "rollback",
+            ("POST", "apps/demo/set-rev", {"revision": "{rev}", "strategy": "rolling"}),
+            "failed",
+            "a Failed revision can never become Current",
+        ),
+        (
+            "rollback",
+            ("POST", "apps/demo/set-rev", {"revision": "{rev}", "strategy": "recreate"}),
+            "current",
+            "is already Current for demo",
+        ),
+        (
+            "suspend",
+            ("POST", "apps/demo/suspend", {"revision": "{rev}"}),
+            "failed",
+            "only a Deployed revision can be suspended",
+        ),
+        (
+            "resume",
+            ("POST", "apps/demo/resume", {"revision": "{rev}"}),
+            "old",
+            "only a Suspended revision can be resumed",
+        ),
+        ("pin", ("POST", "apps/demo/revisions/{rev}/pin", {}), "pinned", "is already pinned by"),
+        (
+            "delete",
+            ("DELETE", "apps/demo/revisions/{rev}", {}),
+            "pinned",
+            "a pinned revision is never deleted",
+        ),
+    ],
+    ids=[
+        "delete-current",
+        "set-rev-failed",
+        "set-rev-current",
+        "suspend-failed",
+        "resume-deployed",
+        "pin-pinned",
+        "delete-pinned",
+    ],
+)
+def test_a_refused_revision_action_says_the_same_and_changes_nothing(
+    both, demo, empty_queue, action, api_call, which, words
+):
+    _app, old, current, failed = demo
+    rev = (
+        _pinned(old)
+        if which == "pinned"
+        else {"current": current, "failed": failed}.get(which, old)
+    )
+    method, path, body = api_call
+    body = {k: v.format(rev=rev.short_id) for k, v in body.items()}
+    before = snapshot()
+
+    page = both.confirm(action, {"rev": rev.short_id}, strategy="rolling")
+    api = both.api(method, path.format(rev=rev.short_id), body)
+
+    assert words in assert_alike(page, api, 409)
+    assert snapshot() == before
+    assert not Operation.objects.exists()
+    assert queued_task_ids(empty_queue) == {}
+
+
+def test_releasing_an_app_that_is_not_held_is_refused_alike(both, demo, empty_queue):
+    before = snapshot()
+    page = both.confirm("release", {})
+    api = both.api("POST", "apps/demo/release")
+    assert "is not held; there is no hold to release" in assert_alike(page, api, 409)
+    assert snapshot() == before and not Operation.objects.exists()
+    assert queued_task_ids(empty_queue) == {}
+
+
+def test_rolling_out_a_suspended_current_is_refused_alike(both, demo, empty_queue):
+    _app, _old, current, _failed = demo
+    Revision.objects.filter(pk=current.pk).update(status="suspended")
+    before = snapshot()
+    page = both.confirm("rollout", {}, mode="graceful")
+    api = both.api("POST", "apps/demo/rollout", {"force": False})
+    assert "resume it before rolling out" in assert_alike(page, api, 409)
+    assert snapshot() == before and not Operation.objects.exists()
+    assert queued_task_ids(empty_queue) == {}
+
+
+def test_a_runner_action_with_the_runtime_down_says_the_same_and_changes_nothing(
+    both, demo, empty_queue
+):
+    page = both.confirm("runner-kill", {"runner": "r-1a2b3c4d"})
+    api = both.api("POST", "runners/r-1a2b3c4d/kill")
+    message = assert_alike(page, api, 503)
+    assert message.startswith("runtime unavailable: cannot connect to")
+    assert api.json()["error"]["code"] == "runtime_unavailable"
+    assert not Operation.objects.exists()
+    assert queued_task_ids(empty_queue) == {}

@@ -194,7 +194,10 @@ def test_deleting_the_current_revision_is_refused(admin, demo, empty_queue):
     _app, _old, current, _failed = demo
     response = post(admin, f"/apps/demo/confirm/delete?rev={current.short_id}")
     assert response.status_code == 409
-    assert "The Current revision cannot be deleted" in response.content.decode()
+    assert (
+        f"revision {current.short_id} is Current for demo; set another revision first (set-rev)"
+        " — the Current revision is never deleted"
+    ) in response.content.decode()
     assert Revision.objects.filter(pk=current.pk).exists()
     assert queued_task_ids(empty_queue) == {}
 

@@ -39,11 +39,11 @@ from typing import Any
 
 from django.conf import settings as conf
 
+from dashboard.runner_states import ACTIVE, GONE, READY, RunnerState
 from dashboard.runtime.autoscaler import Autoscaler
 from dashboard.runtime.backend import RunnerSpec
 from dashboard.runtime.ray_replica import Replica
 from dashboard.runtime.routing import RevisionInfo
-from dashboard.runtime.supervisor import ACTIVE, GONE, READY
 from dashboard.runtime.upstream import UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
@@ -53,13 +53,13 @@ WATCH = 1.0  # How often replicas are read from Serve while an application runs.
 KEEP_GONE_FOR = 120.0  # A replica that ended stays listed (TERMINATED) this long.
 # Serve's replica states → the seed's runner states.
 REPLICA_STATES = {
-    "STARTING": "SETUP",
-    "UPDATING": "SETUP",
-    "RECOVERING": "SETUP",
-    "PENDING_MIGRATION": "DRAINING",
-    "RUNNING": "RUNNING",
-    "STOPPING": "TERMINATING",
-    "STOPPED": "TERMINATED",
+    "STARTING": RunnerState.SETUP,
+    "UPDATING": RunnerState.SETUP,
+    "RECOVERING": RunnerState.SETUP,
+    "PENDING_MIGRATION": RunnerState.DRAINING,
+    "RUNNING": RunnerState.RUNNING,
+    "STOPPING": RunnerState.TERMINATING,
+    "STOPPED": RunnerState.TERMINATED,
 }
 
 
@@ -479,9 +479,9 @@ class RayBackend:
                     }
                 state = replica["state"]
                 in_flight = ongoing.get(replica["actor_name"], row["in_flight"])
-                if state == "RUNNING" and not in_flight:
-                    state = "IDLE"  # Ready and serving nothing, as the seed says it.
-                if row["_stopping"] and state in ("IDLE", "RUNNING", "SETUP"):
+                if state == RunnerState.RUNNING and not in_flight:
+                    state = RunnerState.IDLE  # Ready and serving nothing, as the seed says.
+                if row["_stopping"] and (state in READY or state == RunnerState.SETUP):
                     state = row["state"]  # Ours to stop: DRAINING or TERMINATING until gone.
                 started = replica.get("started_at")
                 row.update(
@@ -502,7 +502,7 @@ class RayBackend:
             if runner_id in seen:
                 continue
             if row["state"] not in GONE:
-                row.update(state="TERMINATED", in_flight=0, ended_at=_iso(time.time()))
+                row.update(state=RunnerState.TERMINATED, in_flight=0, ended_at=_iso(time.time()))
                 row["_gone_at"] = now
             elif row["_gone_at"] is not None and now - row["_gone_at"] > KEEP_GONE_FOR:
                 del self._replicas[runner_id]
@@ -549,7 +549,7 @@ class RayBackend:
         if row is None or row["state"] in GONE or (row["_stopping"] and not force):
             return
         row["_stopping"] = True
-        row["state"] = "TERMINATING" if force else "DRAINING"
+        row["state"] = RunnerState.TERMINATING if force else RunnerState.DRAINING
         _background(self._end_replica(row, force))
 
     async def _end_replica(self, row: dict[str, Any], force: bool) -> None:
@@ -561,7 +561,7 @@ class RayBackend:
                 if drained is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(asyncio.wrap_future(drained.future()), grace + 5)
-                row["state"] = "TERMINATING"
+                row["state"] = RunnerState.TERMINATING
             await self._call(_kill_actor, row["_actor"])
         except Exception:
             log.exception("ray: ending replica %s failed", row["replica"])

@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 
+from dashboard import runner_states
 from tests.cli.conftest import ACCEPTED_LINE, PROGRESS_LINE
 from tests.conftest import wait_until
 
@@ -233,9 +234,7 @@ def test_suspend_makes_the_gateway_refuse_and_stops_the_runners_resume_serves_ag
     answer = httpx.get(f"{sb.gateway_url}/paused/version", timeout=30)
     assert answer.status_code == 503 and "suspended" in answer.text
     wait_until(
-        lambda: (
-            not [r for r in runners(sb, "paused") if r["state"] not in ("TERMINATED", "FAILED")]
-        ),
+        lambda: not [r for r in runners(sb, "paused") if r["state"] not in runner_states.GONE],
         timeout=120,
         what="every runner of the suspended revision stopped",
     )

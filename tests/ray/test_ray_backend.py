@@ -2,7 +2,7 @@
 runner that `runners stop/kill` and `logs` act on; a node lost under load; and a runtime
 restart that adopts the Serve applications Ray still runs instead of deploying again.
 
-The node test kills the cluster's second node, so it is the last of the session."""
+The node test kills the cluster's second node, so it is the last of the package."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboard import runner_states
 from dashboard.system.supervisor import runtime_command
 from tests.conftest import _start, wait_until
 
@@ -43,7 +44,7 @@ def running(sb, app: str, count: int, besides: set[str] = frozenset()) -> list[d
     """Wait for `count` ready replicas (IDLE or RUNNING) of `app`, none among `besides`."""
 
     def found():
-        rows = [r for r in replicas(sb, app) if r["state"] in ("IDLE", "RUNNING")]
+        rows = [r for r in replicas(sb, app) if r["state"] in runner_states.READY]
         fresh = [r for r in rows if r["id"] not in besides]
         return fresh if len(rows) == count and len(fresh) == count else None
 
@@ -100,13 +101,13 @@ def test_scale_adds_a_replica_in_place_and_runners_kill_and_stop_end_one_each(sb
 
     killed = sb("runners", "kill", first["id"])
     assert f"killed runner {first['id']}" in killed.stdout
-    assert row(sb, "single", first["id"])["state"] == "TERMINATED"
+    assert row(sb, "single", first["id"])["state"] == runner_states.RunnerState.TERMINATED
     after = running(sb, "single", 2, besides={first["id"]})
     assert second["id"] in {r["id"] for r in after}
 
     stopped = sb("runners", "stop", second["id"])
     assert f"stopped runner {second['id']}" in stopped.stdout
-    assert row(sb, "single", second["id"])["state"] == "TERMINATED"
+    assert row(sb, "single", second["id"])["state"] == runner_states.RunnerState.TERMINATED
     running(sb, "single", 2, besides={first["id"], second["id"]})
     assert sb.served_version("single") == "v1"
 
@@ -190,7 +191,11 @@ def test_losing_the_second_node_under_load_reschedules_its_replica_and_the_gatew
         ray_cluster.kill_second_node()
         killed_at = len(answers)
         lost = wait_until(
-            lambda: [r for r in both if row(sb, "sturdy", r["id"])["state"] == "TERMINATED"],
+            lambda: [
+                r
+                for r in both
+                if row(sb, "sturdy", r["id"])["state"] == runner_states.RunnerState.TERMINATED
+            ],
             timeout=90,
             interval=0.5,
             what="the lost node's replica listed as ended",

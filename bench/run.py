@@ -11,7 +11,8 @@ tree had changes), the machine, the date and every figure. The lines printed whi
 are made from those same figure records. `bench/compare.py` (`make bench-compare`) shows
 two runs side by side.
 
-    --only platform|dashboard|browser|recovery   run one group
+    --only platform|dashboard|browser|recovery|ray   run one group (ray: both backends
+                                        side by side, on a two-node Ray cluster it starts)
     --quick                             fewer samples (a smoke run)
 """
 
@@ -317,7 +318,27 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
     )
     report("rolling set-rev total − setup(), back to back (ms)", percentiles(back_to_back_rolling))
 
-    asyncio.run(gateway_overhead(api, gateway, samples))
+    report_gateway(asyncio.run(gateway_overhead(api, gateway, samples)))
+
+
+def report_gateway(measured: dict) -> None:
+    latency, d_rate, g_rate = measured["latency"], measured["direct"], measured["gateway"]
+    d50, g50 = pct(latency["direct"], 0.5), pct(latency["gateway"], 0.5)
+    report("latency direct to runner (ms)", percentiles(latency["direct"]), digits=2)
+    report("latency through the gateway (ms)", percentiles(latency["gateway"]), digits=2)
+    report("gateway overhead at p50 (ms)", {"value": g50 - d50}, digits=2, goal="goal < 2")
+    report(
+        "throughput, 16 clients (req/s)",
+        {"direct": d_rate, "gateway": g_rate},
+        better="higher",
+    )
+    report(
+        "gateway throughput ÷ direct",
+        {"value": g_rate / d_rate},
+        digits=2,
+        goal="goal ≥ 0.5",
+        better="higher",
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -361,7 +382,14 @@ class _Connection(asyncio.Protocol):
         return await self.waiter
 
 
-async def gateway_overhead(api, gateway: str, samples: int) -> None:
+async def gateway_overhead(
+    api, gateway: str, samples: int, direct: tuple[int, str] | None = None
+) -> dict:
+    """Latency and throughput of the same runner called directly and through the gateway.
+
+    `direct` is (port, path) on 127.0.0.1 for a backend whose runners are reached over
+    HTTP (Ray: Serve's proxy and the revision's route); by default the runner's socket.
+    """
     from urllib.parse import urlsplit
 
     from django.conf import settings
@@ -377,6 +405,11 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
         if name == "gateway":
             request = b"GET /bench/ HTTP/1.1\r\nHost: gateway\r\n\r\n"
             _, conn = await loop.create_connection(lambda: _Connection(request), host, port)
+        elif direct is not None:
+            request = f"GET {direct[1]} HTTP/1.1\r\nHost: runner\r\n\r\n".encode()
+            _, conn = await loop.create_connection(
+                lambda: _Connection(request), "127.0.0.1", direct[0]
+            )
         else:
             request = b"GET / HTTP/1.1\r\nHost: runner\r\n\r\n"
             _, conn = await loop.create_unix_connection(lambda: _Connection(request), socket_path)
@@ -424,23 +457,125 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
     for _ in range(2):
         for name in rates:
             rates[name].append(await throughput(name))
-    d50, g50 = pct(latency["direct"], 0.5), pct(latency["gateway"], 0.5)
-    report("latency direct to runner (ms)", percentiles(latency["direct"]), digits=2)
-    report("latency through the gateway (ms)", percentiles(latency["gateway"]), digits=2)
-    report("gateway overhead at p50 (ms)", {"value": g50 - d50}, digits=2, goal="goal < 2")
-    d_rate, g_rate = max(rates["direct"]), max(rates["gateway"])
-    report(
-        "throughput, 16 clients (req/s)",
-        {"direct": d_rate, "gateway": g_rate},
-        better="higher",
-    )
-    report(
-        "gateway throughput ÷ direct",
-        {"value": g_rate / d_rate},
-        digits=2,
-        goal="goal ≥ 0.5",
-        better="higher",
-    )
+    return {"latency": latency, "direct": max(rates["direct"]), "gateway": max(rates["gateway"])}
+
+
+# -- backends side by side (issue 14) -------------------------------------------------
+
+
+def bench_ray(samples: int) -> None:
+    """The local backend and the Ray backend, the same figures in one run: each on a fresh
+    private system of its own, one after the other (two at once would share the Celery
+    broker), the Ray one on a two-node cluster on this machine (tests/ray/cluster.py)."""
+    from tests.ray import cluster
+
+    section("Backends side by side: local and Ray (issue 14)")
+    if not cluster.installed():
+        print("  skipped: the ray extra is not installed (make setup installs it)")
+        return
+    measured = {}
+    with cluster.running_cluster() as ray_cluster:
+        for backend in ("local", "ray"):
+            var_dir = Path(tempfile.mkdtemp(prefix=f"switchboard-bench-{backend}-"))
+            env = prepare_environment(var_dir)
+            if backend == "ray":
+                env.update(
+                    {
+                        "SWITCHBOARD_BACKEND": "ray",
+                        "RAY_ADDRESS": ray_cluster.address,
+                        "SWITCHBOARD_RAY_SERVE_PORT": str(free_port()),
+                        "RAY_TMPDIR": str(ray_cluster.temp_dir),
+                        "RAY_USAGE_STATS_ENABLED": "0",
+                    }
+                )
+            measured[backend] = measure_backend(env, var_dir, max(3, samples // 5), samples)
+    for key, name, digits in (
+        ("cold", "cold start: start request → ready, empty setup() (ms)", 0),
+        ("recreate", "set-rev recreate: API call → gateway routes (ms)", 1),
+        ("rolling", "rolling set-rev total − setup() (ms)", 0),
+        ("overhead", "gateway overhead at p50 (ms)", 2),
+        ("ratio", "gateway throughput ÷ direct, 16 clients", 2),
+    ):
+        values = {backend: figures[key] for backend, figures in measured.items()}
+        values["ray ÷ local"] = values["ray"] / values["local"]
+        better = "higher" if key == "ratio" else "lower"
+        report(f"{name}, local | ray", values, digits=digits, better=better)
+
+
+def measure_backend(env: dict[str, str], var_dir: Path, n: int, samples: int) -> dict:
+    """One backend's figures (p50s) on a private system started with `env`."""
+    import httpx
+    from django.conf import settings
+
+    from dashboard import runner_states
+    from dashboard.api_client import ControlApi
+    from dashboard.controlplane import runtime_client
+
+    settings.RUNTIME_URL = env["SWITCHBOARD_RUNTIME_URL"]
+    settings.VAR_DIR = var_dir
+    # This process's key, so that it may call the runtime's admin API (its secret derives
+    # from the key; a new var dir would otherwise get a key of its own).
+    env["SECRET_KEY"] = settings.SECRET_KEY
+    proc = start_system(env, var_dir)
+    try:
+        token = json.loads((var_dir / "config" / "switchboard" / "config.json").read_text())
+        api = ControlApi(env["SWITCHBOARD_API_URL"], token["token"], source="api", timeout=60)
+        gateway = env["SWITCHBOARD_GATEWAY_URL"]
+        revisions = [deploy_echo(api, var_dir, "bench", f"v{i}") for i in (1, 2)]
+        current = revisions[1]
+
+        def ended(revision: str) -> bool:
+            rows = runtime_client.list_runners(revision=revision)
+            return all(r["state"] in runner_states.GONE for r in rows)
+
+        cold = []  # A revision that is not Current: its runner (Ray: application) starts.
+        for _ in range(n):
+            started = time.perf_counter()
+            (runner,) = runtime_client.start_runners(revisions[0], 1, key=str(uuid.uuid4()))
+            ready = runtime_client.wait_runner(runner["id"], until="ready", timeout=120)
+            cold.append((time.perf_counter() - started) * 1000)
+            assert ready["state"] in runner_states.READY, ready
+            runtime_client.kill_runner(runner["id"])
+            wait_until(lambda: ended(revisions[0]), 120, "the cold-started runner gone")
+            time.sleep(2.0)  # Ray: Serve may still be removing the application.
+
+        client = httpx.Client(timeout=30)
+        recreate = []  # The target is warm: its start is the cold start above.
+        for _ in range(n):
+            target = current = revisions[0] if current == revisions[1] else revisions[1]
+            (warm,) = runtime_client.start_runners(target, 1, key=str(uuid.uuid4()))
+            runtime_client.wait_runner(warm["id"], until="ready", timeout=120)
+            time.sleep(1.0)
+            started = time.perf_counter()
+            answer = api.set_rev("bench", target, strategy="recreate")
+            while client.get(f"{gateway}/bench/").headers.get("X-Switchboard-Revision") != target:
+                time.sleep(0.002)
+            recreate.append((time.perf_counter() - started) * 1000)
+            finish(api, answer["operation"]["id"])
+
+        rolling = []
+        for _ in range(n):
+            target = current = revisions[0] if current == revisions[1] else revisions[1]
+            time.sleep(1.0)
+            started = time.perf_counter()
+            answer = api.set_rev("bench", target, strategy="rolling")
+            operation = finish(api, answer["operation"]["id"])
+            assert operation["state"] == "succeeded", operation["error"]
+            rolling.append((time.perf_counter() - started) * 1000)
+
+        serve_port = env.get("SWITCHBOARD_RAY_SERVE_PORT")
+        direct = (int(serve_port), f"/sb/bench/{current}/") if serve_port else None
+        gateway_figures = asyncio.run(gateway_overhead(api, gateway, samples, direct))
+    finally:
+        stop_system(proc)
+    latency = gateway_figures["latency"]
+    return {
+        "cold": pct(cold, 0.5),
+        "recreate": pct(recreate, 0.5),
+        "rolling": pct(rolling, 0.5),
+        "overhead": pct(latency["gateway"], 0.5) - pct(latency["direct"], 0.5),
+        "ratio": gateway_figures["gateway"] / gateway_figures["direct"],
+    }
 
 
 # -- dashboard (issue 3) -----------------------------------------------------------------
@@ -841,7 +976,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["platform", "dashboard", "browser", "recovery"])
+    parser.add_argument("--only", choices=["platform", "dashboard", "browser", "recovery", "ray"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     samples = 5 if args.quick else 25
@@ -877,22 +1012,25 @@ def main() -> int:
         f"{' (with changes)' if commit['dirty'] else ''} on {machine['hostname']}, "
         f"{machine['cores']} cores; private system in {var_dir}"
     )
-    proc = start_system(env, var_dir)
-    try:
-        token = json.loads((var_dir / "config" / "switchboard" / "config.json").read_text())[
-            "token"
-        ]
-        api = ControlApi(env["SWITCHBOARD_API_URL"], token, source="api", timeout=60)
-        if args.only in (None, "platform"):
-            bench_platform(api, var_dir, samples)
-        if args.only in (None, "dashboard"):
-            bench_dashboard(samples)
-        if args.only in (None, "browser"):
-            bench_browser(api, var_dir, max(3, samples // 3))
-        if args.only in (None, "recovery"):
-            bench_recovery(api, var_dir, proc, max(3, samples // 5))
-    finally:
-        stop_system(proc)
+    if args.only != "ray":
+        proc = start_system(env, var_dir)
+        try:
+            token = json.loads((var_dir / "config" / "switchboard" / "config.json").read_text())[
+                "token"
+            ]
+            api = ControlApi(env["SWITCHBOARD_API_URL"], token, source="api", timeout=60)
+            if args.only in (None, "platform"):
+                bench_platform(api, var_dir, samples)
+            if args.only in (None, "dashboard"):
+                bench_dashboard(samples)
+            if args.only in (None, "browser"):
+                bench_browser(api, var_dir, max(3, samples // 3))
+            if args.only in (None, "recovery"):
+                bench_recovery(api, var_dir, proc, max(3, samples // 5))
+        finally:
+            stop_system(proc)
+    if args.only in (None, "ray"):
+        bench_ray(samples)
     record["run"]["seconds"] = round(time.monotonic() - started)
     path = save(record)
     print(f"\nFigures saved to {path.relative_to(ROOT)}; compare runs with `make bench-compare`")

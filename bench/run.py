@@ -703,6 +703,7 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
     from dashboard.cli import bundle
     from dashboard.controlplane import runtime_client
     from dashboard.controlplane.models import Operation
+    from dashboard.runner_states import RunnerState
 
     section("Recovery (issue 11)")
     gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
@@ -761,7 +762,7 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
 
         def in_setup(app: str = f"crash-{i}", op_id: str = op_id) -> str:
             runners = runtime_client.list_runners(app=app)
-            if any(r["state"] == "SETUP" for r in runners):
+            if any(r["state"] == RunnerState.SETUP for r in runners):
                 return Operation.objects.get(pk=op_id).lease_holder
             return ""
 

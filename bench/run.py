@@ -11,7 +11,7 @@ tree had changes), the machine, the date and every figure. The lines printed whi
 are made from those same figure records. `bench/compare.py` (`make bench-compare`) shows
 two runs side by side.
 
-    --only platform|dashboard|browser|recovery   run one group
+    --only platform|dashboard|speedups|browser|recovery   run one group
     --quick                             fewer samples (a smoke run)
 """
 
@@ -445,11 +445,10 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
 # -- dashboard (issue 3) -----------------------------------------------------------------
 
 
-def bench_dashboard(samples: int) -> None:
-    from django.contrib.auth import get_user_model
+def versions_history(admin, n: int) -> str:
+    """An app with `n` revisions, each from a deploy operation with three steps, as a real
+    history has (made once per run); the URL of its Versions page."""
     from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from dashboard.controlplane.models import (
@@ -460,98 +459,67 @@ def bench_dashboard(samples: int) -> None:
         RevisionStatus,
     )
 
-    section("Dashboard (issue 3)")
-    admin = get_user_model().objects.get(username="admin")
-    client = Client()
-    client.force_login(admin)
-    sizes = (10, 1_000, 10_000)
-    urls: dict[int, str] = {}
-    for n in sizes:
-        app = App.objects.create(name=f"versions-{n}", owner=admin, settings={"machine_type": "XS"})
-        now = timezone.now()
-        statuses = [RevisionStatus.DEPLOYED, RevisionStatus.FAILED, RevisionStatus.SUSPENDED]
-        Revision.objects.bulk_create(
-            [
-                Revision(
-                    app=app,
-                    status=statuses[i % 3],
-                    entrypoint="app.py::Echo",
-                    bundle_sha256="0" * 64,
-                    bundle_size=1,
-                    message=f"revision {i}",
-                    annotations={"build": str(i)},
-                    settings={"machine_type": "XS", "keep_alive": 10, "max_concurrency": 2},
-                    deployed_by=admin,
-                    created_at=now - timezone.timedelta(seconds=n - i),
-                )
-                for i in range(n)
-            ],
-            batch_size=2000,
-        )
-        app.current_revision = Revision.objects.filter(
-            app=app, status=RevisionStatus.DEPLOYED
-        ).first()
-        app.save()
-        # Every revision came from a deploy operation with steps, as in a real history.
-        operations = Operation.objects.bulk_create(
-            [
-                Operation(
-                    app=app,
-                    kind="deploy",
-                    state="succeeded" if revision.status != RevisionStatus.FAILED else "failed",
-                    requester=admin,
-                    requester_name="admin",
-                    source="cli",
-                    revision=revision,
-                    created_at=revision.created_at,
-                    started_at=revision.created_at,
-                    finished_at=revision.created_at + timezone.timedelta(seconds=2),
-                )
-                for revision in Revision.objects.filter(app=app).only("id", "status", "created_at")
-            ],
-            batch_size=2000,
-        )
-        OperationStep.objects.bulk_create(
-            [
-                OperationStep(operation=op, message=f"step {i}")
-                for op in operations
-                for i in range(3)
-            ],
-            batch_size=5000,
-        )
-        urls[n] = f"/apps/{app.name}/versions"
+    name = f"versions-{n}"
+    if App.objects.filter(name=name).exists():
+        return f"/apps/{name}/versions"
+    app = App.objects.create(name=name, owner=admin, settings={"machine_type": "XS"})
+    now = timezone.now()
+    statuses = [RevisionStatus.DEPLOYED, RevisionStatus.FAILED, RevisionStatus.SUSPENDED]
+    Revision.objects.bulk_create(
+        [
+            Revision(
+                app=app,
+                status=statuses[i % 3],
+                entrypoint="app.py::Echo",
+                bundle_sha256="0" * 64,
+                bundle_size=1,
+                message=f"revision {i}",
+                annotations={"build": str(i)},
+                settings={"machine_type": "XS", "keep_alive": 10, "max_concurrency": 2},
+                deployed_by=admin,
+                created_at=now - timezone.timedelta(seconds=n - i),
+            )
+            for i in range(n)
+        ],
+        batch_size=2000,
+    )
+    app.current_revision = Revision.objects.filter(app=app, status=RevisionStatus.DEPLOYED).first()
+    app.save()
+    operations = Operation.objects.bulk_create(
+        [
+            Operation(
+                app=app,
+                kind="deploy",
+                state="succeeded" if revision.status != RevisionStatus.FAILED else "failed",
+                requester=admin,
+                requester_name="admin",
+                source="cli",
+                revision=revision,
+                created_at=revision.created_at,
+                started_at=revision.created_at,
+                finished_at=revision.created_at + timezone.timedelta(seconds=2),
+            )
+            for revision in Revision.objects.filter(app=app).only("id", "status", "created_at")
+        ],
+        batch_size=2000,
+    )
+    OperationStep.objects.bulk_create(
+        [OperationStep(operation=op, message=f"step {i}") for op in operations for i in range(3)],
+        batch_size=5000,
+    )
     with connection.cursor() as cursor:
         # What autovacuum gives a real install: fresh statistics and visibility maps.
         cursor.execute("VACUUM ANALYZE")
-    for url in urls.values():
-        client.get(url)  # Warm caches and connections.
+    return f"/apps/{name}/versions"
 
-    # Round-robin over the sizes, so a burst of load elsewhere hits all of them alike.
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    queries: dict[int, int] = {}
-    for _ in range(samples * 4):
-        for n in sizes:
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = client.get(urls[n])
-                times[n].append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200, response.status_code
-            queries[n] = len(captured)
-    timings = {n: pct(times[n], 0.5) for n in sizes}
-    for n in sizes:
-        report(
-            f"Versions page, {n:>6,} revisions (ms, queries)",
-            {"p50": timings[n], "queries": queries[n]},
-            digits=1,
-        )
-    report(
-        "Versions page time ratio 10,000 ÷ 10",
-        {"value": timings[10_000] / timings[10]},
-        digits=2,
-        goal="goal ≤ 1.5",
-    )
 
-    app = App.objects.get(name="versions-10")
+def running_operation(admin, app) -> str:
+    """A running set-rev of `app` with 8 steps, submitted by `admin` from the dashboard;
+    the URL of its action panel's poll."""
+    from django.utils import timezone
+
+    from dashboard.controlplane.models import Operation, OperationStep
+
     key = str(uuid.uuid4())
     operation = Operation.objects.create(
         app=app,
@@ -566,7 +534,59 @@ def bench_dashboard(samples: int) -> None:
     OperationStep.objects.bulk_create(
         [OperationStep(operation=operation, message=f"step {i}") for i in range(8)]
     )
-    url = f"/apps/{app.name}/actions/{key}"
+    return f"/apps/{app.name}/actions/{key}"
+
+
+def bench_dashboard(samples: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from dashboard.controlplane.models import (
+        App,
+    )
+
+    section("Dashboard (issue 3)")
+    admin = get_user_model().objects.get(username="admin")
+    client = Client()
+    client.force_login(admin)
+    # Every size shows one full page of 25 rows (VERSIONS_PER_PAGE): a short history
+    # against long ones, the same work per page, so the ratio is what the history costs.
+    sizes = (25, 1_000, 10_000)
+    urls = {n: versions_history(admin, n) for n in sizes}
+    for url in urls.values():
+        client.get(url)  # Warm caches and connections.
+
+    # Round-robin over the sizes, so a burst of load elsewhere hits all of them alike.
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    queries: dict[int, int] = {}
+    rows: dict[int, int] = {}
+    for _ in range(samples * 4):
+        for n in sizes:
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = client.get(urls[n])
+                times[n].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.status_code
+            queries[n] = len(captured)
+            rows[n] = response.content.count(b'data-testid="revision-row"')
+    timings = {n: pct(times[n], 0.5) for n in sizes}
+    for n in sizes:
+        report(
+            f"Versions page, {n:>6,} revisions, {rows[n]} rows (ms, queries)",
+            {"p50": timings[n], "queries": queries[n]},
+            digits=1,
+        )
+    report(
+        "Versions page time ratio 10,000 ÷ 25 (25 rows each)",
+        {"value": timings[10_000] / timings[25]},
+        digits=2,
+        goal="goal ≤ 1.5",
+    )
+
+    app = App.objects.get(name="versions-25")
+    url = running_operation(admin, app)
     times = []
     for _ in range(samples * 10):
         started = time.perf_counter()
@@ -614,6 +634,137 @@ def bench_dashboard(samples: int) -> None:
         )
         report(f"bare request over HTTP, {label}: server time (ms)", percentiles(bare), digits=2)
     web.close()
+
+
+# -- framework first (issue 12) ----------------------------------------------------------
+
+
+def bench_speedups(samples: int) -> None:
+    """Each hand-made speed-up (bench/handmade/) against the framework's own way, in one
+    run, interleaved request by request: the Versions table built in Python against
+    django-tables2 with template cells, and, on the progress poll, the raw-SQL auth
+    backend, the Redis cache client and the raw-SQL progress query against Django's
+    ModelBackend, RedisCache and the ORM."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from bench.handmade import progress as handmade_progress
+    from bench.handmade import rediscache
+    from bench.handmade import tables as handmade_tables
+    from dashboard.controlplane.models import App
+    from dashboard.web import progress as framework_progress
+    from dashboard.web import tables as framework_tables
+    from dashboard.web import views
+
+    section("Framework first: hand-made speed-ups against the framework's way (issue 12)")
+    from django.template import engines
+
+    engines["django"].engine.dirs.append(str(ROOT / "bench" / "handmade" / "templates"))
+    admin = get_user_model().objects.get(username="admin")
+    framework_backend = "django.contrib.auth.backends.ModelBackend"
+    handmade_backend = "bench.handmade.auth.SessionUserBackend"
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, handmade_backend]
+    clients = {}
+    for backend in (framework_backend, handmade_backend):
+        clients[backend] = Client()
+        clients[backend].force_login(admin, backend=backend)
+
+    # a. The Versions table, 25 rows of a 25- and of a 10,000-revision history.
+    tables_of = {
+        "hand-made": handmade_tables.VersionsTable,
+        "templates": framework_tables.VersionsTable,
+    }
+    sizes = (25, 10_000)
+    urls = {n: versions_history(admin, n) for n in sizes}
+    client = clients[framework_backend]
+    times: dict[tuple[str, int], list[float]] = {(k, n): [] for k in tables_of for n in sizes}
+    queries: dict[tuple[str, int], int] = {}
+    for i in range(samples * 4 + 2):
+        for way, table in tables_of.items():
+            views.VersionsTable = table
+            for n in sizes:
+                with CaptureQueriesContext(connection) as captured:
+                    started = time.perf_counter()
+                    response = client.get(urls[n])
+                    elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200, response.status_code
+                assert response.content.count(b'data-testid="revision-row"') == 25
+                if i >= 2:  # The first rounds warm template and query caches.
+                    times[way, n].append(elapsed)
+                    queries[way, n] = len(captured)
+    views.VersionsTable = framework_tables.VersionsTable
+    p50 = {key: pct(values, 0.5) for key, values in times.items()}
+    for way in tables_of:
+        for n in sizes:
+            report(
+                f"Versions page, {way}, {n:,} revisions, 25 rows (ms, queries)",
+                {**percentiles(times[way, n]), "queries": queries[way, n]},
+                digits=1,
+            )
+        report(
+            f"Versions page, {way}: time ratio 10,000 ÷ 25",
+            {"value": p50[way, 10_000] / p50[way, 25]},
+            digits=2,
+            goal="goal ≤ 1.5",
+        )
+    for n in sizes:
+        report(
+            f"Versions page, {n:,} revisions: templates ÷ hand-made",
+            {"value": p50["templates", n] / p50["hand-made", n]},
+            digits=2,
+        )
+
+    # b–d. The progress poll, with each hand-made piece alone and all of them together.
+    app = App.objects.get(name="versions-25")
+    url = running_operation(admin, app)
+    location, options = (
+        settings.CACHES["default"]["LOCATION"],
+        {k: v for k, v in settings.CACHES["default"].items() if k not in ("BACKEND", "LOCATION")},
+    )
+    cache_objects = {
+        "framework": RedisCache(location, options),
+        "hand-made": rediscache.RedisCache(location, options),
+    }
+    progress_modules = {"framework": framework_progress, "hand-made": handmade_progress}
+    auth = {"framework": framework_backend, "hand-made": handmade_backend}
+    ways = {
+        "framework (ModelBackend, RedisCache, ORM)": ("framework", "framework", "framework"),
+        "hand-made auth backend only": ("hand-made", "framework", "framework"),
+        "hand-made cache client only": ("framework", "hand-made", "framework"),
+        "hand-made progress query only": ("framework", "framework", "hand-made"),
+        "all three hand-made": ("hand-made", "hand-made", "hand-made"),
+    }
+    poll_times: dict[str, list[float]] = {name: [] for name in ways}
+    poll_queries: dict[str, int] = {}
+    for i in range(samples * 10 + 5):
+        for name, (auth_way, cache_way, progress_way) in ways.items():
+            caches["default"] = cache_objects[cache_way]
+            views.progress = progress_modules[progress_way]
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = clients[auth[auth_way]].get(url, headers={"HX-Request": "true"})
+                elapsed = (time.perf_counter() - started) * 1000
+            assert response.status_code == 200, response.status_code
+            assert b"step 7" in response.content
+            if i >= 5:
+                poll_times[name].append(elapsed)
+                poll_queries[name] = len(captured)
+    views.progress = framework_progress
+    caches["default"] = cache_objects["framework"]
+    base = pct(poll_times["framework (ModelBackend, RedisCache, ORM)"], 0.5)
+    for name, values in poll_times.items():
+        report(
+            f"progress poll, in process, {name} (ms, queries)",
+            {**percentiles(values), "queries": poll_queries[name]},
+            digits=2,
+            goal="goal p50 < 5",
+        )
+        report(f"progress poll, {name} ÷ framework", {"value": pct(values, 0.5) / base}, digits=2)
 
 
 # Installed in the page before each click: the time of the click on Confirm, and of the
@@ -840,7 +991,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["platform", "dashboard", "browser", "recovery"])
+    parser.add_argument(
+        "--only", choices=["platform", "dashboard", "speedups", "browser", "recovery"]
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     samples = 5 if args.quick else 25
@@ -886,6 +1039,8 @@ def main() -> int:
             bench_platform(api, var_dir, samples)
         if args.only in (None, "dashboard"):
             bench_dashboard(samples)
+        if args.only in (None, "speedups"):
+            bench_speedups(samples)
         if args.only in (None, "browser"):
             bench_browser(api, var_dir, max(3, samples // 3))
         if args.only in (None, "recovery"):

@@ -41,7 +41,7 @@ from dashboard.controlplane.models import (
     role_of,
 )
 from dashboard.controlplane.rules import role_allows
-from dashboard.web import markup, progress
+from dashboard.web import progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import (
     APP_RELATED,
@@ -69,6 +69,7 @@ from dashboard.web.actions import title as action_title
 from dashboard.web.forms import ExpectingForm
 from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, VersionsTable
 from dashboard.web.tasks import submit_action
+from dashboard.web.templatetags.switchboard import badge
 
 VERSIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = VERSIONS_PER_PAGE
@@ -601,7 +602,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "app_name": app,
         "op": op,
         "title": operation_title(op) if op else submitted or "Your request",
-        "steps": markup.steps(steps),
+        "steps": badge("steps", steps=steps),
         "task_state": task_state,
         "task_error": task_error,
         "finished": finished,

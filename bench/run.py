@@ -766,6 +766,73 @@ def bench_speedups(samples: int) -> None:
         )
         report(f"progress poll, {name} ÷ framework", {"value": pct(values, 0.5) / base}, digits=2)
 
+    # f. The gateway → runner hop's response parser.
+    asyncio.run(upstream_parsers(samples))
+
+
+async def upstream_parsers(samples: int) -> None:
+    """The gateway → runner hop's client, with its own response parser (bench/handmade)
+    and with httptools' (dashboard/runtime/upstream.py), against one raw server on a
+    Unix socket that answers as a runner does, alternating blocks of requests."""
+    from bench.handmade import upstream as handmade
+    from dashboard.runtime import upstream
+
+    small = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: 17\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\n"
+        b"Server: Python/3.12 aiohttp/3.11\r\n\r\n" + b'{"hello":"world"}'
+    )
+    piece = b"x" * 65536
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(16))
+        + b"0\r\n\r\n"
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readuntil(b"\r\n\r\n"):
+                writer.write(chunked if b"/big" in line.split(b"\r\n", 1)[0] else small)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()  # The pool closed its connection.
+
+    path = Path(tempfile.mkdtemp(prefix="sb-upstream-")) / "runner.sock"
+    server = await asyncio.start_unix_server(answer, str(path))
+    pools = {
+        "hand-made": handmade.UpstreamPool(path, 1),
+        "httptools": upstream.UpstreamPool(path, 1),
+    }
+    results: dict[tuple[str, str], list[float]] = {(w, t): [] for w in pools for t in ("/", "/big")}
+    for round_ in range(samples + 2):
+        for way, pool in pools.items():
+            for target, count in (("/", 200), ("/big", 10)):
+                started = time.perf_counter()
+                for _ in range(count):
+                    await pool.request("GET", target)
+                if round_ >= 2:
+                    results[way, target].append((time.perf_counter() - started) / count * 1e6)
+    for pool in pools.values():
+        pool.close()
+    await asyncio.sleep(0.1)  # The server's handlers see their connections end.
+    server.close()
+    await server.wait_closed()
+    for target, label in (("/", "small answer (Content-Length)"), ("/big", "1 MiB chunked answer")):
+        for way in pools:
+            report(
+                f"upstream hop, {label}, {way} parser (µs per request)",
+                percentiles(results[way, target]),
+            )
+        report(
+            f"upstream hop, {label}: httptools ÷ hand-made",
+            {
+                "value": pct(results["httptools", target], 0.5)
+                / pct(results["hand-made", target], 0.5)
+            },
+            digits=2,
+        )
+
 
 # Installed in the page before each click: the time of the click on Confirm, and of the
 # first DOM change after which the target row shows the Current badge.

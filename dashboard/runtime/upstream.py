@@ -2,11 +2,11 @@
 
 Why not aiohttp's ClientSession: on this hop its per-request machinery (request and
 response objects, multidicts, URL building, connector bookkeeping, a stream reader) was
-about half of the gateway's CPU per proxied request (measured on a 2-core machine: some
-330 µs per request with it, some 200 µs with this), and the gateway's CPU is what limits
-its throughput on a small machine shared with the runners. This hop only
-ever talks to our own runner (an aiohttp server, dashboard/runtime/runner.py), so the client
-needs little: write one request, read a status line, headers and a body.
+much of the gateway's CPU per proxied request (BENCHMARKS.md), and the gateway's CPU is
+what limits its throughput on a small machine shared with the runners. This hop only
+ever talks to our own runner (an aiohttp server, dashboard/runtime/runner.py), so the
+client needs little: write one request and read the answer, which httptools parses
+(framing, chunked bodies, keep-alive).
 
 Bodies stream both ways: `open()` sends a body that may arrive in pieces (Content-Length
 or chunked, never trailers), waiting while the runner does not read, and returns the

@@ -258,8 +258,11 @@ async def measure(targets: dict, rounds: int, seconds: float) -> dict:
     rps: dict[str, list[float]] = {name: [] for name in targets}
     for round_ in range(rounds + 1):
         for name, target in targets.items():  # In turn: the machine's noise falls on all.
-            times = await latency(target, 300)
-            rate = await throughput(target, seconds)
+            try:
+                times = await latency(target, 300)
+                rate = await throughput(target, seconds)
+            except ConnectionError as exc:
+                raise SystemExit(f"bench: {name} closed a connection: {exc}") from None
             if round_:  # The first round warms every path.
                 lat[name] += times
                 rps[name].append(rate)

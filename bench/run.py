@@ -11,7 +11,7 @@ tree had changes), the machine, the date and every figure. The lines printed whi
 are made from those same figure records. `bench/compare.py` (`make bench-compare`) shows
 two runs side by side.
 
-    --only platform|dashboard|speedups|browser|recovery   run one group
+    --only platform|dashboard|browser|recovery   run one group
     --quick                             fewer samples (a smoke run)
 """
 
@@ -636,204 +636,6 @@ def bench_dashboard(samples: int) -> None:
     web.close()
 
 
-# -- framework first (issue 12) ----------------------------------------------------------
-
-
-def bench_speedups(samples: int) -> None:
-    """Each hand-made speed-up (bench/handmade/) against the framework's own way, in one
-    run, interleaved request by request: the Versions table built in Python against
-    django-tables2 with template cells, and, on the progress poll, the raw-SQL auth
-    backend, the Redis cache client and the raw-SQL progress query against Django's
-    ModelBackend, RedisCache and the ORM."""
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    from bench.handmade import progress as handmade_progress
-    from bench.handmade import rediscache
-    from bench.handmade import tables as handmade_tables
-    from dashboard.controlplane.models import App
-    from dashboard.web import progress as framework_progress
-    from dashboard.web import tables as framework_tables
-    from dashboard.web import views
-
-    section("Framework first: hand-made speed-ups against the framework's way (issue 12)")
-    from django.template import engines
-
-    engines["django"].engine.dirs.append(str(ROOT / "bench" / "handmade" / "templates"))
-    admin = get_user_model().objects.get(username="admin")
-    framework_backend = "django.contrib.auth.backends.ModelBackend"
-    handmade_backend = "bench.handmade.auth.SessionUserBackend"
-    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, handmade_backend]
-    clients = {}
-    for backend in (framework_backend, handmade_backend):
-        clients[backend] = Client()
-        clients[backend].force_login(admin, backend=backend)
-
-    # a. The Versions table, 25 rows of a 25- and of a 10,000-revision history.
-    tables_of = {
-        "hand-made": handmade_tables.VersionsTable,
-        "templates": framework_tables.VersionsTable,
-    }
-    sizes = (25, 10_000)
-    urls = {n: versions_history(admin, n) for n in sizes}
-    client = clients[framework_backend]
-    times: dict[tuple[str, int], list[float]] = {(k, n): [] for k in tables_of for n in sizes}
-    queries: dict[tuple[str, int], int] = {}
-    for i in range(samples * 4 + 2):
-        for way, table in tables_of.items():
-            views.VersionsTable = table
-            for n in sizes:
-                with CaptureQueriesContext(connection) as captured:
-                    started = time.perf_counter()
-                    response = client.get(urls[n])
-                    elapsed = (time.perf_counter() - started) * 1000
-                assert response.status_code == 200, response.status_code
-                assert response.content.count(b'data-testid="revision-row"') == 25
-                if i >= 2:  # The first rounds warm template and query caches.
-                    times[way, n].append(elapsed)
-                    queries[way, n] = len(captured)
-    views.VersionsTable = framework_tables.VersionsTable
-    p50 = {key: pct(values, 0.5) for key, values in times.items()}
-    for way in tables_of:
-        for n in sizes:
-            report(
-                f"Versions page, {way}, {n:,} revisions, 25 rows (ms, queries)",
-                {**percentiles(times[way, n]), "queries": queries[way, n]},
-                digits=1,
-            )
-        report(
-            f"Versions page, {way}: time ratio 10,000 ÷ 25",
-            {"value": p50[way, 10_000] / p50[way, 25]},
-            digits=2,
-            goal="goal ≤ 1.5",
-        )
-    for n in sizes:
-        report(
-            f"Versions page, {n:,} revisions: templates ÷ hand-made",
-            {"value": p50["templates", n] / p50["hand-made", n]},
-            digits=2,
-        )
-
-    # b–d. The progress poll, with each hand-made piece alone and all of them together.
-    app = App.objects.get(name="versions-25")
-    url = running_operation(admin, app)
-    location, options = (
-        settings.CACHES["default"]["LOCATION"],
-        {k: v for k, v in settings.CACHES["default"].items() if k not in ("BACKEND", "LOCATION")},
-    )
-    cache_objects = {
-        "framework": RedisCache(location, options),
-        "hand-made": rediscache.RedisCache(location, options),
-    }
-    progress_modules = {"framework": framework_progress, "hand-made": handmade_progress}
-    auth = {"framework": framework_backend, "hand-made": handmade_backend}
-    ways = {
-        "framework (ModelBackend, RedisCache, ORM)": ("framework", "framework", "framework"),
-        "hand-made auth backend only": ("hand-made", "framework", "framework"),
-        "hand-made cache client only": ("framework", "hand-made", "framework"),
-        "hand-made progress query only": ("framework", "framework", "hand-made"),
-        "all three hand-made": ("hand-made", "hand-made", "hand-made"),
-    }
-    poll_times: dict[str, list[float]] = {name: [] for name in ways}
-    poll_queries: dict[str, int] = {}
-    for i in range(samples * 10 + 5):
-        for name, (auth_way, cache_way, progress_way) in ways.items():
-            caches["default"] = cache_objects[cache_way]
-            views.progress = progress_modules[progress_way]
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = clients[auth[auth_way]].get(url, headers={"HX-Request": "true"})
-                elapsed = (time.perf_counter() - started) * 1000
-            assert response.status_code == 200, response.status_code
-            assert b"step 7" in response.content
-            if i >= 5:
-                poll_times[name].append(elapsed)
-                poll_queries[name] = len(captured)
-    views.progress = framework_progress
-    caches["default"] = cache_objects["framework"]
-    base = pct(poll_times["framework (ModelBackend, RedisCache, ORM)"], 0.5)
-    for name, values in poll_times.items():
-        report(
-            f"progress poll, in process, {name} (ms, queries)",
-            {**percentiles(values), "queries": poll_queries[name]},
-            digits=2,
-            goal="goal p50 < 5",
-        )
-        report(f"progress poll, {name} ÷ framework", {"value": pct(values, 0.5) / base}, digits=2)
-
-    # f. The gateway → runner hop's response parser.
-    asyncio.run(upstream_parsers(samples))
-
-
-async def upstream_parsers(samples: int) -> None:
-    """The gateway → runner hop's client, with its own response parser (bench/handmade)
-    and with httptools' (dashboard/runtime/upstream.py), against one raw server on a
-    Unix socket that answers as a runner does, alternating blocks of requests."""
-    from bench.handmade import upstream as handmade
-    from dashboard.runtime import upstream
-
-    small = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
-        b"Content-Length: 17\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\n"
-        b"Server: Python/3.12 aiohttp/3.11\r\n\r\n" + b'{"hello":"world"}'
-    )
-    piece = b"x" * 65536
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-        + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(16))
-        + b"0\r\n\r\n"
-    )
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readuntil(b"\r\n\r\n"):
-                writer.write(chunked if b"/big" in line.split(b"\r\n", 1)[0] else small)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()  # The pool closed its connection.
-
-    path = Path(tempfile.mkdtemp(prefix="sb-upstream-")) / "runner.sock"
-    server = await asyncio.start_unix_server(answer, str(path))
-    pools = {
-        "hand-made": handmade.UpstreamPool(path, 1),
-        "httptools": upstream.UpstreamPool(path, 1),
-    }
-    results: dict[tuple[str, str], list[float]] = {(w, t): [] for w in pools for t in ("/", "/big")}
-    for round_ in range(samples + 2):
-        for way, pool in pools.items():
-            for target, count in (("/", 200), ("/big", 10)):
-                started = time.perf_counter()
-                for _ in range(count):
-                    await pool.request("GET", target)
-                if round_ >= 2:
-                    results[way, target].append((time.perf_counter() - started) / count * 1e6)
-    for pool in pools.values():
-        pool.close()
-    await asyncio.sleep(0.1)  # The server's handlers see their connections end.
-    server.close()
-    await server.wait_closed()
-    for target, label in (("/", "small answer (Content-Length)"), ("/big", "1 MiB chunked answer")):
-        for way in pools:
-            report(
-                f"upstream hop, {label}, {way} parser (µs per request)",
-                percentiles(results[way, target]),
-            )
-        report(
-            f"upstream hop, {label}: httptools ÷ hand-made",
-            {
-                "value": pct(results["httptools", target], 0.5)
-                / pct(results["hand-made", target], 0.5)
-            },
-            digits=2,
-        )
-
-
 # Installed in the page before each click: the time of the click on Confirm, and of the
 # first DOM change after which the target row shows the Current badge.
 WATCH_BADGE = """(row) => {
@@ -1058,9 +860,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--only", choices=["platform", "dashboard", "speedups", "browser", "recovery"]
-    )
+    parser.add_argument("--only", choices=["platform", "dashboard", "browser", "recovery"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     samples = 5 if args.quick else 25
@@ -1106,8 +906,6 @@ def main() -> int:
             bench_platform(api, var_dir, samples)
         if args.only in (None, "dashboard"):
             bench_dashboard(samples)
-        if args.only in (None, "speedups"):
-            bench_speedups(samples)
         if args.only in (None, "browser"):
             bench_browser(api, var_dir, max(3, samples // 3))
         if args.only in (None, "recovery"):

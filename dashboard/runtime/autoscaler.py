@@ -10,6 +10,10 @@ Per app, from the alias's live settings (App.settings):
 - a runner idle longer than keep_alive is stopped, down to the floor; the ones that
   would be are shown with their `idle_shutdown_at`.
 
+The arithmetic is in pure functions of the settings and a `Load` (warm_floor, desired,
+idle_shutdowns), so every setting can be checked without runners
+(tests/properties/test_autoscaler_target.py); the Autoscaler applies their answers.
+
 It wakes when the supervisor signals (a request queued, a runner changed state) and at
 least every TICK seconds for the keep_alive clocks.
 """

@@ -32,8 +32,9 @@ from typing import Any
 
 from django.conf import settings as conf
 
+from dashboard.runner_states import ACTIVE, READY, STARTING, RunnerState
 from dashboard.runtime.routing import AppRoute, RevisionInfo
-from dashboard.runtime.supervisor import ACTIVE, READY, STARTING, Runner, Supervisor, utcnow
+from dashboard.runtime.supervisor import Runner, Supervisor, utcnow
 
 log = logging.getLogger("switchboard.runtime")
 TICK = 0.25
@@ -139,7 +140,7 @@ class Autoscaler:
         mine = [
             r
             for r in runners
-            if r.revision == current and r.state in ACTIVE and r.state != "CRASH_BACKOFF"
+            if r.revision == current and r.state in ACTIVE and r.state != RunnerState.CRASH_BACKOFF
         ]
         ready = [r for r in mine if r.state in READY]
         starting = [r for r in mine if r.state in STARTING]
@@ -176,7 +177,7 @@ class Autoscaler:
         return not failed or time.monotonic() - failed[0] >= conf.RUNNER_BACKOFF_STEP
 
     def _retire_idle(self, mine: list[Runner], floor: int, queued: int, keep_alive: float) -> None:
-        idle = sorted((r for r in mine if r.state == "IDLE"), key=lambda r: r.idle_since)
+        idle = sorted((r for r in mine if r.state == RunnerState.IDLE), key=lambda r: r.idle_since)
         plan = idle_shutdowns(
             [r.idle_since for r in idle], len(mine), floor, keep_alive, utcnow(), queued
         )
@@ -189,7 +190,7 @@ class Autoscaler:
     def _retire_not_current(self, others: list[Runner]) -> None:
         now = utcnow()
         for runner in others:
-            if runner.state != "IDLE":
+            if runner.state != RunnerState.IDLE:
                 continue
             keep_alive = float(runner.settings["keep_alive"])
             grace = max(keep_alive, NOT_CURRENT_GRACE) if runner.for_switch else keep_alive

@@ -12,6 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from dashboard import runner_states
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.controlplane.models import ApiToken, Profile, Revision
 from tests.conftest import wait_until
@@ -151,11 +152,11 @@ def test_deploy_set_rev_rollout_and_delete_work_end_to_end(system, api):
     assert op["state"] == "succeeded"
     assert version(system, "e2e") == "v2"
 
-    before = {r["id"] for r in api.runners("e2e") if r["state"] in ("IDLE", "RUNNING")}
+    before = {r["id"] for r in api.runners("e2e") if r["state"] in runner_states.READY}
     assert before
     op = finish(api, api.rollout("e2e"))
     assert op["state"] == "succeeded", op
-    after = {r["id"] for r in api.runners("e2e") if r["state"] in ("IDLE", "RUNNING")}
+    after = {r["id"] for r in api.runners("e2e") if r["state"] in runner_states.READY}
     assert after and not (after & before)
     assert version(system, "e2e") == "v2"
 

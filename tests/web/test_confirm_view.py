@@ -195,7 +195,7 @@ def test_bad_references_get_a_clear_error_and_nothing_is_enqueued(
 def test_another_apps_revision_is_refused(admin, demo, empty_queue):
     other = make_revision(make_app("other"))
     response = post(admin, f"/apps/demo/confirm/rollback?rev={other.short_id}", strategy="rolling")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "belongs to app &#x27;other&#x27;, not &#x27;demo&#x27;" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
 
@@ -204,7 +204,10 @@ def test_deleting_the_current_revision_is_refused(admin, demo, empty_queue):
     _app, _old, current, _failed = demo
     response = post(admin, f"/apps/demo/confirm/delete?rev={current.short_id}")
     assert response.status_code == 409
-    assert "The Current revision cannot be deleted" in response.content.decode()
+    assert (
+        f"revision {current.short_id} is Current for demo; set another revision first (set-rev)"
+        " — the Current revision is never deleted"
+    ) in response.content.decode()
     assert Revision.objects.filter(pk=current.pk).exists()
     assert queued_task_ids(empty_queue) == {}
 

@@ -235,7 +235,10 @@ def test_a_disabled_action_says_why_in_visible_text(deployer, demo):
     _app, _old, current, _failed = demo
     html = deployer.get("/apps/demo/versions").content.decode()
     row = re.search(rf'<tr id="rev-{current.short_id}".*?</tr>', html, re.S).group(0)
-    assert '<small id="why-rollback-' in row and "This is already the Current revision." in row
+    assert (
+        '<small id="why-rollback-' in row
+        and f"revision {current.short_id} is already Current for demo" in row
+    )
     assert 'class="visually-hidden"' not in row
 
 

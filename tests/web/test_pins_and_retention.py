@@ -63,7 +63,8 @@ def test_the_delete_button_of_a_pinned_revision_is_disabled_and_says_why(admin, 
     row = _row(admin.get("/apps/demo/versions").content.decode(), old)
 
     assert 'aria-disabled="true"' in row
-    assert "This revision is pinned: unpin it before deleting it." in row
+    assert f"revision {old.short_id} is pinned (pinned by" in row
+    assert "unpin it first — a pinned revision is never deleted" in row
 
 
 @pytest.mark.django_db
@@ -92,7 +93,7 @@ def test_pinning_a_pinned_revision_is_refused_and_nothing_is_enqueued(deployer, 
     response = deployer.post(f"/apps/demo/confirm/pin?rev={old.short_id}", {"key": uuid.uuid4()})
 
     assert response.status_code == 409
-    assert "This revision is already pinned." in response.content.decode()
+    assert f"revision {old.short_id} is already pinned by" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from dashboard.api_client import ControlApi
 from dashboard.cli import bundle
 from dashboard.controlplane.models import ApiToken, Role
-from dashboard.controlplane.runtime_client import GONE_STATES
+from dashboard.runner_states import GONE
 from tests.conftest import System, wait_until
 from tests.web.factories import make_user
 
@@ -103,7 +103,7 @@ def test_the_runners_page_shows_a_live_runner_and_its_dialogs_stop_and_kill_it(
     # Kill: the runner ends at once and its in-flight request is dropped.
     confirm(admin, "runner-kill", first["id"])
     wait_until(
-        lambda: (r := runner(api, first["id"])) is None or r["state"] in GONE_STATES,
+        lambda: (r := runner(api, first["id"])) is None or r["state"] in GONE,
         timeout=60,
         what="the killed runner to be gone",
     )
@@ -121,7 +121,7 @@ def test_the_runners_page_shows_a_live_runner_and_its_dialogs_stop_and_kill_it(
     second = one_runner(api, "IDLE", other_than={first["id"]})
     confirm(admin, "runner-stop", second["id"], replace="on")
     wait_until(
-        lambda: (r := runner(api, second["id"])) is None or r["state"] in GONE_STATES,
+        lambda: (r := runner(api, second["id"])) is None or r["state"] in GONE,
         timeout=60,
         what="the stopped runner to be gone",
     )

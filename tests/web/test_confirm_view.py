@@ -221,11 +221,13 @@ def test_rolling_back_to_the_current_or_a_failed_revision_is_refused(
     before = app_state()
     response = post(deployer, f"/apps/demo/confirm/rollback?rev={rev.short_id}", strategy="rolling")
     assert response.status_code == 409
+    # The API's words: the dashboard and the API refuse by the same rule.
     why = {
-        "current": "This is already the Current revision.",
-        "failed": "A Failed revision can never become Current.",
+        "current": f"revision {rev.short_id} is already Current for demo",
+        "failed": f"revision {rev.short_id} is Failed",
     }[which]
-    assert why in response.content.decode()
+    html = response.content.decode()
+    assert why in html and "Nothing was changed." in html
     assert queued_task_ids(empty_queue) == {}
     assert app_state() == before
 

@@ -39,6 +39,9 @@ import httptools
 
 # A runner's status line and headers are small; more than this is not a runner talking.
 MAX_HEAD_BYTES = 64 * 1024
+# RFC 9110 §9.2.2: methods a client may repeat when it cannot tell whether a request was
+# acted on.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Bodies above this size are written separately rather than copied onto the request head.
 COALESCE_BELOW = 64 * 1024
 # Answer bytes held for a reader that is not taking them: above HIGH_WATER reading from
@@ -109,6 +112,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.counted = False  # Holds one of the pool's `limit` places.
+        self.reused = False  # Taken from the idle connections, not newly opened.
         self.exchanging = False
         self._parser: httptools.HttpResponseParser | None = None
         self._head_bytes = 0  # Bytes received before the answer's head was complete.
@@ -130,6 +134,11 @@ class _Connection(asyncio.Protocol):
         self._done = False
         self._error: Exception | None = None
         self._body_waiter: asyncio.Future[None] | None = None
+
+    @property
+    def nothing_received(self) -> bool:
+        """No byte of an answer to the current request has arrived."""
+        return self._head_bytes == 0 and not self._head_done
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -401,16 +410,31 @@ class UpstreamPool:
                 framing,
             )
         )
-        conn = await self._take()
-        try:
-            chunked = not isinstance(body, bytes) and length is None
-            await conn.exchange(head, body, method == "HEAD", chunked)
-        except BaseException:
-            # Cancelled (a timeout) or failed mid-exchange: the connection's state is
-            # unknown, so it is dropped rather than handed to the next request.
-            self._give_back(conn, False)
-            raise
-        return Answer(conn, self)
+        chunked = not isinstance(body, bytes) and length is None
+        while True:
+            conn = await self._take()
+            try:
+                await conn.exchange(head, body, method == "HEAD", chunked)
+            except UpstreamError:
+                self._give_back(conn, False)
+                # A kept connection the runner closed just as this request went out (its
+                # idle close raced our reuse): nothing was answered, so a request that is
+                # safe to repeat is sent again; the next connection is another kept one
+                # or a new one, whose failure is final. Others may have been acted on.
+                if not (
+                    conn.reused
+                    and conn.nothing_received
+                    and isinstance(body, bytes)
+                    and method in IDEMPOTENT_METHODS
+                ):
+                    raise
+            except BaseException:
+                # Cancelled (a timeout) or failed mid-exchange: the connection's state is
+                # unknown, so it is dropped rather than handed to the next request.
+                self._give_back(conn, False)
+                raise
+            else:
+                return Answer(conn, self)
 
     async def _take(self) -> _Connection:
         """An idle connection, else a new one, else (at the limit) wait for either."""
@@ -418,6 +442,7 @@ class UpstreamPool:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
+                    conn.reused = True
                     return conn
             if self._open < self.limit:
                 break

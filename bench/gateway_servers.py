@@ -15,7 +15,7 @@ The three Python servers run the same proxy handler over the gateway's own runne
 (dashboard/runtime/upstream.py), so only the server differs. The load generator
 (bench/run.py's httptools client) measures, per round and in turn for each: latency on
 one keep-alive connection (p50, p99) and throughput with 16 connections; "direct" is
-the runner's socket itself. Needs `pip install uvicorn` and Debian's nginx; a server
+the runner's socket itself. uvicorn is in the dev extra; nginx is Debian's; a server
 that is missing is left out. Results are kept in bench/results/.
 """
 
@@ -304,7 +304,7 @@ def main() -> int:
 
         have_uvicorn = True
     except ImportError:
-        print("uvicorn is not installed (pip install uvicorn): left out")
+        print("uvicorn is not installed (make setup installs it): left out")
         have_uvicorn = False
     for kind in ("own", "uvicorn", "aiohttp"):
         if kind == "uvicorn" and not have_uvicorn:

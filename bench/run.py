@@ -712,7 +712,7 @@ WATCH_LIVE = """(target) => {
 }"""
 
 
-def bench_live(api, var_dir: Path, samples: int) -> None:
+def bench_live(api, var_dir: Path, samples: int, up: subprocess.Popen) -> None:
     """Issue 10 item 8: how soon an open Versions page shows a switch made elsewhere, how
     long its action panel and table disagree, and what an idle page costs. Run with the
     page's live stream ("live") and with the stream blocked, so it polls ("polling")."""
@@ -811,8 +811,54 @@ def bench_live(api, var_dir: Path, samples: int) -> None:
                 percentiles(disagree_ms) | {"max": max(disagree_ms)},
                 goal="goal ≤ 100",
             )
+            if mode == "live":
+                session = next(c["value"] for c in context.cookies() if c["name"] == "sessionid")
             context.close()
         browser.close()
+    stalled_readers(web, session, App.objects.get(name=name).pk, up)
+
+
+def stalled_readers(web: str, session: str, app_id: int, up: subprocess.Popen) -> None:
+    """Clients that open the live stream and never read it: what the web server keeps for
+    them while the app changes 50,000 times (its processes' resident memory)."""
+    import psutil
+    import redis
+
+    from dashboard.controlplane import events
+
+    def web_rss() -> int:
+        return sum(
+            p.memory_info().rss
+            for p in psutil.Process(up.pid).children(recursive=True)
+            if "granian" in " ".join(p.cmdline())
+        )
+
+    host, port = web.removeprefix("http://").split(":")
+    readers = []
+    for _ in range(4):  # The per-session limit (SWITCHBOARD_LIVE_MAX_PER_SESSION).
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        request = f"GET /apps/live/events HTTP/1.1\r\nHost: {host}\r\nCookie: sessionid={session}"
+        sock.sendall(request.encode() + b"\r\n\r\n")
+        readers.append(sock)
+    time.sleep(1)
+    before = web_rss()
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    message = json.dumps({"app_id": app_id})
+    for _ in range(50):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(1000):
+            pipe.publish(events.pages_channel(), message)
+        pipe.execute()
+    time.sleep(2)
+    report(
+        "4 streams never read, 50,000 changes: web server memory growth (KiB)",
+        {"value": (web_rss() - before) // 1024},
+        goal="bounded (coalesced, not queued)",
+    )
+    for sock in readers:
+        sock.close()
 
 
 # -- recovery (issue 11) ---------------------------------------------------------------
@@ -1026,7 +1072,7 @@ def main() -> int:
             bench_dashboard(samples)
         if args.only in (None, "browser"):
             bench_browser(api, var_dir, max(3, samples // 3))
-            bench_live(api, var_dir, max(3, samples // 3))
+            bench_live(api, var_dir, max(3, samples // 3), proc)
         if args.only in (None, "recovery"):
             bench_recovery(api, var_dir, proc, max(3, samples // 5))
     finally:

@@ -48,7 +48,7 @@
   // A panel inside a container marked data-refreshed-by="#region" (the Versions page's
   // action panels) does not fetch itself: its region's refresh renders it with the table,
   // in the same answer, so the two never disagree. Several due at once make one request
-  // (the region's hx-sync="this:queue last").
+  // (the region's hx-sync="this:replace").
   function pollerOf(el) {
     var box = el.parentElement && el.parentElement.closest("[data-refreshed-by]");
     return (box && document.querySelector(box.getAttribute("data-refreshed-by"))) || el;
@@ -59,8 +59,10 @@
     var now = Date.now();
     document.querySelectorAll("[data-poll]").forEach(function (el) {
       if (force || due(el, now)) {
+        var poller = pollerOf(el);
         lastPolled.set(el, now);
-        window.htmx.trigger(pollerOf(el), "sb-poll");
+        lastPolled.set(poller, now); // A region refreshed for its panel is not due again.
+        window.htmx.trigger(poller, "sb-poll");
       }
     });
   }

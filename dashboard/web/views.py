@@ -232,12 +232,15 @@ def _one_snapshot():
     "now points to X" over a table whose Current is still the old one. One REPEATABLE
     READ transaction (read only, so it takes no lock) renders both from the same state.
     """
-    # Inside a transaction already (a test's), the snapshot is that transaction's.
-    outermost = not connection.in_atomic_block
+    # Inside a transaction already (a test's), the snapshot is that transaction's. SQLite
+    # is left as it is: its transactions here are IMMEDIATE, which would make a page
+    # view take the write lock.
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        yield
+        return
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
 
 

@@ -48,7 +48,7 @@
   // A panel inside a container marked data-refreshed-by="#region" (the Versions page's
   // action panels) does not fetch itself: its region's refresh renders it with the table,
   // in the same answer, so the two never disagree. Several due at once make one request
-  // (the region's hx-sync="this:replace").
+  // (the region's hx-sync="this:queue last").
   function pollerOf(el) {
     var box = el.parentElement && el.parentElement.closest("[data-refreshed-by]");
     return (box && document.querySelector(box.getAttribute("data-refreshed-by"))) || el;

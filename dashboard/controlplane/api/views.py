@@ -15,7 +15,6 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from dashboard import httpclient
 from dashboard.controlplane import (
     bundles,
     diff,
@@ -24,6 +23,7 @@ from dashboard.controlplane import (
     health,
     operations,
     parameters,
+    refusals,
     retention,
     rules,
     runtime_client,
@@ -189,41 +189,6 @@ def _queued_or_unavailable(op: Operation, **extra: Any) -> JsonResponse:
     return _operation_answer(op, **extra)
 
 
-def _runtime_unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable")
-
-
-def _summary(error: str, limit: int = 160) -> str:
-    """The first line of a recorded error: a one-line answer, the whole text in details."""
-    line = (error.strip().splitlines() or ["no error recorded"])[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _check_can_become_current(app: App, target: Revision) -> None:
-    if target.status == RevisionStatus.FAILED:
-        raise Conflict(
-            f"revision {target.short_id} is Failed ({_summary(target.error)}); "
-            "a Failed revision can never become Current",
-            details={"revision": str(target.id), "status": target.status, "error": target.error},
-        )
-    if target.status == RevisionStatus.SUSPENDED:
-        raise Conflict(
-            f"revision {target.short_id} is Suspended; resume it before making it Current",
-            details={"revision": str(target.id), "status": target.status},
-        )
-    if target.status == RevisionStatus.DEPLOYING:
-        raise Conflict(
-            f"revision {target.short_id} is still Deploying; only a Deployed revision can "
-            "become Current",
-            details={"revision": str(target.id), "status": target.status},
-        )
-    if app.current_revision_id == target.id:
-        raise Conflict(
-            f"revision {target.short_id} is already Current for {app.name}",
-            details={"revision": str(target.id)},
-        )
-
-
 def _tell_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = None) -> None:
     executors.sync_runtime(op, app_name, state)
 
@@ -356,10 +321,8 @@ def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     try:
         runners = runtime_client.list_runners(app=found.name)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     return JsonResponse({"runners": runners})
 
 
@@ -378,12 +341,8 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
             query["runner"] = runner
     try:
         text = runtime_client.logs(**query)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        if exc.status == 404:
-            raise NotFound(str(exc)) from None
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     if not isinstance(text, str):
         text = json.dumps(text)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
@@ -553,17 +512,8 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
             found = get_app(app, lock=True)
             target = resolve(found, ref)
             operations.check_expected_current(found, body.get("expected_current"))
-            _check_can_become_current(found, target)
-            deleting = Operation.objects.filter(
-                revision=target, kind=OperationKind.DELETE_REV, finished_at__isnull=True
-            ).first()
-            if deleting is not None:
-                raise Conflict(
-                    f"revision {target.short_id} is being deleted by delete-rev operation "
-                    f"{deleting.id}, still in progress; it cannot become Current",
-                    details={"operation": str(deleting.id), "kind": deleting.kind},
-                    code="operation_in_progress",
-                )
+            if refusal := refusals.set_rev(found, target):
+                raise refusal
             # A rollback is never blocked: whatever runs on the app stops at its next safe
             # point, and it can no longer move the alias from the moment this commits.
             superseded = operations.supersede(found, request.actor, target)
@@ -623,8 +573,8 @@ def rollout(request: HttpRequest, app: str) -> JsonResponse:
         with transaction.atomic():
             found = get_app(app, lock=True)
             operations.check_expected_current(found, body.get("expected_current"))
-            if found.current_revision_id is None:
-                raise Conflict(f"app {found.name!r} has no current revision to roll out")
+            if refusal := refusals.rollout(found):
+                raise refusal
             live = found.settings
             budget = live.get("startup_timeout", 600) + live.get("request_timeout", 3600)
             op = operations.create(
@@ -652,31 +602,8 @@ def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
             found = get_app(app, lock=True)
             target = resolve(found, rev)
             operations.check_expected_current(found, request.input.get("expected_current"))
-            if found.current_revision_id == target.id:
-                raise Conflict(
-                    f"revision {target.short_id} is Current for {found.name}; set another "
-                    "revision first (set-rev) — the Current revision is never deleted",
-                    details={"revision": str(target.id)},
-                    code="revision_is_current",
-                )
-            if target.pinned:
-                raise Conflict(
-                    retention.deletion_refusal(found, target, request.actor.source),
-                    details={
-                        "revision": str(target.id),
-                        "pinned_by": target.pinned_by.get_username() if target.pinned_by else None,
-                        "pinned_at": target.pinned_at.isoformat() if target.pinned_at else None,
-                    },
-                    code="revision_is_pinned",
-                )
-            active = Operation.objects.filter(revision=target, finished_at__isnull=True).first()
-            if active is not None:
-                raise Conflict(
-                    f"revision {target.short_id} is the target of {active.get_kind_display()} "
-                    f"operation {active.id}, still in progress; wait for it to finish",
-                    details={"operation": str(active.id), "kind": active.kind},
-                    code="operation_in_progress",
-                )
+            if refusal := refusals.delete_rev(found, target, request.actor.source):
+                raise refusal
             op = operations.create(
                 found,
                 OperationKind.DELETE_REV,
@@ -725,10 +652,8 @@ def scale(request: HttpRequest, app: str) -> JsonResponse:
     try:
         with transaction.atomic():
             found = get_app(app, lock=True)
-            if not found.settings:
-                raise Conflict(
-                    f"app {found.name!r} has never been deployed successfully; deploy it first"
-                )
+            if refusal := refusals.scale(found):
+                raise refusal
             try:
                 new_settings, notes = parameters.apply_scale(found.settings, changes)
             except parameters.ParameterError as exc:
@@ -788,13 +713,8 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
                     f"app {found.name!r} has no current revision; name the revision to {verb}"
                 )
             target = Revision.objects.select_for_update().get(pk=target.pk)
-            wanted = RevisionStatus.DEPLOYED if suspend else RevisionStatus.SUSPENDED
-            if target.status != wanted:
-                raise Conflict(
-                    f"revision {target.short_id} is {target.get_status_display()}; only a "
-                    f"{wanted.label} revision can be {'suspended' if suspend else 'resumed'}",
-                    details={"revision": str(target.id), "status": target.status},
-                )
+            if refusal := refusals.suspend_or_resume(target, suspend=suspend):
+                raise refusal
             op = operations.create(
                 found,
                 OperationKind.SUSPEND if suspend else OperationKind.RESUME,
@@ -822,8 +742,8 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
         try:
             stopped = runtime_client.stop_revision(str(target.id))
             operations.step(op, f"stopping {len(stopped)} runner(s) of {target.short_id}")
-        except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
-            operations.step(op, f"runtime could not stop its runners ({exc})")
+        except runtime_client.FAILURES as exc:
+            operations.step(op, f"runtime could not stop its runners ({runtime_client.error(exc)})")
     _tell_runtime(op, found.name)
     return _operation_answer(op, revision=revision_json(target, found))
 
@@ -848,17 +768,9 @@ def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind)
     earlier = _replayed(request)
     if earlier is not None:
         return earlier
-    try:
-        runners = runtime_client.list_runners()
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}") from None
-    runner = next((r for r in runners if r.get("id") == runner_id), None)
-    if runner is None:
-        raise NotFound(f"no runner {runner_id!r}", details={"runner": runner_id})
-    if runner.get("state") in runtime_client.GONE_STATES:
-        raise Conflict(f"runner {runner_id} is already {runner['state']}")
+    runner = runtime_client.find_runner(runner_id)
+    if refusal := refusals.runner(runner):
+        raise refusal
     try:
         with transaction.atomic():
             found = get_app(runner["app"], lock=True)
@@ -931,12 +843,8 @@ def release(request: HttpRequest, app: str) -> JsonResponse:
     try:
         with transaction.atomic():
             found = get_app(app, lock=True)
-            if not found.held:
-                raise Conflict(
-                    f"app {found.name!r} is not held; there is no hold to release",
-                    details={"app": found.name, "held": False},
-                    code="not_held",
-                )
+            if refusal := refusals.release(found):
+                raise refusal
             held_by = found.held_operation
             op = operations.create(
                 found,
@@ -1013,13 +921,8 @@ def _pin_or_unpin(request: HttpRequest, app: str, rev: str, *, pin: bool) -> Jso
         with transaction.atomic():
             found = get_app(app, lock=True)
             target = Revision.objects.select_for_update().get(pk=resolve(found, rev).pk)
-            if target.pinned == pin:
-                state = f"already {retention.pin_note(target)}" if pin else "not pinned"
-                raise Conflict(
-                    f"revision {target.short_id} is {state}; nothing changed",
-                    details={"revision": str(target.id), "pinned": target.pinned},
-                    code="already_pinned" if pin else "not_pinned",
-                )
+            if refusal := refusals.pin_or_unpin(target, pin=pin):
+                raise refusal
             op = operations.create(
                 found,
                 OperationKind.PIN if pin else OperationKind.UNPIN,

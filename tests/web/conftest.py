@@ -73,6 +73,17 @@ def web_server(django_db_setup, redis_client, tmp_path_factory) -> Iterator[str]
         yield url
     finally:
         _stop(proc)
+        # granian's workers may outlive its main process by a moment, each holding a
+        # database connection that would keep the test database from being dropped.
+        wait_until(lambda: not _group_alive(proc.pid), what="granian's workers to exit")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _client_for(role: Role) -> Client:

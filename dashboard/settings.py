@@ -222,7 +222,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out username never reaches the password check (django-axes).
     "axes.backends.AxesStandaloneBackend",
-    "dashboard.web.auth.SessionUserBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 # Sign-in throttling (django-axes): after this many failed sign-ins for one username from
 # one address, that pair is refused (429) until the cool-off has passed; a success resets
@@ -272,7 +272,7 @@ REDIS_NAMESPACE = env_str("SWITCHBOARD_REDIS_NAMESPACE", "switchboard")
 # dashboard/web/sessions.py for why and what happens when Redis is down).
 CACHES = {
     "default": {
-        "BACKEND": "dashboard.web.rediscache.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_NAMESPACE,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -248,6 +248,8 @@ class RunnersTable(tables.Table):
     id = tables.Column(verbose_name="Runner", attrs={"td": {"class": "ident"}})
     state = tables.TemplateColumn(template_name=CELLS + "runner_state.html", verbose_name="State")
     short_revision = tables.Column(verbose_name="Revision", attrs={"td": {"class": "ident"}})
+    # Which machine runs it: only a backend that spreads runners over nodes (Ray) says.
+    node = tables.Column(verbose_name="Node", default="—", attrs={"td": {"class": "ident"}})
     in_flight = tables.Column(verbose_name="In flight", default=0)
     uptime = tables.Column(verbose_name="Uptime", empty_values=())
     idle_left = tables.TemplateColumn(
@@ -269,10 +271,13 @@ class RunnersTable(tables.Table):
         }
         empty_text = "No runners: the next request cold-starts one."
 
-    def __init__(self, *args, app: App, role, **kwargs):
+    def __init__(self, data, *args, app: App, role, **kwargs):
+        exclude = []
         if not role_allows(role, Role.DEPLOYER):
-            kwargs["exclude"] = ("actions",)  # A viewer has no actions: no empty column.
-        super().__init__(*args, **kwargs)
+            exclude.append("actions")  # A viewer has no actions: no empty column.
+        if not any(record.get("node") for record in data):
+            exclude.append("node")  # One machine: a column of the same name says nothing.
+        super().__init__(data, *args, exclude=exclude, **kwargs)
         self.app = app
         self.role = role
 

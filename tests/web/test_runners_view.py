@@ -101,9 +101,9 @@ def test_a_stopped_runner_shows_how_long_it_lived_when_the_runtime_says_when_it_
     assert shown["lifetime"] == 2
 
 
-def render_table(records: list[dict], role: str = Role.ADMIN) -> str:
+def render_table(records: list[dict], role: str = Role.ADMIN, app=None) -> str:
     request = RequestFactory().get("/apps/demo/runners")
-    table = RunnersTable(records, app=make_app("demo"), role=role)
+    table = RunnersTable(records, app=app or make_app("demo"), role=role)
     RequestConfig(request, paginate=False).configure(table)
     return table.as_html(request)
 
@@ -190,3 +190,15 @@ def test_a_crash_looping_runner_says_so_with_its_last_exit_reason():
 def test_a_runner_restarted_after_one_crash_is_not_called_crash_looping():
     once = cell(render_table(for_display([runner("CRASH_BACKOFF")])), "State")
     assert "crash-looping" not in once
+
+
+def test_runners_on_several_nodes_show_their_node_and_one_machines_show_no_column():
+    with time_machine.travel(LATER, tick=False):
+        records = for_display([runner("RUNNING", node="127.0.0.2")])
+        app = make_app("demo")
+        spread = render_table(records, app=app)
+        local = render_table(
+            [{k: v for k, v in r.items() if k != "node"} for r in records], app=app
+        )
+    assert cell(spread, "Node").strip() == "127.0.0.2"
+    assert 'data-label="Node"' not in local

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
+from dashboard.controlplane.api import schemas as S
 from dashboard.controlplane.api.auth import api_view
 from dashboard.controlplane.api.views import _page, _paginate
 from dashboard.controlplane.models import Role
@@ -12,7 +13,13 @@ from dashboard.webhooks import endpoints
 from dashboard.webhooks.models import Endpoint
 
 
-@api_view(GET=Role.ADMIN, POST=Role.ADMIN, fields=endpoints.CREATE_FIELDS)
+@api_view(
+    GET=Role.ADMIN,
+    POST=Role.ADMIN,
+    body=S.WebhookBody,
+    answers={"GET": {200: S.WebhookList}, "POST": {201: S.WebhookCreated}},
+    summary={"GET": "Every webhook endpoint", "POST": "Add a webhook endpoint"},
+)
 def webhooks(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         body = request.input
@@ -34,7 +41,12 @@ def webhooks(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"webhooks": [endpoints.endpoint_json(e) for e in found]})
 
 
-@api_view(GET=Role.ADMIN, DELETE=Role.ADMIN)
+@api_view(
+    GET=Role.ADMIN,
+    DELETE=Role.ADMIN,
+    answers={"GET": {200: S.Webhook}, "DELETE": {200: S.WebhookDeleted}},
+    summary={"GET": "One webhook endpoint", "DELETE": "Remove a webhook endpoint"},
+)
 def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
     data = endpoints.endpoint_json(endpoint)
@@ -44,7 +56,12 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
     return JsonResponse(data)
 
 
-@api_view(GET=Role.ADMIN)
+@api_view(
+    GET=Role.ADMIN,
+    query=S.PageQuery,
+    answers={"GET": {200: S.DeliveryPage}},
+    summary="An endpoint's deliveries",
+)
 def deliveries(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
     page, size = _page(request)
@@ -60,7 +77,7 @@ def deliveries(request: HttpRequest, webhook_id: str) -> JsonResponse:
     )
 
 
-@api_view(POST=Role.ADMIN)
+@api_view(POST=Role.ADMIN, answers={"POST": {202: S.DeliveryAnswer}}, summary="Send a test event")
 def test(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
     delivery = endpoints.send_test(endpoint, request.actor.user.get_username())

@@ -28,8 +28,9 @@ from dashboard.controlplane import (
     rules,
     runtime_client,
 )
+from dashboard.controlplane.api import schemas as S
 from dashboard.controlplane.api.auth import api_view, public_view
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.contract import TEXT, document
 from dashboard.controlplane.api.serializers import (
     app_json,
     operation_json,
@@ -59,30 +60,7 @@ from dashboard.controlplane.revisions import get_app, resolve
 
 STRATEGIES = ("rolling", "recreate")
 
-# The body fields each mutating endpoint takes; api_view refuses any other (unknown_field).
-DEPLOY_FIELDS = (
-    "bundle",
-    "entrypoint",
-    "strategy",
-    "reset_scale",
-    "message",
-    "annotations",
-    "auth_mode",
-    "promote",
-)
-SET_REV_FIELDS = ("revision", "strategy", "reason", "expected_current")
-ROLLOUT_FIELDS = ("force", "reason", "expected_current")
-DELETE_REV_FIELDS = ("reason", "expected_current")
 SCALE_FIELDS = (*parameters.PARAMETERS, "reason")
-SUSPEND_FIELDS = ("revision", "reason", "expected_current")
-CANCEL_FIELDS = ("reason",)
-RELEASE_FIELDS = ("reason",)
-HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
-NETWORK_FIELDS = ("network", "reason")
-RUNNER_STOP_FIELDS = ("replace", "reason")
-RUNNER_KILL_FIELDS = ("reason",)
-PIN_FIELDS = ("reason",)
-RETENTION_FIELDS = ("keep", "enabled", "reason", "dry_run")
 # What app_json reads besides the app row: Current, Previous, and who set Current and the hold.
 APP_RELATED = (
     "current_revision__deployed_by",
@@ -231,7 +209,7 @@ def _tell_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = N
 # -- reads ----------------------------------------------------------------------------
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.Me}}, summary="Who the token is")
 def me(request: HttpRequest) -> JsonResponse:
     user = request.actor.user
     return JsonResponse(
@@ -244,7 +222,7 @@ def me(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppList}}, summary="Every app")
 def apps(request: HttpRequest) -> JsonResponse:
     last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
     rows = list(
@@ -267,7 +245,7 @@ def apps(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppDetail}}, summary="One app")
 def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     found = App.objects.select_related(*APP_RELATED).filter(name=app).first()
     if found is None:
@@ -280,7 +258,7 @@ def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse(data)
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppHealth}}, summary="Is Current serving well?")
 def app_health(request: HttpRequest, app: str) -> JsonResponse:
     """Current's and Previous's traffic over the last five minutes and Current's runners
     (controlplane/health.py); "unavailable" when the runtime cannot be asked, never a 5xx."""
@@ -288,7 +266,17 @@ def app_health(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse({"app": found.name, **health.for_app(found)})
 
 
-@api_view(GET=Role.VIEWER, POST=Role.DEPLOYER, fields=DEPLOY_FIELDS, form=True)
+@api_view(
+    GET=Role.VIEWER,
+    POST=Role.DEPLOYER,
+    form=S.DeployForm,
+    query=S.RevisionQuery,
+    answers={
+        "GET": {200: S.RevisionPage},
+        "POST": {200: S.DeployAnswer, 202: S.DeployAnswer},
+    },
+    summary={"GET": "The app's revisions, newest first", "POST": "Deploy a bundle"},
+)
 def revisions(request: HttpRequest, app: str) -> JsonResponse:
     if request.method == "POST":
         return _deploy(request, app)
@@ -314,7 +302,13 @@ def revisions(request: HttpRequest, app: str) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN, fields=DELETE_REV_FIELDS)
+@api_view(
+    GET=Role.VIEWER,
+    DELETE=Role.ADMIN,
+    body=S.DeleteRevisionBody,
+    answers={"GET": {200: S.Revision}, "DELETE": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary={"GET": "One revision", "DELETE": "Delete a revision (delete-rev)"},
+)
 def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     if request.method == "DELETE":
         return _delete_revision(request, app, rev)
@@ -322,7 +316,12 @@ def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return JsonResponse(revision_json(resolve(found, rev), found))
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(
+    GET=Role.VIEWER,
+    query=S.PageQuery,
+    answers={"GET": {200: S.OperationPage}},
+    summary="The app's History",
+)
 def app_operations(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     page, size = _page(request)
@@ -339,7 +338,7 @@ def app_operations(request: HttpRequest, app: str) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.Operation}}, summary="One operation")
 def operation_detail(request: HttpRequest, operation_id: str) -> JsonResponse:
     try:
         key = uuid.UUID(operation_id)
@@ -351,7 +350,7 @@ def operation_detail(request: HttpRequest, operation_id: str) -> JsonResponse:
     return JsonResponse(operation_json(op))
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.RunnerList}}, summary="The app's runners")
 def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     try:
@@ -363,7 +362,7 @@ def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse({"runners": runners})
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, query=S.LogsQuery, answers={"GET": {200: TEXT}}, summary="Runner logs")
 def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     found = get_app(app)
     tail = _int_param(request, "tail", 200, 1, 10000)
@@ -389,7 +388,7 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
-@public_view
+@public_view(S.Index, "The API's root")
 def index(request: HttpRequest) -> JsonResponse:
     # Public, like the document it points to: what someone opening the API's root needs.
     return JsonResponse(
@@ -401,7 +400,7 @@ def index(request: HttpRequest) -> JsonResponse:
     )
 
 
-@public_view
+@public_view(S.Document, "This document")
 def openapi(request: HttpRequest) -> JsonResponse:
     # Public on purpose: the document describes the API, it reveals no state.
     return JsonResponse(document())
@@ -537,7 +536,12 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
 # -- set-rev, rollout, delete-rev ----------------------------------------------------------
 
 
-@api_view(POST=Role.DEPLOYER, fields=SET_REV_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.SetRevBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Make a revision Current",
+)
 def set_rev(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
     ref = body.get("revision")
@@ -611,7 +615,12 @@ def set_rev(request: HttpRequest, app: str) -> JsonResponse:
     return _queued_or_unavailable(op)
 
 
-@api_view(POST=Role.DEPLOYER, fields=ROLLOUT_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.RolloutBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Restart Current's runners",
+)
 def rollout(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
     force = _bool(body.get("force"), "force")
@@ -706,7 +715,13 @@ def _scale_refused(exc: parameters.ParameterError) -> BadRequest:
     )
 
 
-@api_view(POST=Role.DEPLOYER, fields=SCALE_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ScaleBody,
+    fields=SCALE_FIELDS,
+    answers={"POST": {200: S.ScaleAnswer}},
+    summary="Change runtime-tunable parameters",
+)
 def scale(request: HttpRequest, app: str) -> JsonResponse:
     body = dict(request.input)
     reason = _text(body.pop("reason", ""), "reason")
@@ -828,12 +843,22 @@ def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> Json
     return _operation_answer(op, revision=revision_json(target, found))
 
 
-@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.SuspendBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Suspend a revision",
+)
 def suspend(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=True)
 
 
-@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.SuspendBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Resume a revision",
+)
 def resume(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=False)
 
@@ -885,12 +910,22 @@ def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind)
     return _queued_or_unavailable(op)
 
 
-@api_view(POST=Role.DEPLOYER, fields=RUNNER_STOP_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.RunnerStopBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Stop a runner gracefully",
+)
 def runner_stop(request: HttpRequest, runner_id: str) -> JsonResponse:
     return _runner_operation(request, runner_id, OperationKind.RUNNER_STOP)
 
 
-@api_view(POST=Role.ADMIN, fields=RUNNER_KILL_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Kill a runner",
+)
 def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
     return _runner_operation(request, runner_id, OperationKind.RUNNER_KILL)
 
@@ -898,7 +933,12 @@ def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
 # -- cancel, hold -------------------------------------------------------------------------
 
 
-@api_view(POST=Role.DEPLOYER, fields=CANCEL_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Cancel an operation",
+)
 def cancel_operation(request: HttpRequest, app: str, operation_id: str) -> JsonResponse:
     reason = _text(request.input.get("reason"), "reason")
     try:
@@ -922,7 +962,12 @@ def cancel_operation(request: HttpRequest, app: str, operation_id: str) -> JsonR
     return _operation_answer(op)
 
 
-@api_view(POST=Role.DEPLOYER, fields=RELEASE_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer}},
+    summary="Release a hold",
+)
 def release(request: HttpRequest, app: str) -> JsonResponse:
     reason = _text(request.input.get("reason"), "reason")
     earlier = _replayed(request)
@@ -963,7 +1008,12 @@ def release(request: HttpRequest, app: str) -> JsonResponse:
     return _operation_answer(op)
 
 
-@api_view(POST=Role.DEPLOYER, fields=HOLD_POLICY_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.HoldPolicyBody,
+    answers={"POST": {200: S.AppAnswer}},
+    summary="Whether a rollback holds",
+)
 def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
     if "hold_on_rollback" not in body:
@@ -1048,12 +1098,22 @@ def _pin_or_unpin(request: HttpRequest, app: str, rev: str, *, pin: bool) -> Jso
     return _operation_answer(op, revision=revision_json(target, found))
 
 
-@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Pin a revision",
+)
 def pin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return _pin_or_unpin(request, app, rev, pin=True)
 
 
-@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Unpin a revision",
+)
 def unpin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return _pin_or_unpin(request, app, rev, pin=False)
 
@@ -1120,12 +1180,24 @@ def _retention_view(request: HttpRequest, app: str) -> JsonResponse:
     return _operation_answer(op, retention=after)
 
 
-@api_view(GET=Role.VIEWER, POST=Role.ADMIN, fields=RETENTION_FIELDS)
+@api_view(
+    GET=Role.VIEWER,
+    POST=Role.ADMIN,
+    body=S.RetentionBody,
+    query=S.RetentionQuery,
+    answers={"GET": {200: S.RetentionRead}, "POST": {200: S.RetentionChange}},
+    summary={"GET": "Retention settings", "POST": "Change retention settings"},
+)
 def retention_settings(request: HttpRequest, app: str) -> JsonResponse:
     return _retention_view(request, app)
 
 
-@api_view(POST=Role.ADMIN, fields=NETWORK_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.NetworkBody,
+    answers={"POST": {200: S.AppAnswer}},
+    summary="The app's outbound network",
+)
 def network(request: HttpRequest, app: str) -> JsonResponse:
     """An app's outbound network: admins only, as `outbound` widens what its code reaches."""
     body = request.input
@@ -1177,11 +1249,14 @@ def network(request: HttpRequest, app: str) -> JsonResponse:
 # -- diff and deploy preview ----------------------------------------------------------
 
 DIFF_QUERY = ("a", "b")
-# The deploy form, all of it: a preview takes exactly what the deploy it previews takes.
-PREVIEW_FIELDS = DEPLOY_FIELDS
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(
+    GET=Role.VIEWER,
+    query=S.DiffQuery,
+    answers={"GET": {200: S.Diff}},
+    summary="What changed between two revisions",
+)
 def app_diff(request: HttpRequest, app: str) -> JsonResponse:
     """What changed from revision `a` to revision `b` of the app (diff.py)."""
     if unknown := sorted(set(request.GET) - set(DIFF_QUERY)):
@@ -1210,7 +1285,12 @@ class _StagedRevision:
     entrypoint: str
 
 
-@api_view(POST=Role.DEPLOYER, fields=PREVIEW_FIELDS, form=True)
+@api_view(
+    POST=Role.DEPLOYER,
+    form=S.DeployForm,
+    answers={"POST": {200: S.DeployPreview}},
+    summary="What a deploy would create",
+)
 def deploy_preview(request: HttpRequest, app: str) -> JsonResponse:
     """The revision a deploy with this form would create, changing nothing: the bundle is
     staged and import-checked as a deploy's is, compared with Current, then discarded."""

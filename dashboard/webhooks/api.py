@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from dashboard.controlplane.api import schemas as S
-from dashboard.controlplane.api.auth import api_view
-from dashboard.controlplane.api.views import _page, _paginate
+from dashboard.controlplane.api.auth import api_view, query_of
+from dashboard.controlplane.api.views import paginated
 from dashboard.controlplane.models import Role
 from dashboard.webhooks import endpoints
 from dashboard.webhooks.models import Endpoint
@@ -64,17 +64,9 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
 )
 def deliveries(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
-    page, size = _page(request)
-    items, count, next_page = _paginate(endpoint.deliveries.order_by("-created_at"), page, size)
-    return JsonResponse(
-        {
-            "deliveries": [endpoints.delivery_json(d) for d in items],
-            "count": count,
-            "page": page,
-            "page_size": size,
-            "next": next_page,
-        }
-    )
+    deliveries = endpoint.deliveries.order_by("-created_at")
+    query = query_of(S.PageQuery, request)
+    return JsonResponse(paginated(deliveries, query, "deliveries", endpoints.delivery_json))
 
 
 @api_view(POST=Role.ADMIN, answers={"POST": {202: S.DeliveryAnswer}}, summary="Send a test event")

@@ -184,29 +184,52 @@ def _file_hashes(request: HttpRequest) -> dict[str, str]:
     return hashes
 
 
-def _invalid(model: type[schemas.Body], exc: ValidationError) -> BadRequest:
-    """A body outside its schema, as the API's 400: the first problem in words, all of them
-    in details."""
-    problems = exc.errors(include_url=False, include_input=False, include_context=False)
-    first = exc.errors(include_url=False)[0]
-    name = ".".join(str(part) for part in first["loc"]) or "body"
-    if first["type"] == "missing":
-        message = model.missing.get(name, f"{name} is required")
-    elif first["type"] == "invalid_value":
-        message = first["msg"]
-    else:
-        message = f"{name}: {first['msg']}, got {first.get('input')!r}"
+def _range(model: type[BaseModel], name: str) -> str:
+    metadata = model.model_fields[name].metadata if name in model.model_fields else []
+    low = next((m.ge for m in metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in metadata if getattr(m, "le", None) is not None), None)
+    return f"{low}–{high}"
+
+
+def _words(model: type[BaseModel], problem: dict[str, Any]) -> str:
+    """One problem of a body or query string, in the API's words."""
+    name = ".".join(str(part) for part in problem["loc"]) or "body"
+    kind, given = problem["type"], problem.get("input")
+    if kind == "missing":
+        return getattr(model, "missing", {}).get(name, f"{name} is required")
+    if kind == "invalid_value":
+        return problem["msg"]
+    if kind == "extra_forbidden":
+        return f"unknown query parameter {name!r}; allowed: {', '.join(model.model_fields)}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{name}={given} is out of range; allowed: {_range(model, name)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, got {given!r}"
+    if kind == "literal_error":
+        expected = problem["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{name} must be one of {expected}, got {given!r}"
+    if kind == "string_too_short":
+        return f"{name} is required"
+    return f"{name}: {problem['msg']}, got {given!r}"
+
+
+def _invalid(model: type[BaseModel], exc: ValidationError) -> BadRequest:
+    """A body or query string outside its schema, as the API's 400: the first problem in
+    words, all of them in details."""
+    problems = exc.errors(include_url=False)
+    message = _words(model, problems[0])
     return BadRequest(
         message,
         details={
             "errors": [
-                {"field": ".".join(map(str, p["loc"])), "message": p["msg"]} for p in problems
+                {"field": ".".join(map(str, p["loc"])), "message": _words(model, p)}
+                for p in problems
             ]
         },
     )
 
 
-def _validated(model: type[schemas.Body], data: dict[str, Any]) -> dict[str, Any]:
+def validated(model: type[schemas.Body], data: dict[str, Any]) -> dict[str, Any]:
     try:
         checked = model.model_validate(data)
     except ValidationError as exc:
@@ -215,6 +238,14 @@ def _validated(model: type[schemas.Body], data: dict[str, Any]) -> dict[str, Any
     # recorded params tell "not given" from a default.
     # warnings=False: a body may keep a value as sent for its owner's check (webhooks).
     return checked.model_dump(exclude_unset=True, warnings=False)
+
+
+def query_of[T: BaseModel](model: type[T], request: HttpRequest) -> T:
+    """The query string, checked against the route's declared schema (400 in words)."""
+    try:
+        return model.model_validate({name: request.GET.get(name) for name in request.GET})
+    except ValidationError as exc:
+        raise _invalid(model, exc) from None
 
 
 def api_view(
@@ -282,7 +313,7 @@ def api_view(
                     key = _idempotency_key(request)
                     data = _read_body(request, fields, form_view)
                     if body is not None:
-                        request.input = _validated(body, request.input)
+                        request.input = validated(body, request.input)
                     if key:
                         files = _file_hashes(request) if form else {}
                         request_hash = bodies.fingerprint(

@@ -700,28 +700,59 @@ class WebhookBody(Body):
         return value  # webhooks/endpoints.py checks each, in its own words.
 
 
-class DeployForm(Body):
-    """multipart/form-data: the bundle and the deploy's fields (a preview takes the same).
-    Documents the form; bundles.py and the deploy view read it (uploads are streamed)."""
+class DeployFields(Body):
+    """The deploy form's fields besides the bundle (a preview takes the same)."""
 
-    bundle: bytes = Field(json_schema_extra={"format": "binary"}, description="The tar.gz bundle.")
-    entrypoint: Annotated[str, Field(max_length=300, examples=["app.py::MyApp"])]
+    missing: ClassVar[dict[str, str]] = {"entrypoint": "entrypoint is required, e.g. app.py::MyApp"}
+
+    entrypoint: Annotated[str, _text(300), Field(max_length=300, examples=["app.py::MyApp"])]
     strategy: Strategy = "rolling"
     reset_scale: Flag = False
-    message: Annotated[str, Field(max_length=5000)] = ""
+    promote: Flag = Field(default=False, description="Make it Current even while held.")
+    message: Annotated[str, _text(5000), Field(max_length=5000)] = ""
     annotations: str = Field(
         default="", description="A JSON object mapping strings to strings (at most 50)."
     )
     auth_mode: AuthModeValue | None = None
-    promote: Flag = Field(
-        default=False, description="Make it Current once Deployed, even while held."
-    )
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        if not value:
+            raise PydanticCustomError("invalid_value", cls.missing["entrypoint"])
+        return value
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: object) -> object:
+        return SetRevBody._strategy(value)
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _auth_mode(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if value not in get_args(AuthModeValue):
+            raise _refuse("auth_mode", "one of " + ", ".join(get_args(AuthModeValue)), value)
+        return value
+
+
+class DeployForm(DeployFields):
+    """multipart/form-data: the tar.gz bundle and the deploy's fields."""
+
+    bundle: bytes = Field(json_schema_extra={"format": "binary"}, description="The tar.gz bundle.")
 
 
 # -- query strings ---------------------------------------------------------------------------
 
 
 class Query(BaseModel):
+    # A parameter a listing does not know is left alone (clients add their own, e.g. a
+    # cache-buster); the routes whose parameters are few and exact refuse it (Strict).
+    model_config = ConfigDict(extra="ignore")
+
+
+class StrictQuery(Query):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -733,6 +764,11 @@ class PageQuery(Query):
 class RevisionQuery(PageQuery):
     status: RevisionStatusValue | None = None
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: object) -> object:
+        return value.strip().lower() or None if isinstance(value, str) else value
+
 
 class LogsQuery(Query):
     tail: Annotated[int, Field(ge=1, le=10000)] = 200
@@ -740,10 +776,10 @@ class LogsQuery(Query):
     runner: str | None = Field(default=None, description="One runner's id (without revision).")
 
 
-class DiffQuery(Query):
+class DiffQuery(StrictQuery):
     a: Annotated[str, Field(min_length=1, description="A revision's id or prefix of 8+.")]
     b: Annotated[str, Field(min_length=1, description="A revision's id or prefix of 8+.")]
 
 
-class RetentionQuery(Query):
+class RetentionQuery(StrictQuery):
     dry_run: Flag = Field(default=False, description="Add what would go and why the rest stays.")

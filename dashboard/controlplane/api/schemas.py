@@ -377,15 +377,38 @@ class SettingRow(Answer):
     changed: bool
 
 
-class Diff(Answer):
-    app: str
+class FileChange(Answer):
+    path: str
+    change: Literal["added", "removed", "changed"]
+    size_a: int | None
+    size_b: int | None
+    diff: str | None
+    skipped: str
+
+
+class FileChanges(Answer):
+    available: bool
+    message: str
+    entries: list[FileChange]
+    counts: dict[str, int]
+
+
+class DiffBody(Answer):
+    """What changed between two sides (revisions, or Current and a bundle to deploy)."""
+
     a: JsonObject
     b: JsonObject
     fields: list[JsonObject]
     annotations: list[JsonObject]
     settings: list[SettingRow]
-    files: JsonObject
-    limits: JsonObject
+    files: FileChanges
+    limits: dict[str, int]
+
+
+class Diff(DiffBody):
+    """What changed from revision a to revision b of the app."""
+
+    app: str
 
 
 class PreviewSetting(Answer):
@@ -414,7 +437,7 @@ class DeployPreview(Answer):
     bundle: BundleSummary
     settings: list[PreviewSetting]
     current: Uuid | None
-    diff: JsonObject | None
+    diff: DiffBody | None
 
 
 class RetentionRead(RootModel[RetentionSettings | RetentionPlan]):

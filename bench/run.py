@@ -226,6 +226,7 @@ def finish(api, operation_id: str, timeout: float = 120) -> dict:
 def bench_platform(api, var_dir: Path, samples: int) -> None:
     import httpx
 
+    from dashboard import runner_states
     from dashboard.controlplane import runtime_client
 
     section("Platform (issue 2)")
@@ -240,7 +241,7 @@ def bench_platform(api, var_dir: Path, samples: int) -> None:
         (runner,) = runtime_client.start_runners(revisions[1], 1, key=str(uuid.uuid4()))
         ready = runtime_client.wait_runner(runner["id"], until="ready", timeout=30)
         elapsed = (time.perf_counter() - started) * 1000
-        assert ready["state"] in runtime_client.READY_STATES, ready
+        assert ready["state"] in runner_states.READY, ready
         runtime_client.kill_runner(runner["id"])
         return elapsed
 

@@ -309,6 +309,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {"task": "controlplane.sweep_operations", "schedule": 15.0},
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries", "schedule": 60.0},
     "sweep-retention": {"task": "controlplane.sweep_retention", "schedule": 300.0},
+    "sweep-incoming": {"task": "controlplane.sweep_incoming", "schedule": 600.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -334,6 +335,9 @@ MAX_BUNDLE_UNPACKED_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_UNPACKED_BYTES", 100
 MAX_BUNDLE_MEMBERS = env_int("SWITCHBOARD_MAX_BUNDLE_MEMBERS", 10_000)
 MAX_BUNDLE_NAME_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_NAME_BYTES", 1024)
 MAX_BUNDLE_HEADER_BYTES = env_int("SWITCHBOARD_MAX_BUNDLE_HEADER_BYTES", 64 * 1024)
+# A staged upload left this long under var/incoming/ (its web worker was killed mid-deploy)
+# is removed by the beat's sweep; uploads are staged and installed within one request.
+INCOMING_MAX_AGE = env_int("SWITCHBOARD_INCOMING_MAX_AGE", 3600)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BUNDLE_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

@@ -9,6 +9,7 @@ they write is committed and visible to those processes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -21,10 +22,19 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
+from hypothesis import settings as hypothesis_settings
 
 from dashboard.system.supervisor import beat_command, runtime_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis: in CI the same examples every run (a failure there is reproducible from its
+# printed blob); locally a fresh search each run. HYPOTHESIS_PROFILE picks one explicitly.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 # The suite's own key, not the one settings.py made in the var dir; the fixtures below pass
 # it to every process they start, so they all sign and check with it.
@@ -52,6 +62,16 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else "")
     )
+
+
+async def eventually(predicate, timeout: float = 20.0, what: str = "condition"):
+    """wait_until inside an event loop: poll `predicate`, letting the loop run between."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.001)
+    return value
 
 
 @dataclass

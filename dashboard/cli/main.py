@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from dashboard import httpclient
+from dashboard import httpclient, runner_states
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import bundle, config, output
 from dashboard.controlplane import rules
@@ -711,7 +711,7 @@ def apps_runners(state: State, app: str) -> None:
         started = output.parse_time(r.get("started_at"))
         # A runner that is gone (TERMINATED, FAILED) stopped ageing when it ended.
         ended = output.parse_time(r.get("ended_at"))
-        gone = ended is not None or r.get("state") in ("TERMINATED", "FAILED")
+        gone = ended is not None or r.get("state") in runner_states.GONE
         stop_at = None if gone else output.parse_time(r.get("idle_shutdown_at"))
         if started and not gone:
             uptime = output.duration((now - started).total_seconds())

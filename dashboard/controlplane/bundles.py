@@ -20,6 +20,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,34 @@ def discard(bundle: Bundle) -> None:
 
 def remove(dest: Path) -> None:
     shutil.rmtree(dest, ignore_errors=True)
+
+
+def sweep_incoming(max_age: float) -> int:
+    """Remove staging directories older than `max_age` seconds and return how many.
+
+    A web worker killed between `stage` and `install` or `discard` leaves its directory
+    behind; nothing else ever would. A live upload is staged and installed within one
+    request, so anything much older than the longest request is such a leftover.
+    """
+    incoming = settings.VAR_DIR / "incoming"
+    cutoff = time.time() - max_age
+    removed = 0
+    try:
+        entries = list(os.scandir(incoming))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+        except FileNotFoundError:
+            continue  # Installed or discarded since the listing.
+        if entry.is_dir(follow_symlinks=False):
+            remove(Path(entry.path))
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 # -- reading the stream ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.conf import settings as conf
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard import httpclient
+from dashboard import runner_states
 from dashboard.controlplane import (
     bundles,
     events,
@@ -68,10 +68,10 @@ def sync_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = No
     """
     try:
         runtime_client.sync_app(app_name, state)
-    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+    except runtime_client.FAILURES as exc:
         operations.step(
             op,
-            f"runtime could not be told of the change ({exc}); it reloads every app when it "
+            f"runtime could not be told of the change ({runtime_client.error(exc)}); it reloads every app when it "
             "reconnects",
         )
         return
@@ -92,9 +92,9 @@ def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) ->
         if state != last_state:
             operations.step(op, f"runner {runner_id} is {state}")
             last_state = state
-        if until == "ready" and state in runtime_client.READY_STATES:
+        if until == "ready" and state in runner_states.READY:
             return runner
-        if state in runtime_client.GONE_STATES:
+        if state in runner_states.GONE:
             if until == "gone":
                 return runner
             # A runner stopped because its operation was superseded did not fail.
@@ -102,7 +102,7 @@ def wait_runner(op: Operation, runner_id: str, *, until: str, timeout: float) ->
             raise Failed(
                 f"runner {runner_id} {state.lower()}: {runner.get('error') or 'no error given'}"
             )
-        if until == "ready" and state == "CRASH_BACKOFF":
+        if until == "ready" and state == runner_states.RunnerState.CRASH_BACKOFF:
             operations.check_cancelled(op)
             raise Failed(f"runner {runner_id} crashed: {runner.get('error') or 'no error given'}")
         if time.monotonic() >= deadline:
@@ -119,7 +119,7 @@ def start_and_wait(op: Operation, revision: Revision, run_settings: dict) -> dic
     runners = runtime_client.start_runners(
         str(revision.id), 1, key=f"{op.id}:start", settings=run_settings
     )
-    if not runners or runners[0].get("state") in runtime_client.GONE_STATES:
+    if not runners or runners[0].get("state") in runner_states.GONE:
         runners = runtime_client.start_runners(
             str(revision.id), 1, key=f"{op.id}:start:{op.attempts}", settings=run_settings
         )
@@ -138,14 +138,14 @@ def start_and_wait(op: Operation, revision: Revision, run_settings: dict) -> dic
 def _stop_quietly(runner_id: str) -> None:
     try:
         runtime_client.stop_runner(runner_id)
-    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+    except runtime_client.FAILURES as exc:
         log.warning("could not stop runner %s: %s", runner_id, exc)
 
 
 def _kill_quietly(runner_id: str) -> None:
     try:
         runtime_client.kill_runner(runner_id)
-    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
+    except runtime_client.FAILURES as exc:
         log.warning("could not kill runner %s: %s", runner_id, exc)
 
 
@@ -317,8 +317,8 @@ class ImportCheckFailed(Failed):
 def _revision_logs(revision: Revision) -> str:
     try:
         text = runtime_client.logs(revision=str(revision.id), tail=LOG_TAIL_LINES)
-    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
-        return f"(runner logs unavailable: {exc})"
+    except runtime_client.FAILURES as exc:
+        return f"(runner logs unavailable: {runtime_client.error(exc)})"
     return text if isinstance(text, str) else json.dumps(text)
 
 
@@ -428,7 +428,7 @@ def run_rollout(op: Operation) -> dict:
         old = [
             r["id"]
             for r in runtime_client.list_runners(revision=str(current.id))
-            if r["state"] in runtime_client.ACTIVE_STATES
+            if r["state"] in runner_states.ACTIVE
         ]
         _remember(op, old_runners=old)
     if not old:
@@ -537,8 +537,10 @@ def _undo_cancelled(op: Operation) -> None:
         return
     try:
         stopped = runtime_client.stop_revision(str(op.revision_id), force=True)
-    except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
-        operations.step(op, f"runtime could not stop the revision's runners ({exc})")
+    except runtime_client.FAILURES as exc:
+        operations.step(
+            op, f"runtime could not stop the revision's runners ({runtime_client.error(exc)})"
+        )
         return
     if stopped:
         operations.step(op, f"stopped {len(stopped)} runner(s) of {short_id(op.revision_id)}")
@@ -566,10 +568,8 @@ def execute(operation_id: str) -> Operation | None:
         operations.end_cancelled(op)
     except Failed as exc:
         operations.fail(op, str(exc))
-    except httpclient.Unavailable as exc:
-        operations.fail(op, f"runtime unavailable: {exc.detail}")
-    except runtime_client.RuntimeError_ as exc:
-        operations.fail(op, f"the runtime refused: {exc}")
+    except runtime_client.FAILURES as exc:
+        operations.fail(op, runtime_client.error(exc).message)
     except SoftTimeLimitExceeded:
         operations.fail(op, "ran past the worker's time limit")
     except Exception as exc:

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from dashboard import httpclient
 from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import App, RevisionStatus, short_id
 
@@ -52,10 +51,8 @@ def for_apps(apps: Iterable[App]) -> dict[str, dict[str, Any]]:
     if ids:
         try:
             figures = runtime_client.metrics(ids if len(ids) <= MAX_FILTER else None)
-        except httpclient.Unavailable as exc:
-            error = f"runtime unavailable: {exc.detail}"
-        except runtime_client.RuntimeError_ as exc:
-            error = f"the runtime refused: {exc}"
+        except runtime_client.FAILURES as exc:
+            error = runtime_client.error(exc).message
     return {app.name: _app_health(app, figures, error) for app in apps}
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from dashboard import httpclient
 from dashboard.controlplane import (
     bundles,
     events,
     executors,
     operations,
     parameters,
+    refusals,
     retention,
     rules,
     runtime_client,
@@ -91,37 +91,6 @@ def started(done: Done) -> Done:
             code="queue_unavailable",
         )
     return done
-
-
-def _summary(error: str, limit: int = 160) -> str:
-    """The first line of a recorded error: a one-line answer, the whole text in details."""
-    line = (error.strip().splitlines() or ["no error recorded"])[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def check_can_become_current(app: App, target: Revision) -> None:
-    if target.status == RevisionStatus.FAILED:
-        raise Conflict(
-            f"revision {target.short_id} is Failed ({_summary(target.error)}); "
-            "a Failed revision can never become Current",
-            details={"revision": str(target.id), "status": target.status, "error": target.error},
-        )
-    if target.status == RevisionStatus.SUSPENDED:
-        raise Conflict(
-            f"revision {target.short_id} is Suspended; resume it before making it Current",
-            details={"revision": str(target.id), "status": target.status},
-        )
-    if target.status == RevisionStatus.DEPLOYING:
-        raise Conflict(
-            f"revision {target.short_id} is still Deploying; only a Deployed revision can "
-            "become Current",
-            details={"revision": str(target.id), "status": target.status},
-        )
-    if app.current_revision_id == target.id:
-        raise Conflict(
-            f"revision {target.short_id} is already Current for {app.name}",
-            details={"revision": str(target.id)},
-        )
 
 
 def auth_mode_refusal(app: App, actor: Actor, requested: str, *, outcome: str) -> Forbidden | None:
@@ -238,17 +207,8 @@ def set_rev(
         found = get_app(app_name, lock=True)
         target = resolve(found, ref)
         operations.check_expected_current(found, expected_current)
-        check_can_become_current(found, target)
-        deleting = Operation.objects.filter(
-            revision=target, kind=OperationKind.DELETE_REV, finished_at__isnull=True
-        ).first()
-        if deleting is not None:
-            raise Conflict(
-                f"revision {target.short_id} is being deleted by delete-rev operation "
-                f"{deleting.id}, still in progress; it cannot become Current",
-                details={"operation": str(deleting.id), "kind": deleting.kind},
-                code="operation_in_progress",
-            )
+        if refusal := refusals.set_rev(found, target):
+            raise refusal
         # A rollback is never blocked: whatever runs on the app stops at its next safe
         # point, and it can no longer move the alias from the moment this commits.
         superseded = operations.supersede(found, actor, target)
@@ -300,8 +260,8 @@ def rollout(
     def change() -> Done:
         found = get_app(app_name, lock=True)
         operations.check_expected_current(found, expected_current)
-        if found.current_revision_id is None:
-            raise Conflict(f"app {found.name!r} has no current revision to roll out")
+        if refusal := refusals.rollout(found):
+            raise refusal
         live = found.settings
         budget = live.get("startup_timeout", 600) + live.get("request_timeout", 3600)
         op = operations.create(
@@ -326,31 +286,8 @@ def delete_revision(
         found = get_app(app_name, lock=True)
         target = resolve(found, ref)
         operations.check_expected_current(found, expected_current)
-        if found.current_revision_id == target.id:
-            raise Conflict(
-                f"revision {target.short_id} is Current for {found.name}; set another "
-                "revision first (set-rev) — the Current revision is never deleted",
-                details={"revision": str(target.id)},
-                code="revision_is_current",
-            )
-        if target.pinned:
-            raise Conflict(
-                retention.deletion_refusal(found, target, actor.source),
-                details={
-                    "revision": str(target.id),
-                    "pinned_by": target.pinned_by.get_username() if target.pinned_by else None,
-                    "pinned_at": target.pinned_at.isoformat() if target.pinned_at else None,
-                },
-                code="revision_is_pinned",
-            )
-        active = Operation.objects.filter(revision=target, finished_at__isnull=True).first()
-        if active is not None:
-            raise Conflict(
-                f"revision {target.short_id} is the target of {active.get_kind_display()} "
-                f"operation {active.id}, still in progress; wait for it to finish",
-                details={"operation": str(active.id), "kind": active.kind},
-                code="operation_in_progress",
-            )
+        if refusal := refusals.delete_rev(found, target, actor.source):
+            raise refusal
         op = operations.create(
             found,
             OperationKind.DELETE_REV,
@@ -393,10 +330,8 @@ def scale(app_name: str, actor: Actor, values: dict[str, Any], *, reason: str) -
 
     def change() -> Done:
         found = get_app(app_name, lock=True)
-        if not found.settings:
-            raise Conflict(
-                f"app {found.name!r} has never been deployed successfully; deploy it first"
-            )
+        if refusal := refusals.scale(found):
+            raise refusal
         try:
             new_settings, notes = parameters.apply_scale(found.settings, changes)
         except parameters.ParameterError as exc:
@@ -458,13 +393,8 @@ def suspend_or_resume(
                 f"app {found.name!r} has no current revision; name the revision to {verb}"
             )
         target = Revision.objects.select_for_update().get(pk=target.pk)
-        wanted = RevisionStatus.DEPLOYED if suspend else RevisionStatus.SUSPENDED
-        if target.status != wanted:
-            raise Conflict(
-                f"revision {target.short_id} is {target.get_status_display()}; only a "
-                f"{wanted.label} revision can be {'suspended' if suspend else 'resumed'}",
-                details={"revision": str(target.id), "status": target.status},
-            )
+        if refusal := refusals.suspend_or_resume(target, suspend=suspend):
+            raise refusal
         op = operations.create(
             found,
             OperationKind.SUSPEND if suspend else OperationKind.RESUME,
@@ -495,8 +425,8 @@ def suspend_or_resume(
         try:
             stopped = runtime_client.stop_revision(str(target.id))
             operations.step(op, f"stopping {len(stopped)} runner(s) of {target.short_id}")
-        except (httpclient.Unavailable, runtime_client.RuntimeError_) as exc:
-            operations.step(op, f"runtime could not stop its runners ({exc})")
+        except runtime_client.FAILURES as exc:
+            operations.step(op, f"runtime could not stop its runners ({runtime_client.error(exc)})")
     executors.sync_runtime(op, done.app.name, None)
     return done
 
@@ -504,12 +434,8 @@ def suspend_or_resume(
 def release(app_name: str, actor: Actor, *, reason: str) -> Done:
     def change() -> Done:
         found = get_app(app_name, lock=True)
-        if not found.held:
-            raise Conflict(
-                f"app {found.name!r} is not held; there is no hold to release",
-                details={"app": found.name, "held": False},
-                code="not_held",
-            )
+        if refusal := refusals.release(found):
+            raise refusal
         held_by = found.held_operation
         op = operations.create(
             found,
@@ -606,13 +532,8 @@ def pin(app_name: str, actor: Actor, ref: str, *, pin: bool, reason: str) -> Don
     def change() -> Done:
         found = get_app(app_name, lock=True)
         target = Revision.objects.select_for_update().get(pk=resolve(found, ref).pk)
-        if target.pinned == pin:
-            state = f"already {retention.pin_note(target)}" if pin else "not pinned"
-            raise Conflict(
-                f"revision {target.short_id} is {state}; nothing changed",
-                details={"revision": str(target.id), "pinned": target.pinned},
-                code="already_pinned" if pin else "not_pinned",
-            )
+        if refusal := refusals.pin_or_unpin(target, pin=pin):
+            raise refusal
         op = operations.create(
             found,
             OperationKind.PIN if pin else OperationKind.UNPIN,
@@ -695,17 +616,9 @@ def runner_operation(
     earlier = replayed(actor)
     if earlier is not None:
         return earlier
-    try:
-        runners = runtime_client.list_runners()
-    except httpclient.Unavailable as exc:
-        raise Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable") from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}") from None
-    runner = next((r for r in runners if r.get("id") == runner_id), None)
-    if runner is None:
-        raise NotFound(f"no runner {runner_id!r}", details={"runner": runner_id})
-    if runner.get("state") in runtime_client.GONE_STATES:
-        raise Conflict(f"runner {runner_id} is already {runner['state']}")
+    runner = runtime_client.find_runner(runner_id)
+    if refusal := refusals.runner(runner):
+        raise refusal
 
     def change() -> Done:
         found = get_app(runner["app"], lock=True)

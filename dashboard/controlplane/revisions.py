@@ -24,7 +24,12 @@ def get_app(name: str, *, lock: bool = False) -> App:
     return app
 
 
-def _id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+def is_hex(text: str) -> bool:
+    return bool(_HEX.match(text))
+
+
+def id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The UUIDs starting with `prefix` (lower-case hex, no dashes, at most 32)."""
     # A hex prefix is a contiguous range of UUIDs, so the primary-key index answers it on
     # every database (PostgreSQL orders uuid bytewise, SQLite stores the hex string).
     pad = 32 - len(prefix)
@@ -33,7 +38,7 @@ def _id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 def normalise(ref: str) -> str:
     hex_ref = ref.strip().lower().replace("-", "")
-    if not hex_ref or not _HEX.match(hex_ref):
+    if not hex_ref or not is_hex(hex_ref):
         raise BadRequest(
             f"{ref!r} is not a revision id: use the full id or at least {MIN_PREFIX} of its "
             "hex characters",
@@ -52,7 +57,7 @@ def normalise(ref: str) -> str:
 def resolve(app: App, ref: str) -> Revision:
     """The revision of `app` that `ref` names, or a precise error."""
     hex_ref = normalise(ref)
-    low, high = _id_range(hex_ref)
+    low, high = id_range(hex_ref)
     candidates = list(
         Revision.objects.filter(app=app, id__gte=low, id__lte=high)
         .select_related("app", "deployed_by")

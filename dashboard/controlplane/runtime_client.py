@@ -9,9 +9,7 @@ A runner as returned by the runtime is a dict:
      "ended_at": iso | null (set once TERMINATED or FAILED), "restarts": 0,
      "error": "" , "machine_type": "XS"}
 
-States are DESIGN.md section 5's: PENDING SETUP IDLE RUNNING DRAINING TERMINATING
-TERMINATED CRASH_BACKOFF, plus FAILED for a runner whose setup() raised or timed out
-(it is not restarted: its revision is broken, not its process).
+Its "state" is one of dashboard/runner_states.py's RunnerState.
 """
 
 from __future__ import annotations
@@ -23,10 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from dashboard import httpclient
-
-READY_STATES = frozenset({"IDLE", "RUNNING"})
-ACTIVE_STATES = frozenset({"PENDING", "SETUP", "IDLE", "RUNNING", "CRASH_BACKOFF"})
-GONE_STATES = frozenset({"TERMINATED", "FAILED"})
+from dashboard.controlplane.errors import ControlError, NotFound, Unavailable
 
 
 class RuntimeError_(Exception):
@@ -35,6 +30,24 @@ class RuntimeError_(Exception):
     def __init__(self, status: int, message: str):
         self.status = status
         super().__init__(message)
+
+
+# What a call below may raise besides its answer: catch these, then say it with error().
+FAILURES = (httpclient.Unavailable, RuntimeError_)
+
+
+def error(exc: httpclient.Unavailable | RuntimeError_) -> ControlError:
+    """A failed runtime call as the one error users read, from the API, the dashboard,
+    an operation's record and the health column alike.
+
+    Unreachable: 503 runtime_unavailable. The runtime's 404 (no such runner or revision):
+    404 not_found with its own message. Any other refusal: 503 runtime_error.
+    """
+    if isinstance(exc, httpclient.Unavailable):
+        return Unavailable(f"runtime unavailable: {exc.detail}", code="runtime_unavailable")
+    if exc.status == 404:
+        return NotFound(str(exc))
+    return Unavailable(f"the runtime refused: {exc}", code="runtime_error")
 
 
 def admin_secret() -> str:
@@ -80,6 +93,20 @@ def _call(
 def list_runners(app: str | None = None, revision: str | None = None) -> list[dict]:
     params = {k: v for k, v in {"app": app, "revision": revision}.items() if v}
     return _call("GET", "/runners", params=params, retries=1)["runners"]
+
+
+def find_runner(runner_id: str, *, app: str | None = None) -> dict:
+    """The runner with this id (of `app`, when given), or the one error to answer: the
+    runtime's failure (error()) or 404 no such runner."""
+    try:
+        runners = list_runners(app=app)
+    except FAILURES as exc:
+        raise error(exc) from None
+    found = next((r for r in runners if r.get("id") == runner_id), None)
+    if found is None:
+        where = f" in app {app!r}" if app else ""
+        raise NotFound(f"no runner {runner_id!r}{where}", details={"runner": runner_id})
+    return found
 
 
 def start_runners(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
-from dashboard.controlplane import executors, operations, retention
+from dashboard.controlplane import bundles, executors, operations, retention
 
 
 @shared_task(name="controlplane.execute_operation")
@@ -26,3 +27,8 @@ def apply_retention(app_id: int) -> dict:
 @shared_task(name="controlplane.sweep_retention")
 def sweep_retention() -> int:
     return retention.sweep()
+
+
+@shared_task(name="controlplane.sweep_incoming")
+def sweep_incoming() -> int:
+    return bundles.sweep_incoming(settings.INCOMING_MAX_AGE)

@@ -22,9 +22,10 @@ from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import Network
 from dashboard.controlplane.rules import APP_NAME_RE
 from dashboard.controlplane.runtime_client import admin_secret
+from dashboard.runner_states import ACTIVE, FAILING, GONE, READY, STARTING, RunnerState
 from dashboard.runtime.metrics import Traffic
 from dashboard.runtime.routing import RoutingTable, effective_settings, load_revision
-from dashboard.runtime.supervisor import ACTIVE, GONE, READY, STARTING, Runner, Supervisor
+from dashboard.runtime.supervisor import Runner, Supervisor
 
 RUNNER_ID_RE = re.compile(r"\Ar-[0-9a-f]{8}\Z")
 UUID_RE = re.compile(r"\A[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z")
@@ -128,13 +129,13 @@ def runner_counts(runners: list[Runner]) -> dict[str, int]:
     is within the last two minutes). Draining and stopped runners serve nothing new."""
     counts = {"ready": 0, "busy": 0, "starting": 0, "failing": 0}
     for runner in runners:
-        if runner.state == "IDLE":
+        if runner.state == RunnerState.IDLE:
             counts["ready"] += 1
-        elif runner.state == "RUNNING":
+        elif runner.state == RunnerState.RUNNING:
             counts["busy"] += 1
         elif runner.state in STARTING:
             counts["starting"] += 1
-        elif runner.state in ("CRASH_BACKOFF", "FAILED"):
+        elif runner.state in FAILING:
             counts["failing"] += 1
     return counts
 

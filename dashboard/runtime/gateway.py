@@ -28,11 +28,12 @@ from django.conf import settings as conf
 
 from dashboard.controlplane.errors import ControlError
 from dashboard.controlplane.models import RevisionStatus
+from dashboard.runner_states import ACTIVE
 from dashboard.runtime.auth import Authenticator, Denied
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
 from dashboard.runtime.metrics import Traffic
 from dashboard.runtime.routing import RevisionInfo, RoutingTable, resolve_revision
-from dashboard.runtime.supervisor import ACTIVE, CrashLooping, Runner, StartFailed, Supervisor
+from dashboard.runtime.supervisor import CrashLooping, Runner, StartFailed, Supervisor
 from dashboard.runtime.upstream import Answer, UpstreamError
 
 # Hop-by-hop and gateway-only headers are not passed on to the runner. Authorization is

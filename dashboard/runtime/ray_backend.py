@@ -36,11 +36,11 @@ from typing import Any
 
 from django.conf import settings as conf
 
+from dashboard.runner_states import ACTIVE, RunnerState
 from dashboard.runtime.autoscaler import Autoscaler
 from dashboard.runtime.backend import RunnerSpec
 from dashboard.runtime.ray_replica import Replica
 from dashboard.runtime.routing import RevisionInfo
-from dashboard.runtime.supervisor import ACTIVE
 from dashboard.runtime.upstream import UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
@@ -48,13 +48,13 @@ PREFIX = "sb"
 POLL = 0.5
 # Serve's replica states → the seed's runner states.
 REPLICA_STATES = {
-    "STARTING": "SETUP",
-    "UPDATING": "SETUP",
-    "RECOVERING": "SETUP",
-    "PENDING_MIGRATION": "DRAINING",
-    "RUNNING": "RUNNING",
-    "STOPPING": "TERMINATING",
-    "STOPPED": "TERMINATED",
+    "STARTING": RunnerState.SETUP,
+    "UPDATING": RunnerState.SETUP,
+    "RECOVERING": RunnerState.SETUP,
+    "PENDING_MIGRATION": RunnerState.DRAINING,
+    "RUNNING": RunnerState.RUNNING,
+    "STOPPING": RunnerState.TERMINATING,
+    "STOPPED": RunnerState.TERMINATED,
 }
 
 

@@ -1,8 +1,6 @@
 """The supervisor: runner lifecycles, their states, and the slots the gateway takes on them.
 
-States (DESIGN.md section 5): PENDING → SETUP → IDLE ⇄ RUNNING → DRAINING → TERMINATING →
-TERMINATED; FAILED when setup() raised or exceeded startup_timeout (not restarted: the
-revision is broken, not the process); CRASH_BACKOFF when a ready runner's process died,
+The states and their sets are dashboard/runner_states.py's; a CRASH_BACKOFF runner is
 restarted after min(step × consecutive crashes, cap).
 
 Each runner has one lifecycle task that owns its process: it boots it, waits for it to
@@ -25,6 +23,7 @@ from typing import Any
 
 from django.conf import settings as conf
 
+from dashboard.runner_states import ACTIVE, GONE, READY, RunnerState
 from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec, remove
 from dashboard.runtime.routing import AppRoute, RevisionInfo
 from dashboard.runtime.sandbox import SOCKET_NAME
@@ -32,10 +31,6 @@ from dashboard.runtime.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")
 
-READY = frozenset({"IDLE", "RUNNING"})
-STARTING = frozenset({"PENDING", "SETUP"})
-ACTIVE = frozenset({"PENDING", "SETUP", "IDLE", "RUNNING", "CRASH_BACKOFF"})
-GONE = frozenset({"TERMINATED", "FAILED"})
 # How long teardown() may take after SIGTERM before the runner is killed.
 TEARDOWN_BOUND = 30.0
 # Gone runners stay listed this long, so a caller waiting for "gone" can see the end.
@@ -83,7 +78,7 @@ class Runner:
     entrypoint: str
     settings: dict[str, Any]
     network: str = "off"  # The app's outbound network when it started (sandbox.py).
-    state: str = "PENDING"
+    state: RunnerState = RunnerState.PENDING
     in_flight: int = 0
     pid: int | None = None
     started_at: datetime = field(default_factory=utcnow)
@@ -109,7 +104,7 @@ class Runner:
     @property
     def crash_looping(self) -> bool:
         """Crashed again after being restarted at once: now waiting out a backoff."""
-        return self.state == "CRASH_BACKOFF" and self.crashes > 1
+        return self.state == RunnerState.CRASH_BACKOFF and self.crashes > 1
 
     @property
     def max_multiplexing(self) -> int:
@@ -218,7 +213,7 @@ class Supervisor:
                 self._close_upstream(runner)
                 if runner.stopping:
                     runner.note(f"process ended (exit code {code})")
-                    self._end(runner, "TERMINATED")
+                    self._end(runner, RunnerState.TERMINATED)
                     return
                 runner.crashes += 1
                 delay = crash_delay(runner.crashes)
@@ -226,15 +221,15 @@ class Supervisor:
                 runner.error = f"process exited with code {code}; restarting {when}"
                 runner.note(f"crashed: {runner.error}")
                 runner.restart_at = time.monotonic() + delay
-                self._set_state(runner, "CRASH_BACKOFF")
+                self._set_state(runner, RunnerState.CRASH_BACKOFF)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(runner.stop_requested.wait(), delay)
                 if runner.stopping:
-                    self._end(runner, "TERMINATED")
+                    self._end(runner, RunnerState.TERMINATED)
                     return
                 if delay and self._replaced(runner):
                     runner.note("not restarted: other runners took its place during the backoff")
-                    self._end(runner, "TERMINATED")
+                    self._end(runner, RunnerState.TERMINATED)
                     return
                 runner.restarts += 1
                 runner.note(f"restart #{runner.restarts}")
@@ -247,11 +242,11 @@ class Supervisor:
             if runner.process:
                 runner.process.kill()
             runner.error = f"runtime error: {exc}"
-            self._end(runner, "FAILED")
+            self._end(runner, RunnerState.FAILED)
 
     async def _boot(self, runner: Runner) -> bool:
         """Start the process and wait until it is ready; False when it never got there."""
-        self._set_state(runner, "PENDING")
+        self._set_state(runner, RunnerState.PENDING)
         spec = RunnerSpec(
             runner_id=runner.id,
             app=runner.app,
@@ -268,7 +263,7 @@ class Supervisor:
         runner.process = process = await self.backend.start(spec)
         runner.pid = process.pid
         runner.note(f"process {process.pid} started; running setup()")
-        self._set_state(runner, "SETUP")
+        self._set_state(runner, RunnerState.SETUP)
         timeout = float(runner.settings["startup_timeout"])
         ready = asyncio.ensure_future(process.ready_message())
         stop = asyncio.ensure_future(runner.stop_requested.wait())
@@ -279,7 +274,7 @@ class Supervisor:
             process.kill()
             await process.wait()
             runner.note("stopped during setup()")
-            self._end(runner, "TERMINATED")
+            self._end(runner, RunnerState.TERMINATED)
             return False
         if ready not in done:
             ready.cancel()
@@ -315,7 +310,7 @@ class Supervisor:
         runner.error = ""
         self.failed_at.pop(runner.revision, None)
         runner.note("ready")
-        self._set_state(runner, "IDLE")
+        self._set_state(runner, RunnerState.IDLE)
         return True
 
     async def _fail(self, runner: Runner, reason: str) -> bool:
@@ -325,7 +320,7 @@ class Supervisor:
             runner.process.kill()
             await runner.process.wait()
         self.failed_at[runner.revision] = (time.monotonic(), reason)
-        self._end(runner, "FAILED")
+        self._end(runner, RunnerState.FAILED)
         return False
 
     def _close_upstream(self, runner: Runner) -> None:
@@ -335,13 +330,17 @@ class Supervisor:
 
     # -- states -----------------------------------------------------------------------
 
-    def _set_state(self, runner: Runner, state: str) -> None:
+    def _set_state(self, runner: Runner, state: RunnerState) -> None:
         runner.state = state
-        runner.idle_since = utcnow() if state == "IDLE" else None
-        if state != "IDLE":
+        runner.idle_since = utcnow() if state == RunnerState.IDLE else None
+        if state != RunnerState.IDLE:
             runner.idle_shutdown_at = None
         self._notify(runner)
-        if state in ("IDLE", "PENDING") or state in GONE or state == "CRASH_BACKOFF":
+        if (
+            state in (RunnerState.IDLE, RunnerState.PENDING)
+            or state in GONE
+            or state == RunnerState.CRASH_BACKOFF
+        ):
             self.wake.set()
         if state in READY:
             self.dispatch(runner.app)
@@ -352,12 +351,12 @@ class Supervisor:
         event, runner.changed = runner.changed, asyncio.Event()
         event.set()
 
-    def _end(self, runner: Runner, state: str) -> None:
+    def _end(self, runner: Runner, state: RunnerState) -> None:
         runner.ended_at = time.monotonic()
         runner.stopped_at = utcnow()
         remove(runner.socket_path.parent)
         self._set_state(runner, state)
-        if state == "FAILED":
+        if state == RunnerState.FAILED:
             self._fail_waiters_if_hopeless(runner)
 
     def _fail_waiters_if_hopeless(self, runner: Runner) -> None:
@@ -398,7 +397,9 @@ class Supervisor:
         others = [
             r
             for r in self.alive()
-            if r.revision == runner.revision and r is not runner and r.state != "CRASH_BACKOFF"
+            if r.revision == runner.revision
+            and r is not runner
+            and r.state != RunnerState.CRASH_BACKOFF
         ]
         return len(others) >= int(self._tunable(runner, "max_concurrency"))
 
@@ -459,7 +460,7 @@ class Supervisor:
         if runner.state not in READY:
             return  # Booting or backing off: the lifecycle task ends it.
         runner.note("draining: no new requests; waiting for in-flight ones")
-        self._set_state(runner, "DRAINING")
+        self._set_state(runner, RunnerState.DRAINING)
         await self.wait_for(
             runner,
             lambda r: r.in_flight == 0 or r.state in GONE,
@@ -471,7 +472,7 @@ class Supervisor:
 
     async def _terminate(self, runner: Runner, bound: float = TEARDOWN_BOUND) -> None:
         runner.note("TERMINATING: SIGTERM, teardown()")
-        self._set_state(runner, "TERMINATING")
+        self._set_state(runner, RunnerState.TERMINATING)
         if runner.process:
             runner.process.terminate()
         if not await self.wait_for(runner, lambda r: r.state in GONE, bound):
@@ -486,10 +487,10 @@ class Supervisor:
         runner.stopping = True
         runner.note("killed (SIGKILL)")
         runner.stop_requested.set()
-        if runner.state in READY or runner.state == "DRAINING":
+        if runner.state in READY or runner.state == RunnerState.DRAINING:
             # Out of routing at once: a request sent in the moment before the lifecycle
             # task sees the process end would fail for nothing.
-            self._set_state(runner, "TERMINATING")
+            self._set_state(runner, RunnerState.TERMINATING)
         if runner.process:
             runner.process.kill()
 
@@ -535,8 +536,8 @@ class Supervisor:
                 best = runner
         if best is not None:
             best.in_flight += 1
-            if best.state == "IDLE":
-                best.state, best.idle_since, best.idle_shutdown_at = "RUNNING", None, None
+            if best.state == RunnerState.IDLE:
+                best.state, best.idle_since, best.idle_shutdown_at = RunnerState.RUNNING, None, None
                 self._notify(best)
         return best
 
@@ -562,8 +563,8 @@ class Supervisor:
         runner.in_flight -= 1
         if served:
             runner.crashes = 0  # A request served since the last crash resets the backoff.
-        if runner.state == "RUNNING" and runner.in_flight == 0:
-            runner.state, runner.idle_since = "IDLE", utcnow()
+        if runner.state == RunnerState.RUNNING and runner.in_flight == 0:
+            runner.state, runner.idle_since = RunnerState.IDLE, utcnow()
         self._notify(runner)
         if self.waiters.get(runner.app):
             self.dispatch(runner.app)

@@ -15,6 +15,10 @@ class App:
     teardown() once when it is stopped gracefully.
     """
 
+    # The annotated attributes are the settings (loader.SETTING_NAMES). Their defaults are
+    # the control plane's catalogue (controlplane/parameters.py), which the SDK cannot
+    # import (it imports no Django): tests/properties/test_parameter_catalogue.py ties them.
+
     keep_alive: int = 10
     min_concurrency: int = 0
     max_concurrency: int = 2

@@ -16,18 +16,8 @@ from typing import Any
 
 from dashboard.sdk.app import ENDPOINT_ATTR, App
 
-SETTING_NAMES = (
-    "keep_alive",
-    "min_concurrency",
-    "max_concurrency",
-    "concurrency_buffer",
-    "concurrency_buffer_perc",
-    "scaling_delay",
-    "request_timeout",
-    "max_multiplexing",
-    "startup_timeout",
-    "machine_type",
-)
+# The settings an App declares: its annotated class attributes, in their order.
+SETTING_NAMES = tuple(App.__annotations__)
 
 
 class EntrypointError(Exception):

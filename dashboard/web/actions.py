@@ -1,8 +1,9 @@
 """The dashboard's actions: who may run each, when a revision allows it, and how a
 confirmed action reaches the control API (called from the Celery task in tasks.py).
 
-The same refusal rules decide which buttons are disabled (and say why) and what the
-server refuses, so the page and the server can never disagree.
+The control plane's refusal rules (controlplane.refusals) decide which buttons are
+disabled (and say why) and what the dialogs and the API refuse, so the page and the
+server can never disagree.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from django.conf import settings
 
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
-from dashboard.controlplane import parameters
+from dashboard.controlplane import parameters, refusals
 from dashboard.controlplane.models import (
     App,
     Operation,
     OperationKind,
     Revision,
-    RevisionStatus,
     Role,
 )
 from dashboard.controlplane.operations import alias_move_of
@@ -155,48 +155,15 @@ class ActionFailed(Exception):
 
 
 def revision_refusal(action: str, app: App, rev: Revision) -> str | None:
-    """Why `action` cannot apply to `rev` now, or None if it can."""
-    is_current = app.current_revision_id == rev.id
-    status = rev.status
-    if action == "rollback":
-        if is_current:
-            return "This is already the Current revision."
-        if status == RevisionStatus.FAILED:
-            return "A Failed revision can never become Current."
-        if status == RevisionStatus.DEPLOYING:
-            return "This revision is still deploying."
-        if status == RevisionStatus.SUSPENDED:
-            return "This revision is suspended: resume it before rolling back to it."
-    elif action == "delete":
-        if is_current:
-            return "The Current revision cannot be deleted: roll back to another one first."
-        if rev.pinned:
-            return "This revision is pinned: unpin it before deleting it."
-        if status == RevisionStatus.DEPLOYING:
-            return "This revision is still deploying: wait for it to finish."
-    elif action == "suspend":
-        if status != RevisionStatus.DEPLOYED:
-            return (
-                f"Only Deployed revisions can be suspended; this one is {rev.get_status_display()}."
-            )
-    elif action == "resume" and status != RevisionStatus.SUSPENDED:
-        return f"Only Suspended revisions can be resumed; this one is {rev.get_status_display()}."
-    elif action == "pin" and rev.pinned:
-        return "This revision is already pinned."
-    elif action == "unpin" and not rev.pinned:
-        return "This revision is not pinned."
-    return None
+    """Why `action` cannot apply to `rev` now, or None if it can: the control plane's
+    refusal (controlplane.refusals), asked without a query per row, for the pages."""
+    refusal = refusals.of_revision(ACTIONS[action].kind, app, rev, thorough=False)
+    return refusal.message if refusal else None
 
 
 def app_refusal(action: str, app: App) -> str | None:
-    if action == "rollout":
-        if app.current_revision_id is None:
-            return "The app has no Current revision to roll out yet."
-        if app.current_revision.status == RevisionStatus.SUSPENDED:
-            return "The Current revision is suspended: resume it before rolling out."
-    if action == "release" and not app.held:
-        return "The app is not held: new deploys already become Current."
-    return None
+    refusal = refusals.of_app(ACTIONS[action].kind, app)
+    return refusal.message if refusal else None
 
 
 def live_settings(app: App) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
+from dashboard.runner_states import RunnerState
+
 if TYPE_CHECKING:
     from dashboard.controlplane.models import Operation, OperationStep
 
@@ -187,15 +189,15 @@ def clock(value: datetime) -> str:
 # A runner's state, told by colour, icon and word (DESIGN.md section 5's states). The
 # icons of the Versions badges mean the same here: ✕ failed, ◌ working on it, ❙❙ paused.
 _RUNNER_ICONS = {
-    "PENDING": _STATUS_ICONS["deploying"],
-    "SETUP": _STATUS_ICONS["deploying"],
-    "IDLE": mark_safe('<span aria-hidden="true">○</span>'),
-    "RUNNING": mark_safe('<span aria-hidden="true">▶</span>'),
-    "DRAINING": mark_safe('<span aria-hidden="true">↓</span>'),
-    "TERMINATING": mark_safe('<span aria-hidden="true">↓</span>'),
-    "TERMINATED": mark_safe('<span aria-hidden="true">■</span>'),
-    "CRASH_BACKOFF": mark_safe('<span aria-hidden="true">↻</span>'),
-    "FAILED": _STATUS_ICONS["failed"],
+    RunnerState.PENDING: _STATUS_ICONS["deploying"],
+    RunnerState.SETUP: _STATUS_ICONS["deploying"],
+    RunnerState.IDLE: mark_safe('<span aria-hidden="true">○</span>'),
+    RunnerState.RUNNING: mark_safe('<span aria-hidden="true">▶</span>'),
+    RunnerState.DRAINING: mark_safe('<span aria-hidden="true">↓</span>'),
+    RunnerState.TERMINATING: mark_safe('<span aria-hidden="true">↓</span>'),
+    RunnerState.TERMINATED: mark_safe('<span aria-hidden="true">■</span>'),
+    RunnerState.CRASH_BACKOFF: mark_safe('<span aria-hidden="true">↻</span>'),
+    RunnerState.FAILED: _STATUS_ICONS["failed"],
 }
 
 

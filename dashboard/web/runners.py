@@ -13,32 +13,17 @@ from typing import Any
 
 from django.utils import timezone
 
-from dashboard import httpclient
 from dashboard.controlplane import runtime_client
-
-UNAVAILABLE = "runtime unavailable"
-# The order states are shown in: the healthy ones first.
-STATE_ORDER = [
-    "RUNNING",
-    "IDLE",
-    "SETUP",
-    "PENDING",
-    "DRAINING",
-    "TERMINATING",
-    "CRASH_BACKOFF",
-    "FAILED",
-    "TERMINATED",
-]
+from dashboard.runner_states import DISPLAY_ORDER, GONE, RunnerState
 
 
 def fetch(app: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """(runners, None) or ([], a message saying why the runtime could not answer)."""
+    """(runners, None) or ([], the control plane's message saying why the runtime could
+    not answer)."""
     try:
         return runtime_client.list_runners(app=app), None
-    except httpclient.Unavailable:
-        return [], UNAVAILABLE
-    except runtime_client.RuntimeError_ as exc:
-        return [], f"{UNAVAILABLE}: {exc}"
+    except runtime_client.FAILURES as exc:
+        return [], runtime_client.error(exc).message
 
 
 @dataclass
@@ -54,7 +39,7 @@ class AppRunners:
     runner starting up) are counted in `other_live`, so a busy switch is still visible.
     """
 
-    current: list[tuple[str, int]] = field(default_factory=list)  # (state, count), in STATE_ORDER
+    current: list[tuple[str, int]] = field(default_factory=list)  # (state, count), in DISPLAY_ORDER
     other_live: int = 0
 
 
@@ -73,12 +58,12 @@ def counts_by_app(
     result: dict[str, AppRunners] = {}
     for runner in runners:
         app, state = runner.get("app", ""), runner.get("state", "?")
-        if state == "TERMINATED":
+        if state == RunnerState.TERMINATED:
             continue
         summary = result.setdefault(app, AppRunners())
         if current.get(app) and _revision_key(runner.get("revision")) == current[app]:
             counters.setdefault(app, Counter())[state] += 1
-        elif state not in runtime_client.GONE_STATES:
+        elif state not in GONE:
             summary.other_live += 1
     for app, counter in counters.items():
         result[app].current = sorted(counter.items(), key=lambda kv: _state_rank(kv[0]))
@@ -86,7 +71,7 @@ def counts_by_app(
 
 
 def _state_rank(state: str) -> int:
-    return STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER)
+    return DISPLAY_ORDER.index(state) if state in DISPLAY_ORDER else len(DISPLAY_ORDER)
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -112,7 +97,7 @@ def for_display(runners: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for runner in runners:  # In the runtime's order: live first, then newest first.
         started = _parse(runner.get("started_at"))
         shutdown = _parse(runner.get("idle_shutdown_at"))
-        gone = runner.get("state") in runtime_client.GONE_STATES
+        gone = runner.get("state") in GONE
         uptime = idle_left = lifetime = None
         if gone:
             ended = _parse(runner.get("ended_at"))

@@ -27,7 +27,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_tables2 import RequestConfig
 
-from dashboard.controlplane import diff, health, operations, retention, revisions, tokens
+from dashboard.controlplane import (
+    diff,
+    health,
+    operations,
+    refusals,
+    retention,
+    revisions,
+    runtime_client,
+    tokens,
+)
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import Conflict, ControlError
 from dashboard.controlplane.models import (
@@ -45,11 +54,8 @@ from dashboard.web import markup, progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import (
     APP_RELATED,
-    HEX_PREFIX_RE,
     BadInput,
-    find_revision,
     get_app,
-    prefix_range,
     require_role,
 )
 from dashboard.web.actions import (
@@ -76,6 +82,8 @@ QUEUE_DOWN = "Task queue unavailable — nothing was changed. Try again in a mom
 NO_SUCH_ACTION = "You submitted no action with this key, or it is more than a day old."
 # Longer than any id, message search or name needs; a longer one is refused, not cut.
 SEARCH_MAX = 100
+# A search filters, so it may name fewer of an id's characters than a reference (8).
+SEARCH_MIN_ID = 4
 # A queued action not taken by a worker after this long says so and what to check.
 STALL_SECONDS = 10
 
@@ -302,8 +310,8 @@ def _search(query: str) -> Q:
         | Q(annotations__icontains=query)
     )
     normal = query.lower().replace("-", "")
-    if HEX_PREFIX_RE.match(normal.ljust(8, "0")) and len(normal) >= 4:
-        low, high = prefix_range(normal)
+    if SEARCH_MIN_ID <= len(normal) <= 32 and revisions.is_hex(normal):
+        low, high = revisions.id_range(normal)
         found |= Q(id__gte=low, id__lte=high)
     return found
 
@@ -407,13 +415,12 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
     # the query string for GET and POST alike.
     data = request.GET
     if spec.target == "revision":
-        revision = find_revision(app, data.get("rev", ""))
-        refusal = revision_refusal(spec.name, app, revision)
+        revision = revisions.resolve(app, data.get("rev", ""))
+        if refusal := refusals.of_revision(spec.kind, app, revision):
+            raise refusal
         title = spec.title
         if spec.name == "rollback":  # A newer revision than Current is a roll forward.
             title = switch_word(app.current_revision, revision)
-        if refusal:
-            raise BadInput(f"{title} {revision.short_id}: {refusal}", status=409)
         return {
             "revision": revision,
             "params": {"revision": str(revision.id)},
@@ -424,23 +431,17 @@ def _target(spec: ActionSpec, app: App, request: HttpRequest) -> dict[str, Any]:
         runner_id = data.get("runner", "")
         if not runner_id:
             raise BadInput("Which runner? Give its id as ?runner=RUNNER_ID.", status=400)
-        listing, runtime_error = runner_data.fetch(app.name)
-        if runtime_error:
-            raise BadInput(f"Cannot act on runners now: {runtime_error}.", status=503)
-        runner = next((r for r in listing if r.get("id") == runner_id), None)
-        if runner is None:
-            raise BadInput(f"App {app.name!r} has no runner {runner_id!r}.", status=404)
-        if runner.get("state") in ("TERMINATED", "FAILED"):
-            raise BadInput(f"Runner {runner_id} has already stopped.", status=409)
+        runner = runtime_client.find_runner(runner_id, app=app.name)
+        if refusal := refusals.runner(runner):
+            raise refusal
         return {
             "runner": runner,
             "title": spec.title,
             "params": {"runner": runner_id},
             "action_title": action_title(spec, runner_id),
         }
-    refusal = app_refusal(spec.name, app)
-    if refusal:
-        raise BadInput(f"{spec.title} {app.name}: {refusal}", status=409)
+    if refusal := refusals.of_app(spec.kind, app):
+        raise refusal
     return {"params": {}, "title": spec.title, "action_title": action_title(spec, "")}
 
 
@@ -510,18 +511,16 @@ def confirm(request: HttpRequest, app: str, action: str) -> HttpResponse:
                     )
             except Conflict as exc:
                 if exc.code != "current_changed":
-                    raise BadInput(exc.message, status=exc.status) from None
+                    raise
                 changed = {"message": exc.message, "story": current_story(app_obj)}
                 kept = {k: v for k, v in form.cleaned_data.items() if k not in ("key",)}
                 form = spec.form(initial=_fresh_initial(app_obj, **kept))
-            except ControlError as exc:
-                raise BadInput(exc.message, status=exc.status) from None
             else:
                 key = str(form.cleaned_data["key"])
                 params = {**form.params(), **target["params"]}
                 _enqueue(spec, app_obj, params, request.user, key, target["action_title"])
                 return _submitted(request, app_obj, key)
-    except BadInput as exc:
+    except ControlError as exc:  # BadInput, or the control plane's own refusal.
         return _error(request, exc.message, exc.status)
     context = {
         "app": app_obj,

@@ -171,9 +171,9 @@ def test_an_admin_sees_every_status_and_only_the_actions_each_allows(
     # button says why.
     expect(row(page, deployed).get_by_test_id("rollback-button")).to_be_enabled()
     for revision, why in (
-        (deploying, "still deploying"),
+        (deploying, "is still Deploying"),
         (failed, "can never become Current"),
-        (current, "already the Current"),
+        (current, "is already Current"),
         (suspended, "resume it"),
     ):
         button = row(page, revision).get_by_test_id("rollback-button")

@@ -18,7 +18,14 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard.controlplane import parameters
-from dashboard.controlplane.models import ApiToken, App, Profile, Revision, RevisionStatus
+from dashboard.controlplane.models import (
+    ApiToken,
+    App,
+    Operation,
+    Profile,
+    Revision,
+    RevisionStatus,
+)
 from tests.conftest import free_port
 
 FAST_APP = """
@@ -182,3 +189,38 @@ def demo_app(db, make_user):
     app.settings = {**current.settings, "keep_alive": 300, "max_concurrency": 5}
     app.save()
     return app
+
+
+def app_state(name: str = "demo") -> dict:
+    """Everything a refused mutation must leave as it was: the alias, the app's settings and
+    hold, its revisions with their statuses and pins, and its operations with their steps."""
+    app = App.objects.filter(name=name).first()
+    if app is None:
+        return {"app": None, "operations": Operation.objects.count()}
+    return {
+        "current": app.current_revision_id,
+        "previous": app.previous_revision_id,
+        "settings": app.settings,
+        "scale_overrides": app.scale_overrides,
+        "held": app.held,
+        "auth_mode": app.auth_mode,
+        "network": app.network,
+        "retention": (app.retention_keep, app.retention_enabled),
+        "revisions": sorted(
+            (str(r.id), r.status, r.pinned) for r in Revision.objects.filter(app=app)
+        ),
+        "operations": sorted(
+            (str(op.id), op.state, op.steps.count(), op.cancel_requested_at is not None)
+            for op in Operation.objects.filter(app=app)
+        ),
+        "all_operations": Operation.objects.count(),
+    }
+
+
+def assert_refused(response, status: int, message: str, before: dict, app: str = "demo") -> dict:
+    """A refusal: this status, a message saying precisely why, and nothing changed."""
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert message in error["message"], f"{message!r} not in {error['message']!r}"
+    assert app_state(app) == before, "a refused request changed something"
+    return error

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from dashboard.controlplane.models import ApiToken, App, Operation
 from dashboard.controlplane.tokens import issue_dashboard_token
-from tests.controlplane.conftest import ApiClient
+from tests.controlplane.conftest import ApiClient, app_state, assert_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -95,10 +95,11 @@ def test_a_viewer_may_not_scale_and_nothing_changes(viewer, demo_app):
 
 def test_a_deployer_may_not_suspend_or_delete_a_revision(deployer, demo_app):
     rev = demo_app.current_revision.short_id
-    assert deployer.post("apps/demo/suspend").status_code == 403
-    assert deployer.delete(f"apps/demo/revisions/{rev}").status_code == 403
-    assert deployer.post("runners/r-12345678/kill").status_code == 403
-    assert App.objects.get().current_revision_id == demo_app.current_revision_id
+    before = app_state()
+    needs_admin = "this needs the admin role; your role is deployer"
+    assert_refused(deployer.post("apps/demo/suspend"), 403, needs_admin, before)
+    assert_refused(deployer.delete(f"apps/demo/revisions/{rev}"), 403, needs_admin, before)
+    assert_refused(deployer.post("runners/r-12345678/kill"), 403, needs_admin, before)
     assert not Operation.objects.exists()
 
 
@@ -109,8 +110,9 @@ def test_the_source_header_is_recorded_on_the_operation(deployer, demo_app):
 
 
 def test_an_unknown_source_is_refused(deployer, demo_app):
+    before = app_state()
     response = deployer.post("apps/demo/scale", {"keep_alive": 5}, **{"X-Switchboard-Source": "x"})
-    assert response.status_code == 400
+    assert_refused(response, 400, "X-Switchboard-Source", before)
     assert not Operation.objects.exists()
 
 

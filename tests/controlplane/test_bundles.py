@@ -89,3 +89,31 @@ def test_a_bundle_large_enough_to_be_spooled_to_disk_deploys(deployer):
     revision = Revision.objects.get()
     assert revision.bundle_sha256 == hashlib.sha256(bundle).hexdigest()
     assert (revision.bundle_dir / "noise.bin").read_bytes() == noise
+
+
+def test_uploads_left_staged_by_a_killed_web_worker_are_swept_and_live_ones_kept(
+    settings, tmp_path
+):
+    from dashboard.controlplane import tasks
+
+    settings.VAR_DIR = tmp_path
+    incoming = tmp_path / "incoming"
+    (incoming / "left-behind" / "pkg").mkdir(parents=True)
+    (incoming / "left-behind" / "pkg" / "main.py").write_text("x = 1\n")
+    (incoming / "in-flight").mkdir()
+    stale = 2 * settings.INCOMING_MAX_AGE
+    old = os.stat(incoming / "left-behind").st_mtime - stale
+    os.utime(incoming / "left-behind", (old, old))
+
+    assert tasks.sweep_incoming() == 1
+
+    assert sorted(p.name for p in incoming.iterdir()) == ["in-flight"]
+    # The beat runs it: its schedule names this task.
+    assert settings.CELERY_BEAT_SCHEDULE["sweep-incoming"]["task"] == tasks.sweep_incoming.name
+
+
+def test_the_incoming_sweep_of_a_var_dir_without_uploads_does_nothing(settings, tmp_path):
+    from dashboard.controlplane import bundles
+
+    settings.VAR_DIR = tmp_path
+    assert bundles.sweep_incoming(0) == 0

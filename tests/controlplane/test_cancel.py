@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from dashboard import runner_states
 from dashboard.api_client import ControlApi
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision
 from tests.conftest import wait_until
@@ -160,7 +161,7 @@ def _deploy(api: ControlApi, name: str, bundle: bytes) -> tuple[dict, dict]:
 
 
 def _active(revision_id: str) -> list[dict]:
-    return [r for r in runners_of(revision_id) if r["state"] not in ("TERMINATED", "FAILED")]
+    return [r for r in runners_of(revision_id) if r["state"] not in runner_states.GONE]
 
 
 # A setup() far longer than any test runs: the deploy can only end through cancellation.

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from dashboard import runner_states
 from dashboard.api_client import ControlApi
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision
 from tests.conftest import wait_until
@@ -174,7 +175,7 @@ def test_a_held_app_deploys_without_going_live_until_released_or_promoted(system
     assert str(App.objects.get(name=name).current_revision_id) == v1["id"]
     # The runner that proved v3 healthy does not linger: the gateway will not route to it.
     wait_until(
-        lambda: not [r for r in runners_of(v3["id"]) if r["state"] in ("IDLE", "RUNNING")],
+        lambda: not [r for r in runners_of(v3["id"]) if r["state"] in runner_states.READY],
         what="v3's proving runner to stop",
     )
 

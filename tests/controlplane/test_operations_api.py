@@ -7,7 +7,13 @@ import uuid
 import pytest
 
 from dashboard.controlplane.models import App, Operation
-from tests.controlplane.conftest import add_revision, app_source, make_bundle
+from tests.controlplane.conftest import (
+    add_revision,
+    app_source,
+    app_state,
+    assert_refused,
+    make_bundle,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -42,8 +48,13 @@ def test_an_operation_is_shown_with_its_timestamped_steps(viewer, deployer, demo
 
 
 def test_an_unknown_or_malformed_operation_id_is_refused(viewer):
-    assert viewer.get(f"operations/{uuid.uuid4()}").status_code == 404
-    assert viewer.get("operations/not-a-uuid").status_code == 400
+    unknown = uuid.uuid4()
+    missing = viewer.get(f"operations/{unknown}")
+    assert missing.status_code == 404
+    assert str(unknown) in missing.json()["error"]["message"]
+    malformed = viewer.get("operations/not-a-uuid")
+    assert malformed.status_code == 400
+    assert "'not-a-uuid'" in malformed.json()["error"]["message"]
 
 
 def test_the_history_lists_every_operation_newest_first(viewer, deployer, demo_app):
@@ -57,11 +68,11 @@ def test_the_history_lists_every_operation_newest_first(viewer, deployer, demo_a
 def test_a_second_mutation_while_one_is_in_progress_is_refused_naming_it(deployer, demo_app):
     older = add_revision(demo_app)
     first = deployer.post("apps/demo/set-rev", {"revision": older.short_id}).json()["operation"]
+    assert first["state"] == "queued"  # rolling, and no worker runs here: still in progress
+    before = app_state()
     response = deployer.post("apps/demo/scale", {"keep_alive": 1})
-    assert response.status_code == 409
-    error = response.json()["error"]
+    error = assert_refused(response, 409, f"set-rev operation {first['id']} is in progress", before)
     assert error["code"] == "operation_in_progress"
-    assert f"set-rev operation {first['id']} is in progress" in error["message"]
     assert error["details"] == {"operation": first["id"], "kind": "set_rev", "state": "queued"}
     assert App.objects.get().settings["keep_alive"] == 300
 
@@ -70,8 +81,15 @@ def test_operations_on_different_apps_do_not_block_each_other(deployer, demo_app
     other = App.objects.create(name="other", settings=demo_app.settings)
     other.current_revision = add_revision(other)
     other.save()
-    deployer.post("apps/demo/rollout")
-    assert deployer.post("apps/other/scale", {"keep_alive": 1}).status_code == 200
+    rollout = deployer.post("apps/demo/rollout")
+    # The precondition: demo is busy (its rollout queued, no worker here), so demo is refused...
+    assert (rollout.status_code, rollout.json()["operation"]["state"]) == (202, "queued")
+    busy = deployer.post("apps/demo/scale", {"keep_alive": 1})
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "operation_in_progress"
+    # ...while other, not busy, is not.
+    scaled = deployer.post("apps/other/scale", {"keep_alive": 1})
+    assert scaled.status_code == 200, scaled.json()
+    assert App.objects.get(name="other").settings["keep_alive"] == 1
 
 
 def test_the_same_idempotency_key_returns_the_original_operation_and_applies_nothing_again(

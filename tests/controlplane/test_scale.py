@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.controlplane.models import App, Operation
+from tests.controlplane.conftest import app_state, assert_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -58,22 +59,27 @@ def test_out_of_range_values_are_refused_listing_each_with_its_range_and_nothing
 
 
 def test_a_floor_above_the_ceiling_is_refused(deployer, demo_app):
+    before = app_state()
     response = deployer.post("apps/demo/scale", {"min_concurrency": 6})
-    assert response.status_code == 400
-    assert "exceeds max_concurrency=5" in response.json()["error"]["message"]
+    assert_refused(response, 400, "exceeds max_concurrency=5", before)
 
 
 def test_an_unknown_parameter_is_refused(deployer, demo_app):
+    before = app_state()
     response = deployer.post("apps/demo/scale", {"keepalive": 5})
-    assert response.status_code == 400
-    error = response.json()["error"]
+    error = assert_refused(response, 400, "unknown field 'keepalive'", before)
     assert error["code"] == "unknown_field"
     assert "unknown field 'keepalive'" in error["message"] and "keep_alive" in error["message"]
 
 
 def test_an_empty_scale_is_refused(deployer, demo_app):
-    assert deployer.post("apps/demo/scale", {"reason": "x"}).status_code == 400
+    before = app_state()
+    response = deployer.post("apps/demo/scale", {"reason": "x"})
+    assert_refused(response, 400, "nothing to change: give at least one of keep_alive", before)
 
 
 def test_scaling_an_unknown_app_is_a_404(deployer):
-    assert deployer.post("apps/ghost/scale", {"keep_alive": 1}).status_code == 404
+    before = app_state("ghost")
+    response = deployer.post("apps/ghost/scale", {"keep_alive": 1})
+    assert_refused(response, 404, "no app named 'ghost'", before, app="ghost")
+    assert not App.objects.filter(name="ghost").exists()

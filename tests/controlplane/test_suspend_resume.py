@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.controlplane.models import Operation, Revision
-from tests.controlplane.conftest import add_revision
+from tests.controlplane.conftest import add_revision, app_state, assert_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +44,16 @@ def test_only_a_deployed_revision_can_be_suspended(admin, demo_app):
 
 
 def test_only_a_suspended_revision_can_be_resumed(admin, demo_app):
+    before = app_state()
     response = admin.post("apps/demo/resume")
-    assert response.status_code == 409
-    assert "only a Suspended revision can be resumed" in response.json()["error"]["message"]
+    assert_refused(response, 409, "only a Suspended revision can be resumed", before)
 
 
 def test_suspend_needs_a_revision_when_the_app_has_no_current_one(admin, demo_app):
     demo_app.current_revision = None
     demo_app.save()
-    assert admin.post("apps/demo/suspend").status_code == 409
+    before = app_state()
+    response = admin.post("apps/demo/suspend")
+    assert_refused(
+        response, 409, "app 'demo' has no current revision; name the revision to suspend", before
+    )

@@ -7,12 +7,12 @@ fails no more requests than were in flight."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import httpx
 import pytest
 
+from dashboard import runner_states
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.controlplane.models import ApiToken, Profile, Revision
 from tests.conftest import wait_until
@@ -21,7 +21,9 @@ from tests.controlplane.conftest import make_bundle
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 CLIENTS = 20
-LOAD_SECONDS = 15.0
+# Answers the load must get before and after the operation, so the operation runs under
+# steady traffic and what follows it is seen under traffic too (counted, not timed).
+ANSWERS_AROUND = 40
 
 SOURCE = """
 import time
@@ -112,6 +114,16 @@ class Load:
             thread.start()
         return self
 
+    def answered(self, more: int = ANSWERS_AROUND) -> None:
+        """Wait until the load got `more` answers than it has now (whatever they were)."""
+        with self.lock:
+            target = sum(self.outcomes.values()) + more
+        wait_until(
+            lambda: sum(self.outcomes.values()) >= target,
+            timeout=120,
+            what=f"{more} more answers to the load",
+        )
+
     def __exit__(self, *exc) -> None:
         self.stop.set()
         for thread in self.threads:
@@ -140,11 +152,11 @@ def test_deploy_set_rev_rollout_and_delete_work_end_to_end(system, api):
     assert op["state"] == "succeeded"
     assert version(system, "e2e") == "v2"
 
-    before = {r["id"] for r in api.runners("e2e") if r["state"] in ("IDLE", "RUNNING")}
+    before = {r["id"] for r in api.runners("e2e") if r["state"] in runner_states.READY}
     assert before
     op = finish(api, api.rollout("e2e"))
     assert op["state"] == "succeeded", op
-    after = {r["id"] for r in api.runners("e2e") if r["state"] in ("IDLE", "RUNNING")}
+    after = {r["id"] for r in api.runners("e2e") if r["state"] in runner_states.READY}
     assert after and not (after & before)
     assert version(system, "e2e") == "v2"
 
@@ -184,9 +196,9 @@ def test_a_rolling_set_rev_under_load_fails_no_request(system, api):
     _, v1 = deploy(api, "e2e-load", bundle("v1"))
     _, v2 = deploy(api, "e2e-load", bundle("v2"))
     with Load(f"{system.gateway_url}/e2e-load/") as load:
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
         op = finish(api, api.set_rev("e2e-load", v1["id"], strategy="rolling"))
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
     assert op["state"] == "succeeded", op
     assert load.outcomes["failed"] == 0, load.failures[:5]
     assert load.versions["v1"] > 0 and load.versions["v2"] > 0
@@ -195,9 +207,9 @@ def test_a_rolling_set_rev_under_load_fails_no_request(system, api):
 def test_a_graceful_rollout_under_load_fails_no_request(system, api):
     deploy(api, "e2e-roll", bundle("v1"))
     with Load(f"{system.gateway_url}/e2e-roll/") as load:
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
         op = finish(api, api.rollout("e2e-roll"))
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
     assert op["state"] == "succeeded", op
     assert load.outcomes["ok"] > 0
     assert load.outcomes["failed"] == 0, load.failures[:5]
@@ -207,9 +219,9 @@ def test_a_force_rollout_fails_no_more_requests_than_were_in_flight(system, api)
     multiplexing = 2
     deploy(api, "e2e-force", bundle("v1", multiplexing=multiplexing))
     with Load(f"{system.gateway_url}/e2e-force/", sleep=0.2) as load:
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
         op = finish(api, api.rollout("e2e-force", force=True))
-        time.sleep(LOAD_SECONDS / 3)
+        load.answered()
     assert op["state"] == "succeeded", op
     killed = len(op["result"].get("old_runners", []))
     # At most max_multiplexing requests were in flight on each killed runner.

@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from dashboard import runner_states
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.controlplane.models import App, Operation, Revision
 from tests.conftest import wait_until
@@ -45,7 +46,7 @@ CLEAR_REFUSALS = (
 
 
 def _active_runners(revision_id: str) -> list[dict]:
-    return [r for r in runners_of(revision_id) if r["state"] not in ("TERMINATED", "FAILED")]
+    return [r for r in runners_of(revision_id) if r["state"] not in runner_states.GONE]
 
 
 def _cancel_whatever_runs(api: ControlApi, name: str) -> dict | None:

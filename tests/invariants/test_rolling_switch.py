@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
+from dashboard import runner_states
 from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import App
 from tests.conftest import wait_until
@@ -33,7 +34,7 @@ from tests.invariants.conftest import (
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
-READY = runtime_client.READY_STATES
+READY = runner_states.READY
 
 
 @dataclass
@@ -124,7 +125,7 @@ def test_rolling_deploy_and_set_rev_move_the_alias_only_after_the_target_is_heal
     assert_switch_was_rolling(watch, op, v1["id"], v2, "v1", "v2")
     # Then the old revision's runners are drained.
     wait_until(
-        lambda: not any(r["state"] in runtime_client.ACTIVE_STATES for r in runners_of(v1["id"])),
+        lambda: not any(r["state"] in runner_states.ACTIVE for r in runners_of(v1["id"])),
         what="v1's runners to drain after the switch",
     )
 
@@ -133,7 +134,7 @@ def test_rolling_deploy_and_set_rev_move_the_alias_only_after_the_target_is_heal
         op = finish(api, answer["operation"]["id"])
     assert_switch_was_rolling(watch, op, v2, v1["id"], "v2", "v1")
     wait_until(
-        lambda: not any(r["state"] in runtime_client.ACTIVE_STATES for r in runners_of(v2)),
+        lambda: not any(r["state"] in runner_states.ACTIVE for r in runners_of(v2)),
         what="v2's runners to drain after the rollback",
     )
 
@@ -142,7 +143,7 @@ def test_recreate_set_rev_switches_at_once_and_the_next_request_cold_starts_the_
     _, v1 = deploy(api, "inv-recreate", slow_bundle(0.5, "v1"))
     _, v2 = deploy(api, "inv-recreate", slow_bundle(0.5, "v2"))
     wait_until(
-        lambda: not any(r["state"] in runtime_client.ACTIVE_STATES for r in runners_of(v1["id"])),
+        lambda: not any(r["state"] in runner_states.ACTIVE for r in runners_of(v1["id"])),
         what="v1's runners to be gone",
     )
     assert served_version(system, "inv-recreate") == "v2"
@@ -151,13 +152,13 @@ def test_recreate_set_rev_switches_at_once_and_the_next_request_cold_starts_the_
     assert op["state"] == "succeeded"
     assert str(App.objects.get(name="inv-recreate").current_revision_id) == v1["id"]
     # No runner of the target was started proactively...
-    assert not [r for r in runners_of(v1["id"]) if r["state"] in runtime_client.ACTIVE_STATES]
+    assert not [r for r in runners_of(v1["id"]) if r["state"] in runner_states.ACTIVE]
     # ...the next request starts one (and waits for it rather than failing)...
     assert served_version(system, "inv-recreate") == "v1"
     assert [r for r in runners_of(v1["id"]) if r["state"] in READY]
     # ...and the old revision's runners drain.
     wait_until(
-        lambda: not any(r["state"] in runtime_client.ACTIVE_STATES for r in runners_of(v2["id"])),
+        lambda: not any(r["state"] in runner_states.ACTIVE for r in runners_of(v2["id"])),
         what="v2's runners to drain",
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard import runner_states
 from dashboard.controlplane import runtime_client
 from dashboard.controlplane.models import App, Revision
 from tests.conftest import wait_until
@@ -14,7 +15,7 @@ from tests.invariants.conftest import deploy, finish, runners_of, slow_bundle
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
-READY = runtime_client.READY_STATES
+READY = runner_states.READY
 
 
 def ready_of(revision_id: str) -> list[dict]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboard import runner_states
 from dashboard.system.supervisor import runtime_command
 from tests.conftest import _start, wait_until
 
@@ -34,7 +35,7 @@ def replicas(sb, app: str) -> list[dict]:
     return [
         rep
         for r in runners
-        if r["state"] not in ("TERMINATED", "FAILED")
+        if r["state"] not in runner_states.GONE
         for rep in r.get("replicas") or []
     ]
 

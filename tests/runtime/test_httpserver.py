@@ -14,12 +14,17 @@ import pytest
 
 from dashboard.runtime import httpserver
 from dashboard.runtime.httpserver import HttpServer, Reply, Request
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
+
+# /slow tells `started` it began and answers once `proceed` is set (each test that uses it
+# makes both inside its own event loop).
+SLOW: dict[str, asyncio.Event] = {}
 
 
 async def echo(request: Request) -> Reply:
     if request.path == b"/slow":
-        await asyncio.sleep(0.2)
+        SLOW["started"].set()
+        await SLOW["proceed"].wait()
     if request.path == b"/boom":
         raise RuntimeError("handler bug")
     seen = {
@@ -54,19 +59,33 @@ async def connected(max_body: int = 1024):
         await server.close()
 
 
+async def _closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Whether the server closed the connection: one more request gets no answer."""
+    try:
+        writer.write(b"GET /probe HTTP/1.1\r\nHost: gw\r\n\r\n")
+        await writer.drain()
+        status, _, body = await read_answer(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return True
+    assert status == 200 and json.loads(body)["path"] == "/probe"
+    return False
+
+
 def talk(*chunks: bytes, answers: int = 1, max_body: int = 1024):
     """Send `chunks` on one connection; read `answers` answers, then whether it closed."""
 
     async def main():
+        SLOW.update(started=asyncio.Event(), proceed=asyncio.Event())
         async with connected(max_body) as (_server, _port, reader, writer):
             for chunk in chunks:
                 writer.write(chunk)
                 await writer.drain()
+            if any(b"GET /slow " in chunk for chunk in chunks):
+                # /slow answers only once everything was sent: what follows it waits.
+                await SLOW["started"].wait()
+                SLOW["proceed"].set()
             got = [await read_answer(reader) for _ in range(answers)]
-            try:
-                closed = await asyncio.wait_for(reader.read(1), 0.5) == b""
-            except TimeoutError:
-                closed = False
+            closed = await _closed(reader, writer)
         return got, closed
 
     return asyncio.run(main())
@@ -192,11 +211,14 @@ def test_a_failing_handler_is_a_500_and_the_connection_stays_usable():
 
 def test_closing_lets_an_answer_in_progress_finish_then_closes_its_connection():
     async def main():
+        SLOW.update(started=asyncio.Event(), proceed=asyncio.Event())
         async with connected() as (server, port, reader, writer):
             writer.write(b"GET /slow HTTP/1.1\r\nHost: gw\r\n\r\n")
             await writer.drain()
-            await asyncio.sleep(0.05)
-            closing = asyncio.ensure_future(server.close(grace=2))
+            await SLOW["started"].wait()  # The answer is in progress...
+            closing = asyncio.ensure_future(server.close(grace=30))
+            await eventually(lambda: server.closing, what="the server to start closing")
+            SLOW["proceed"].set()  # ...and finishes while the server closes.
             answer = await read_answer(reader)
             eof = await reader.read(1)
             await closing

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from dashboard import runner_states
 from dashboard.controlplane.models import App
 from tests.conftest import wait_until
 from tests.runtime.conftest import deploy_example
@@ -54,7 +55,7 @@ def test_an_old_revision_called_by_its_url_stops_after_its_own_keep_alive(runtim
     assert not [
         r
         for r in runtime.runners("demo")
-        if r["revision"] == str(old.id) and r["state"] not in ("TERMINATED", "FAILED")
+        if r["revision"] == str(old.id) and r["state"] not in runner_states.GONE
     ]
 
 

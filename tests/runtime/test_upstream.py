@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from dashboard.runtime.upstream import UpstreamError, UpstreamPool
+from tests.conftest import eventually
 
 
 def socket_path() -> str:
@@ -125,22 +126,29 @@ def test_one_connection_serves_one_request_after_another():
 
 
 def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait():
-    async def slow(reader, writer):
-        await asyncio.sleep(0.05)
+    answer_now = asyncio.Event()  # The server holds every answer until the pool is full.
+
+    async def held(reader, writer):
+        await answer_now.wait()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     async def main():
         path = socket_path()
-        server = await RawServer(slow).start(path)
+        server = await RawServer(held).start(path)
         pool = UpstreamPool(path, limit=2)
         try:
-            answers = await asyncio.gather(*(pool.request("GET", "/") for _ in range(7)))
+            requests = [asyncio.ensure_future(pool.request("GET", "/")) for _ in range(7)]
+            await eventually(lambda: server.open == 2, what="the pool to open its 2 connections")
+            waiting = sum(not r.done() for r in requests)
+            answer_now.set()
+            answers = await asyncio.gather(*requests)
         finally:
             pool.close()
             server.close()
-        return [a.body for a in answers], server
+        return [a.body for a in answers], waiting, server
 
-    bodies, server = asyncio.run(main())
+    bodies, waiting, server = asyncio.run(main())
+    assert waiting == 7  # Two sent, five waiting for a connection, none answered yet.
     assert bodies == [b"ok"] * 7
     assert server.most_open == 2
 
@@ -234,7 +242,8 @@ def test_a_broken_answer_is_an_upstream_error_and_the_connection_is_dropped(wire
         try:
             with pytest.raises(UpstreamError):
                 await pool.request("GET", "/")
-            await asyncio.sleep(0.01)  # Let the dropped connection's close land.
+            # The dropped connection's close lands: its place is given back.
+            await eventually(lambda: pool._open == 0, what="its place to be freed")  # noqa: SLF001
             return pool._open  # noqa: SLF001 - the count the limit is kept with.
         finally:
             pool.close()
@@ -273,7 +282,7 @@ def test_a_missing_socket_is_an_os_error():
 
 def test_a_request_cancelled_by_its_timeout_drops_its_connection_and_frees_its_place():
     async def never(reader, writer):
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # Never answers.
 
     async def main():
         path = socket_path()
@@ -297,7 +306,7 @@ def test_a_request_cancelled_by_its_timeout_drops_its_connection_and_frees_its_p
 
 def test_a_closed_pool_refuses_requests_and_wakes_those_waiting_for_a_connection():
     async def never(reader, writer):
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # Never answers.
 
     async def main():
         path = socket_path()
@@ -306,7 +315,9 @@ def test_a_closed_pool_refuses_requests_and_wakes_those_waiting_for_a_connection
         try:
             first = asyncio.ensure_future(pool.request("GET", "/"))
             second = asyncio.ensure_future(pool.request("GET", "/"))
-            await asyncio.sleep(0.05)
+            # The first holds the one connection; the second waits for it.
+            await eventually(lambda: server.open == 1, what="the first request's connection")
+            assert not second.done()
             pool.close()
             with pytest.raises(UpstreamError, match="not serving"):
                 await second
@@ -387,7 +398,8 @@ def test_an_answer_released_before_its_end_drops_its_connection():
             answer = await pool.open("GET", "/")
             await answer.read()
             answer.release()  # The caller went away half-way.
-            await asyncio.sleep(0.01)  # Let the dropped connection's close land.
+            # The dropped connection's close lands: its place is given back.
+            await eventually(lambda: pool._open == 0, what="its place to be freed")  # noqa: SLF001
             dropped = pool._open  # noqa: SLF001
             again = await pool.request("GET", "/")
             return dropped, len(again.body)

@@ -27,8 +27,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision, Role
+from dashboard.runner_states import ACTIVE
 from dashboard.runtime import sandbox
-from dashboard.runtime.supervisor import ACTIVE
 from tests.conftest import wait_until
 from tests.security.test_sandbox import CLI, PROBE, deploy, targets
 

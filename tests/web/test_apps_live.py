@@ -3,7 +3,6 @@ revision serving from a warm runner, and a newer Failed revision whose runner fa
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from django.test import Client
 from dashboard.api_client import ControlApi
 from dashboard.cli import bundle
 from dashboard.controlplane.models import ApiToken
+from tests.conftest import wait_until
 from tests.web.factories import make_user
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
@@ -23,11 +23,11 @@ def deploy(api: ControlApi, app: str, entrypoint: str) -> dict:
     """A rolling deploy (it starts a runner), waited for; its finished operation."""
     data, entry = bundle.build(str(EXAMPLES / entrypoint))
     op = api.deploy(app, data, entry, message=entrypoint)["operation"]
-    deadline = time.monotonic() + 60
-    while not (op := api.get_operation(op["id"]))["finished_at"]:
-        assert time.monotonic() < deadline, "the deploy did not finish"
-        time.sleep(0.1)
-    return op
+    return wait_until(
+        lambda: (done := api.get_operation(op["id"]))["finished_at"] and done,
+        timeout=60,
+        what="the deploy to finish",
+    )
 
 
 def counts_cell(html: str, app: str) -> str:

@@ -12,6 +12,7 @@ from django.test import Client
 from dashboard.celery import app as celery_app
 from dashboard.controlplane.models import Revision
 from tests.conftest import free_port
+from tests.controlplane.conftest import app_state
 from tests.web.conftest import queued_task_ids, task_reached_redis
 from tests.web.factories import make_app, make_revision, make_user
 
@@ -121,20 +122,29 @@ def test_an_error_shown_as_a_full_page_links_back(deployer, demo):
 
 def test_a_viewer_gets_403_for_every_action_whatever_the_browser_sends(viewer, demo, empty_queue):
     _app, old, _current, _failed = demo
+    before = app_state()
     for action in ("rollback", "delete", "suspend", "rollout", "scale"):
-        assert viewer.get(f"/apps/demo/confirm/{action}?rev={old.short_id}").status_code == 403
+        needed = "Admin" if action in ("delete", "suspend") else "Deployer"
+        why = f"This needs the {needed} role; you have Viewer."
+        dialog = viewer.get(f"/apps/demo/confirm/{action}?rev={old.short_id}")
+        assert dialog.status_code == 403 and why in dialog.content.decode()
         response = post(
             viewer, f"/apps/demo/confirm/{action}?rev={old.short_id}", strategy="rolling"
         )
-        assert response.status_code == 403
+        assert response.status_code == 403 and why in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+    assert app_state() == before
 
 
 def test_a_deployer_gets_403_for_admin_actions(deployer, demo, empty_queue):
     _app, old, _current, _failed = demo
+    before = app_state()
     for action in ("delete", "suspend", "runner-kill"):
-        assert post(deployer, f"/apps/demo/confirm/{action}?rev={old.short_id}").status_code == 403
+        response = post(deployer, f"/apps/demo/confirm/{action}?rev={old.short_id}")
+        assert response.status_code == 403
+        assert "This needs the Admin role; you have Deployer." in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+    assert app_state() == before
 
 
 def test_anonymous_visitors_are_sent_to_login(demo):
@@ -185,7 +195,7 @@ def test_bad_references_get_a_clear_error_and_nothing_is_enqueued(
 def test_another_apps_revision_is_refused(admin, demo, empty_queue):
     other = make_revision(make_app("other"))
     response = post(admin, f"/apps/demo/confirm/rollback?rev={other.short_id}", strategy="rolling")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "belongs to app &#x27;other&#x27;, not &#x27;demo&#x27;" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
 
@@ -194,7 +204,10 @@ def test_deleting_the_current_revision_is_refused(admin, demo, empty_queue):
     _app, _old, current, _failed = demo
     response = post(admin, f"/apps/demo/confirm/delete?rev={current.short_id}")
     assert response.status_code == 409
-    assert "The Current revision cannot be deleted" in response.content.decode()
+    assert (
+        f"revision {current.short_id} is Current for demo; set another revision first (set-rev)"
+        " — the Current revision is never deleted"
+    ) in response.content.decode()
     assert Revision.objects.filter(pk=current.pk).exists()
     assert queued_task_ids(empty_queue) == {}
 
@@ -205,9 +218,18 @@ def test_rolling_back_to_the_current_or_a_failed_revision_is_refused(
 ):
     _app, _old, current, failed = demo
     rev = current if which == "current" else failed
+    before = app_state()
     response = post(deployer, f"/apps/demo/confirm/rollback?rev={rev.short_id}", strategy="rolling")
     assert response.status_code == 409
+    # The API's words: the dashboard and the API refuse by the same rule.
+    why = {
+        "current": f"revision {rev.short_id} is already Current for demo",
+        "failed": f"revision {rev.short_id} is Failed",
+    }[which]
+    html = response.content.decode()
+    assert why in html and "Nothing was changed." in html
     assert queued_task_ids(empty_queue) == {}
+    assert app_state() == before
 
 
 def test_an_out_of_range_scale_value_gets_a_precise_error_and_nothing_is_enqueued(

@@ -24,6 +24,7 @@ from dashboard.controlplane.models import (
     RevisionStatus,
 )
 from dashboard.web import progress
+from tests.controlplane.conftest import app_state
 from tests.web.conftest import queued_task_ids
 from tests.web.factories import make_app, make_operation, make_revision, make_user
 
@@ -176,7 +177,11 @@ def test_release_is_refused_when_nothing_is_held(deployer, demo, empty_queue):
 
 def test_release_is_refused_to_a_viewer_and_to_anonymous_visitors(viewer, empty_queue):
     app, *_ = _rolled_back()
-    assert viewer.post("/apps/shop/confirm/release", {"key": str(uuid.uuid4())}).status_code == 403
+    before = app_state("shop")
+    refused = viewer.post("/apps/shop/confirm/release", {"key": str(uuid.uuid4())})
+    assert refused.status_code == 403
+    assert "This needs the Deployer role; you have Viewer." in refused.content.decode()
+    assert app_state("shop") == before
     anonymous = Client().post("/apps/shop/confirm/release", {"key": str(uuid.uuid4())})
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
     assert queued_task_ids(empty_queue) == {}
@@ -230,7 +235,10 @@ def test_a_disabled_action_says_why_in_visible_text(deployer, demo):
     _app, _old, current, _failed = demo
     html = deployer.get("/apps/demo/versions").content.decode()
     row = re.search(rf'<tr id="rev-{current.short_id}".*?</tr>', html, re.S).group(0)
-    assert '<small id="why-rollback-' in row and "This is already the Current revision." in row
+    assert (
+        '<small id="why-rollback-' in row
+        and f"revision {current.short_id} is already Current for demo" in row
+    )
     assert 'class="visually-hidden"' not in row
 
 

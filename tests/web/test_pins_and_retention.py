@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from dashboard.controlplane.models import App, Operation, Revision, Role
 from tests.conftest import wait_until
+from tests.controlplane.conftest import app_state
 from tests.web.conftest import queued_task_ids, task_reached_redis
 from tests.web.factories import make_app, make_revision, make_user
 
@@ -62,7 +63,8 @@ def test_the_delete_button_of_a_pinned_revision_is_disabled_and_says_why(admin, 
     row = _row(admin.get("/apps/demo/versions").content.decode(), old)
 
     assert 'aria-disabled="true"' in row
-    assert "This revision is pinned: unpin it before deleting it." in row
+    assert f"revision {old.short_id} is pinned (pinned by" in row
+    assert "unpin it first — a pinned revision is never deleted" in row
 
 
 @pytest.mark.django_db
@@ -91,16 +93,19 @@ def test_pinning_a_pinned_revision_is_refused_and_nothing_is_enqueued(deployer, 
     response = deployer.post(f"/apps/demo/confirm/pin?rev={old.short_id}", {"key": uuid.uuid4()})
 
     assert response.status_code == 409
-    assert "This revision is already pinned." in response.content.decode()
+    assert f"revision {old.short_id} is already pinned by" in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
 
 
 @pytest.mark.django_db
 def test_a_viewer_may_not_pin(viewer, demo, empty_queue):
     _app, old, _current, _failed = demo
+    before = app_state()
     response = viewer.post(f"/apps/demo/confirm/pin?rev={old.short_id}", {"key": uuid.uuid4()})
     assert response.status_code == 403
+    assert "This needs the Deployer role; you have Viewer." in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+    assert app_state() == before
 
 
 @pytest.mark.django_db
@@ -138,9 +143,12 @@ def test_retention_is_an_admin_action(deployer, demo, empty_queue):
     assert (
         'data-testid="retention-button"' not in deployer.get("/apps/demo/versions").content.decode()
     )
+    before = app_state()
     response = deployer.post("/apps/demo/confirm/retention", {"key": uuid.uuid4(), "keep": 5})
     assert response.status_code == 403
+    assert "This needs the Admin role; you have Deployer." in response.content.decode()
     assert queued_task_ids(empty_queue) == {}
+    assert app_state() == before
 
 
 @pytest.mark.system

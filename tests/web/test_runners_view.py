@@ -20,6 +20,8 @@ def test_the_page_says_the_runtime_is_unavailable_and_still_renders(viewer, demo
     response = viewer.get("/apps/demo/runners")
     assert response.status_code == 200
     assert b'data-testid="runtime-unavailable"' in response.content
+    # The control plane's words, as the API says them (runtime_client.error).
+    assert b"runtime unavailable: cannot connect to" in response.content
     assert b'id="runners-region"' in response.content
 
 

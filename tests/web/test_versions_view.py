@@ -157,8 +157,9 @@ def test_deployers_may_roll_back_only_deployed_non_current_rows(deployer, demo):
     assert f"/apps/demo/confirm/rollback?rev={old.short_id}" in html
     assert f"/apps/demo/confirm/rollback?rev={current.short_id}" not in html
     assert f"/apps/demo/confirm/rollback?rev={failed.short_id}" not in html
-    assert "This is already the Current revision." in html
-    assert "A Failed revision can never become Current." in html
+    assert f"revision {current.short_id} is already Current for demo" in html
+    assert f"revision {failed.short_id} is Failed (" in html
+    assert "a Failed revision can never become Current" in html
     assert 'data-testid="delete-button"' not in html
 
 
@@ -168,7 +169,7 @@ def test_admins_may_delete_any_row_but_the_current_one(admin, demo):
     assert f"/apps/demo/confirm/delete?rev={old.short_id}" in html
     assert f"/apps/demo/confirm/delete?rev={failed.short_id}" in html
     assert f"/apps/demo/confirm/delete?rev={current.short_id}" not in html
-    assert "The Current revision cannot be deleted" in html
+    assert "the Current revision is never deleted" in html
 
 
 def test_messages_and_annotations_are_escaped(viewer):
@@ -229,7 +230,7 @@ def test_admins_may_resume_a_suspended_revision_but_not_suspend_it_again(admin):
     html = admin.get("/apps/demo/versions").content.decode()
     assert f"/apps/demo/confirm/resume?rev={suspended.short_id}" in html
     assert f"/apps/demo/confirm/suspend?rev={suspended.short_id}" not in html
-    assert "This revision is suspended: resume it before rolling back to it." in html
+    assert f"revision {suspended.short_id} is Suspended; resume it before making it Current" in html
 
 
 def test_rows_carry_their_revision_status_and_whether_they_are_current(viewer, demo):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dashboard.celery import app
+
+
+@pytest.fixture(autouse=True)
+def tasks_discovered_as_a_worker_discovers_them():
+    # autodiscover_tasks is lazy: a worker or beat imports each app's tasks at startup.
+    app.loader.import_default_modules()
 
 
 def test_the_delivery_sweeper_is_on_the_beat_schedule():

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dashboard.controlplane.rules import MAX_PAGE_SIZE
+from dashboard.runner_states import RunnerState
 
 RevisionStatusValue = Literal["deploying", "deployed", "failed", "suspended"]
 OperationKindValue = Literal[
@@ -293,7 +294,7 @@ class Runner(Answer):
     id: str
     app: str
     revision: str
-    state: str
+    state: RunnerState
     in_flight: int
     pid: int | None
     started_at: Timestamp | None

@@ -14,7 +14,6 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from dashboard import httpclient
 from dashboard.controlplane import (
     bundles,
     diff,
@@ -40,7 +39,6 @@ from dashboard.controlplane.errors import (
     ControlError,
     NotFound,
     TooLarge,
-    Unavailable,
 )
 from dashboard.controlplane.models import (
     App,
@@ -114,10 +112,6 @@ def _revision_now(done: mutations.Done) -> dict[str, Any]:
 
 def _values(done: mutations.Done) -> dict[str, Any]:
     return done.values
-
-
-def _runtime_unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(f"runtime unavailable: {exc}", code="runtime_unavailable")
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -247,10 +241,8 @@ def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     try:
         runners = runtime_client.list_runners(app=found.name)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     return JsonResponse({"runners": runners})
 
 
@@ -268,12 +260,8 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
             query["runner"] = runner
     try:
         text = runtime_client.logs(**query)
-    except httpclient.Unavailable as exc:
-        raise _runtime_unavailable(exc) from None
-    except runtime_client.RuntimeError_ as exc:
-        if exc.status == 404:
-            raise NotFound(str(exc)) from None
-        raise Unavailable(f"the runtime refused: {exc}", code="runtime_error") from None
+    except runtime_client.FAILURES as exc:
+        raise runtime_client.error(exc) from None
     if not isinstance(text, str):
         text = json.dumps(text)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")

@@ -56,6 +56,27 @@ class Done:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+def _quick(
+    app: App,
+    kind: OperationKind,
+    actor: Actor,
+    reason: str,
+    params: dict[str, Any],
+    revision: Revision | None = None,
+) -> Operation:
+    """The operation of a quick mutation: done in the request, still recorded."""
+    return operations.create(
+        app,
+        kind,
+        actor,
+        reason=reason,
+        params=params,
+        revision=revision,
+        deadline=QUICK_DEADLINE,
+        running=True,
+    )
+
+
 def replayed(actor: Actor) -> Done | None:
     """The operation an earlier request with this Idempotency-Key created, if any."""
     earlier = operations.replay(actor)
@@ -341,15 +362,13 @@ def scale(app_name: str, actor: Actor, values: dict[str, Any], *, reason: str) -
             for name, value in new_settings.items()
             if found.settings.get(name) != value
         }
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.SCALE,
             actor,
-            reason=reason,
-            params=changes,
+            reason,
+            changes,
             revision=found.current_revision,
-            deadline=QUICK_DEADLINE,
-            running=True,
         )
         overrides = sorted(
             set(found.scale_overrides) | {n for n in changes if n in parameters.CODE_SPECIFIC}
@@ -395,15 +414,13 @@ def suspend_or_resume(
         target = Revision.objects.select_for_update().get(pk=target.pk)
         if refusal := refusals.suspend_or_resume(target, suspend=suspend):
             raise refusal
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.SUSPEND if suspend else OperationKind.RESUME,
             actor,
-            reason=reason,
-            params={"revision": str(target.id)},
+            reason,
+            {"revision": str(target.id)},
             revision=target,
-            deadline=QUICK_DEADLINE,
-            running=True,
         )
         target.status = RevisionStatus.SUSPENDED if suspend else RevisionStatus.DEPLOYED
         target.save(update_fields=["status"])
@@ -437,15 +454,13 @@ def release(app_name: str, actor: Actor, *, reason: str) -> Done:
         if refusal := refusals.release(found):
             raise refusal
         held_by = found.held_operation
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.RELEASE,
             actor,
-            reason=reason,
-            params={"held_operation": str(held_by.id) if held_by else None},
+            reason,
+            {"held_operation": str(held_by.id) if held_by else None},
             revision=found.current_revision,
-            deadline=QUICK_DEADLINE,
-            running=True,
         )
         found.held, found.held_at, found.held_operation = False, None, None
         found.save(update_fields=["held", "held_at", "held_operation", "updated_at"])
@@ -465,14 +480,12 @@ def release(app_name: str, actor: Actor, *, reason: str) -> Done:
 def hold_policy(app_name: str, actor: Actor, value: bool, *, reason: str) -> Done:
     def change() -> Done:
         found = get_app(app_name, lock=True)
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.HOLD_POLICY,
             actor,
-            reason=reason,
-            params={"hold_on_rollback": value},
-            deadline=QUICK_DEADLINE,
-            running=True,
+            reason,
+            {"hold_on_rollback": value},
         )
         before = found.hold_on_rollback
         found.hold_on_rollback = value
@@ -492,14 +505,12 @@ def network(app_name: str, actor: Actor, value: str, *, reason: str) -> Done:
 
     def change() -> Done:
         found = get_app(app_name, lock=True)
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.NETWORK,
             actor,
-            reason=reason,
-            params={"network": value},
-            deadline=QUICK_DEADLINE,
-            running=True,
+            reason,
+            {"network": value},
         )
         before = found.network
         found.network = value
@@ -534,15 +545,13 @@ def pin(app_name: str, actor: Actor, ref: str, *, pin: bool, reason: str) -> Don
         target = Revision.objects.select_for_update().get(pk=resolve(found, ref).pk)
         if refusal := refusals.pin_or_unpin(target, pin=pin):
             raise refusal
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.PIN if pin else OperationKind.UNPIN,
             actor,
-            reason=reason,
-            params={"revision": str(target.id), "short_id": target.short_id},
+            reason,
+            {"revision": str(target.id), "short_id": target.short_id},
             revision=target,
-            deadline=QUICK_DEADLINE,
-            running=True,
         )
         was = retention.pin_note(target)
         target.pinned = pin
@@ -576,14 +585,12 @@ def retention_settings(
             "keep": before["keep"] if keep is None else keep,
             "enabled": before["enabled"] if enabled is None else enabled,
         }
-        op = operations.create(
+        op = _quick(
             found,
             OperationKind.RETENTION,
             actor,
-            reason=reason,
-            params={k: v for k, v in (("keep", keep), ("enabled", enabled)) if v is not None},
-            deadline=QUICK_DEADLINE,
-            running=True,
+            reason,
+            {k: v for k, v in (("keep", keep), ("enabled", enabled)) if v is not None},
         )
         found.retention_keep, found.retention_enabled = after["keep"], after["enabled"]
         found.save(update_fields=["retention_keep", "retention_enabled", "updated_at"])

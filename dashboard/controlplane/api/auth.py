@@ -274,11 +274,14 @@ def api_view(
         fields = tuple(model.model_fields) if model is not None else ()
     fields = tuple(fields)
     form_view = form is not None
+    if undeclared := sorted(set(allowed) - set(answers or {})):
+        # Every answer is in the generated document: a route cannot forget to say its shape.
+        raise TypeError(f"api_view: declare the answers of {', '.join(undeclared)}")
     contract = {
         method: Route(
             method=method,
             role=str(role),
-            answers=(answers or {}).get(method, {200: schemas.Answer}),
+            answers=answers[method],
             body=model if method != "GET" else None,
             form=form_view,
             query=(query.get(method) if isinstance(query, dict) else query)

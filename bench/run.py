@@ -446,11 +446,10 @@ async def gateway_overhead(api, gateway: str, samples: int) -> None:
 # -- dashboard (issue 3) -----------------------------------------------------------------
 
 
-def bench_dashboard(samples: int) -> None:
-    from django.contrib.auth import get_user_model
+def versions_history(admin, n: int) -> str:
+    """An app with `n` revisions, each from a deploy operation with three steps, as a real
+    history has (made once per run); the URL of its Versions page."""
     from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from dashboard.controlplane.models import (
@@ -461,98 +460,67 @@ def bench_dashboard(samples: int) -> None:
         RevisionStatus,
     )
 
-    section("Dashboard (issue 3)")
-    admin = get_user_model().objects.get(username="admin")
-    client = Client()
-    client.force_login(admin)
-    sizes = (10, 1_000, 10_000)
-    urls: dict[int, str] = {}
-    for n in sizes:
-        app = App.objects.create(name=f"versions-{n}", owner=admin, settings={"machine_type": "XS"})
-        now = timezone.now()
-        statuses = [RevisionStatus.DEPLOYED, RevisionStatus.FAILED, RevisionStatus.SUSPENDED]
-        Revision.objects.bulk_create(
-            [
-                Revision(
-                    app=app,
-                    status=statuses[i % 3],
-                    entrypoint="app.py::Echo",
-                    bundle_sha256="0" * 64,
-                    bundle_size=1,
-                    message=f"revision {i}",
-                    annotations={"build": str(i)},
-                    settings={"machine_type": "XS", "keep_alive": 10, "max_concurrency": 2},
-                    deployed_by=admin,
-                    created_at=now - timezone.timedelta(seconds=n - i),
-                )
-                for i in range(n)
-            ],
-            batch_size=2000,
-        )
-        app.current_revision = Revision.objects.filter(
-            app=app, status=RevisionStatus.DEPLOYED
-        ).first()
-        app.save()
-        # Every revision came from a deploy operation with steps, as in a real history.
-        operations = Operation.objects.bulk_create(
-            [
-                Operation(
-                    app=app,
-                    kind="deploy",
-                    state="succeeded" if revision.status != RevisionStatus.FAILED else "failed",
-                    requester=admin,
-                    requester_name="admin",
-                    source="cli",
-                    revision=revision,
-                    created_at=revision.created_at,
-                    started_at=revision.created_at,
-                    finished_at=revision.created_at + timezone.timedelta(seconds=2),
-                )
-                for revision in Revision.objects.filter(app=app).only("id", "status", "created_at")
-            ],
-            batch_size=2000,
-        )
-        OperationStep.objects.bulk_create(
-            [
-                OperationStep(operation=op, message=f"step {i}")
-                for op in operations
-                for i in range(3)
-            ],
-            batch_size=5000,
-        )
-        urls[n] = f"/apps/{app.name}/versions"
+    name = f"versions-{n}"
+    if App.objects.filter(name=name).exists():
+        return f"/apps/{name}/versions"
+    app = App.objects.create(name=name, owner=admin, settings={"machine_type": "XS"})
+    now = timezone.now()
+    statuses = [RevisionStatus.DEPLOYED, RevisionStatus.FAILED, RevisionStatus.SUSPENDED]
+    Revision.objects.bulk_create(
+        [
+            Revision(
+                app=app,
+                status=statuses[i % 3],
+                entrypoint="app.py::Echo",
+                bundle_sha256="0" * 64,
+                bundle_size=1,
+                message=f"revision {i}",
+                annotations={"build": str(i)},
+                settings={"machine_type": "XS", "keep_alive": 10, "max_concurrency": 2},
+                deployed_by=admin,
+                created_at=now - timezone.timedelta(seconds=n - i),
+            )
+            for i in range(n)
+        ],
+        batch_size=2000,
+    )
+    app.current_revision = Revision.objects.filter(app=app, status=RevisionStatus.DEPLOYED).first()
+    app.save()
+    operations = Operation.objects.bulk_create(
+        [
+            Operation(
+                app=app,
+                kind="deploy",
+                state="succeeded" if revision.status != RevisionStatus.FAILED else "failed",
+                requester=admin,
+                requester_name="admin",
+                source="cli",
+                revision=revision,
+                created_at=revision.created_at,
+                started_at=revision.created_at,
+                finished_at=revision.created_at + timezone.timedelta(seconds=2),
+            )
+            for revision in Revision.objects.filter(app=app).only("id", "status", "created_at")
+        ],
+        batch_size=2000,
+    )
+    OperationStep.objects.bulk_create(
+        [OperationStep(operation=op, message=f"step {i}") for op in operations for i in range(3)],
+        batch_size=5000,
+    )
     with connection.cursor() as cursor:
         # What autovacuum gives a real install: fresh statistics and visibility maps.
         cursor.execute("VACUUM ANALYZE")
-    for url in urls.values():
-        client.get(url)  # Warm caches and connections.
+    return f"/apps/{name}/versions"
 
-    # Round-robin over the sizes, so a burst of load elsewhere hits all of them alike.
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    queries: dict[int, int] = {}
-    for _ in range(samples * 4):
-        for n in sizes:
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = client.get(urls[n])
-                times[n].append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200, response.status_code
-            queries[n] = len(captured)
-    timings = {n: pct(times[n], 0.5) for n in sizes}
-    for n in sizes:
-        report(
-            f"Versions page, {n:>6,} revisions (ms, queries)",
-            {"p50": timings[n], "queries": queries[n]},
-            digits=1,
-        )
-    report(
-        "Versions page time ratio 10,000 ÷ 10",
-        {"value": timings[10_000] / timings[10]},
-        digits=2,
-        goal="goal ≤ 1.5",
-    )
 
-    app = App.objects.get(name="versions-10")
+def running_operation(admin, app) -> str:
+    """A running set-rev of `app` with 8 steps, submitted by `admin` from the dashboard;
+    the URL of its action panel's poll."""
+    from django.utils import timezone
+
+    from dashboard.controlplane.models import Operation, OperationStep
+
     key = str(uuid.uuid4())
     operation = Operation.objects.create(
         app=app,
@@ -567,7 +535,59 @@ def bench_dashboard(samples: int) -> None:
     OperationStep.objects.bulk_create(
         [OperationStep(operation=operation, message=f"step {i}") for i in range(8)]
     )
-    url = f"/apps/{app.name}/actions/{key}"
+    return f"/apps/{app.name}/actions/{key}"
+
+
+def bench_dashboard(samples: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from dashboard.controlplane.models import (
+        App,
+    )
+
+    section("Dashboard (issue 3)")
+    admin = get_user_model().objects.get(username="admin")
+    client = Client()
+    client.force_login(admin)
+    # Every size shows one full page of 25 rows (VERSIONS_PER_PAGE): a short history
+    # against long ones, the same work per page, so the ratio is what the history costs.
+    sizes = (25, 1_000, 10_000)
+    urls = {n: versions_history(admin, n) for n in sizes}
+    for url in urls.values():
+        client.get(url)  # Warm caches and connections.
+
+    # Round-robin over the sizes, so a burst of load elsewhere hits all of them alike.
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    queries: dict[int, int] = {}
+    rows: dict[int, int] = {}
+    for _ in range(samples * 4):
+        for n in sizes:
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = client.get(urls[n])
+                times[n].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.status_code
+            queries[n] = len(captured)
+            rows[n] = response.content.count(b'data-testid="revision-row"')
+    timings = {n: pct(times[n], 0.5) for n in sizes}
+    for n in sizes:
+        report(
+            f"Versions page, {n:>6,} revisions, {rows[n]} rows (ms, queries)",
+            {"p50": timings[n], "queries": queries[n]},
+            digits=1,
+        )
+    report(
+        "Versions page time ratio 10,000 ÷ 25 (25 rows each)",
+        {"value": timings[10_000] / timings[25]},
+        digits=2,
+        goal="goal ≤ 1.5",
+    )
+
+    app = App.objects.get(name="versions-25")
+    url = running_operation(admin, app)
     times = []
     for _ in range(samples * 10):
         started = time.perf_counter()
@@ -678,6 +698,190 @@ def bench_browser(api, var_dir: Path, samples: int) -> None:
     report("the same, as Playwright's wait for the badge sees it (ms)", percentiles(waited))
 
 
+# Watches the Versions page: when the summary's Current shows `target` (Date.now(), to
+# compare with the server's commit time on the same clock), and, after every DOM change,
+# whether the action panel and the table agree on where the alias points (the panel's
+# "now points to X" step, or its "succeeded", against the table's Current); the longest
+# stretch they disagree is kept (performance.now()).
+WATCH_LIVE = """(target) => {
+    window.sbMovedAt = null;
+    window.sbLongestDisagreement = 0;
+    let since = null;
+    const check = () => {
+        const current = document.querySelector("[data-testid=summary-current]");
+        const shown = current ? current.textContent.trim() : "";
+        if (shown === target && window.sbMovedAt === null) window.sbMovedAt = Date.now();
+        let disagree = false;
+        document.querySelectorAll("[data-testid=action-panel]").forEach((panel) => {
+            const said = (panel.textContent.match(/now points to ([0-9a-f]+)/) || [])[1];
+            const done = panel.getAttribute("data-state") === "succeeded";
+            if ((said && said !== shown) || (done && !said) || (!said && shown === target)) {
+                disagree = true;
+            }
+        });
+        const now = performance.now();
+        if (disagree && since === null) since = now;
+        if (!disagree && since !== null) {
+            window.sbLongestDisagreement = Math.max(window.sbLongestDisagreement, now - since);
+            since = null;
+        }
+    };
+    window.sbWatch = new MutationObserver(check);
+    window.sbWatch.observe(document.body, {
+        subtree: true, childList: true, characterData: true, attributes: true,
+    });
+}"""
+
+
+def bench_live(api, var_dir: Path, samples: int, up: subprocess.Popen) -> None:
+    """Issue 10 item 8: how soon an open Versions page shows a switch made elsewhere, how
+    long its action panel and table disagree, and what an idle page costs. Run with the
+    page's live stream ("live") and with the stream blocked, so it polls ("polling")."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.controlplane.models import App
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    section("Live updates (issue 10, item 8)")
+    web = os.environ["SWITCHBOARD_API_URL"]
+    name = "live"
+    revisions = [deploy_echo(api, var_dir, name, f"v{i}") for i in (1, 2)]
+    password = (var_dir / "admin-password").read_text().strip()
+    idle_seconds = 20.0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for mode in ("live", "polling"):
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            if mode == "polling":
+                page.route("**/events", lambda route: route.abort())
+            page.goto(web + "/login/")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(lambda url: "/login" not in url)
+            # Every request the page makes (with when), and the event streams still open.
+            asked: list[float] = []
+            streams: set = set()
+            page.on("request", lambda r, asked=asked: asked.append(time.monotonic()))
+            page.on("request", lambda r, s=streams: s.add(r) if r.url.endswith("/events") else 0)
+            page.on("requestfinished", lambda r, s=streams: s.discard(r))
+            page.on("requestfailed", lambda r, s=streams: s.discard(r))
+            page.goto(f"{web}/apps/{name}/versions")
+            if mode == "live" and page.locator("[sse-connect]").count():
+                page.locator("#versions-live[data-live-open]").wait_for()
+            page.wait_for_timeout(2000)  # The refresh made on opening the stream lands.
+
+            # Idle: requests per second over idle_seconds, and the streams held open.
+            idle_from = time.monotonic()
+            page.wait_for_timeout(idle_seconds * 1000)
+            idle_requests = len([t for t in asked if t >= idle_from])
+            report(
+                f"{mode}: idle Versions page, requests per second",
+                {"value": idle_requests / idle_seconds},
+                digits=2,
+                goal="goal ≤ 1 (or one stream)",
+            )
+            report(f"{mode}: idle Versions page, open event streams", {"value": len(streams)})
+
+            cli_ms, click_ms, disagree_ms = [], [], []
+            current = App.objects.get(name=name).current_revision_id
+            for i in range(samples):
+                # A switch from the CLI/API: alias commit (server clock) -> badge (page clock).
+                target = revisions[0] if str(current) == revisions[1] else revisions[1]
+                page.evaluate(WATCH_LIVE, target[:8])
+                api.set_rev(name, target, strategy="recreate", reason=f"bench {mode} {i}")
+                page.wait_for_function("window.sbMovedAt !== null", timeout=15_000)
+                since = App.objects.get(name=name).current_since
+                cli_ms.append(page.evaluate("window.sbMovedAt") - since.timestamp() * 1000)
+                page.evaluate("window.sbWatch.disconnect()")
+                current = target
+                # The same from the dashboard's own dialog: its panel and the table.
+                target = revisions[0] if current == revisions[1] else revisions[1]
+                row = page.locator(f'[data-testid=revision-row][data-revision="{target[:8]}"]')
+                row.get_by_test_id("rollback-button").click()
+                dialog = page.get_by_test_id("confirm-dialog")
+                dialog.get_by_label(re.compile("Recreate")).check()
+                page.evaluate(WATCH_LIVE, target[:8])
+                dialog.get_by_test_id("confirm-button").click()
+                page.wait_for_function("window.sbMovedAt !== null", timeout=15_000)
+                page.locator('[data-testid=action-panel][data-state="succeeded"]').first.wait_for(
+                    timeout=15_000
+                )
+                since = App.objects.get(name=name).current_since
+                click_ms.append(page.evaluate("window.sbMovedAt") - since.timestamp() * 1000)
+                # Let a late panel or table refresh land before reading the longest gap.
+                page.wait_for_timeout(1500)
+                disagree_ms.append(page.evaluate("window.sbLongestDisagreement"))
+                page.evaluate("window.sbWatch.disconnect()")
+                for dismiss in page.locator("[data-dismiss]").all():
+                    dismiss.click()
+                current = target
+            report(
+                f"{mode}: CLI set-rev (recreate): alias commit → badge moved (ms)",
+                percentiles(cli_ms) | {"max": max(cli_ms)},
+                goal="goal ≤ 300",
+            )
+            report(
+                f"{mode}: dashboard rollback (recreate): alias commit → badge moved (ms)",
+                percentiles(click_ms) | {"max": max(click_ms)},
+                goal="goal ≤ 300",
+            )
+            report(
+                f"{mode}: action panel and table disagree, longest (ms)",
+                percentiles(disagree_ms) | {"max": max(disagree_ms)},
+                goal="goal ≤ 100",
+            )
+            if mode == "live":
+                session = next(c["value"] for c in context.cookies() if c["name"] == "sessionid")
+            context.close()
+        browser.close()
+    stalled_readers(web, session, App.objects.get(name=name).pk, up)
+
+
+def stalled_readers(web: str, session: str, app_id: int, up: subprocess.Popen) -> None:
+    """Clients that open the live stream and never read it: what the web server keeps for
+    them while the app changes 50,000 times (its processes' resident memory)."""
+    import psutil
+    import redis
+
+    from dashboard.controlplane import events
+
+    def web_rss() -> int:
+        return sum(
+            p.memory_info().rss
+            for p in psutil.Process(up.pid).children(recursive=True)
+            if "granian" in " ".join(p.cmdline())
+        )
+
+    host, port = web.removeprefix("http://").split(":")
+    readers = []
+    for _ in range(4):  # The per-session limit (SWITCHBOARD_LIVE_MAX_PER_SESSION).
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        request = f"GET /apps/live/events HTTP/1.1\r\nHost: {host}\r\nCookie: sessionid={session}"
+        sock.sendall(request.encode() + b"\r\n\r\n")
+        readers.append(sock)
+    time.sleep(1)
+    before = web_rss()
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    message = json.dumps({"app_id": app_id})
+    for _ in range(50):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(1000):
+            pipe.publish(events.pages_channel(), message)
+        pipe.execute()
+    time.sleep(2)
+    report(
+        "4 streams never read, 50,000 changes: web server memory growth (KiB)",
+        {"value": (web_rss() - before) // 1024},
+        goal="bounded (coalesced, not queued)",
+    )
+    for sock in readers:
+        sock.close()
+
+
 # -- recovery (issue 11) ---------------------------------------------------------------
 
 
@@ -703,6 +907,7 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
     from dashboard.cli import bundle
     from dashboard.controlplane import runtime_client
     from dashboard.controlplane.models import Operation
+    from dashboard.runner_states import RunnerState
 
     section("Recovery (issue 11)")
     gateway = os.environ["SWITCHBOARD_GATEWAY_URL"]
@@ -761,7 +966,7 @@ def bench_recovery(api, var_dir: Path, up: subprocess.Popen, samples: int) -> No
 
         def in_setup(app: str = f"crash-{i}", op_id: str = op_id) -> str:
             runners = runtime_client.list_runners(app=app)
-            if any(r["state"] == "SETUP" for r in runners):
+            if any(r["state"] == RunnerState.SETUP for r in runners):
                 return Operation.objects.get(pk=op_id).lease_holder
             return ""
 
@@ -889,6 +1094,7 @@ def main() -> int:
             bench_dashboard(samples)
         if args.only in (None, "browser"):
             bench_browser(api, var_dir, max(3, samples // 3))
+            bench_live(api, var_dir, max(3, samples // 3), proc)
         if args.only in (None, "recovery"):
             bench_recovery(api, var_dir, proc, max(3, samples // 5))
     finally:

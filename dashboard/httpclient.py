@@ -39,8 +39,8 @@ class Unavailable(Exception):
 
 @cache
 def _ssl_context() -> ssl.SSLContext:
-    # Building one loads the CA bundle, some 40 ms of CPU: a thread's first call (such as a
-    # gunicorn thread's first runtime sync) would pay that each time, so all share one.
+    # Building one loads the whole CA bundle: rather than each thread's first call (such
+    # as a web thread's first runtime sync) paying that, all share one.
     return httpx.create_ssl_context()
 
 

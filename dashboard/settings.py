@@ -172,6 +172,12 @@ WSGI_APPLICATION = "dashboard.wsgi.application"
 # request body sends nothing for this many seconds; its header read timeout is granian's
 # own GRANIAN_HTTP1_HEADER_READ_TIMEOUT (milliseconds, default 30000).
 WEB_BODY_TIMEOUT = env_float("SWITCHBOARD_WEB_BODY_TIMEOUT", 30.0)
+# Live updates of the Versions page (server-sent events, dashboard/web/live.py): a comment
+# line every HEARTBEAT seconds, each stream ends after MAX_SECONDS (the browser reconnects),
+# and one session holds at most MAX_PER_SESSION streams at once (past that a page polls).
+LIVE_HEARTBEAT_SECONDS = env_float("SWITCHBOARD_LIVE_HEARTBEAT_SECONDS", 15.0)
+LIVE_MAX_SECONDS = env_float("SWITCHBOARD_LIVE_MAX_SECONDS", 300.0)
+LIVE_MAX_PER_SESSION = env_int("SWITCHBOARD_LIVE_MAX_PER_SESSION", 4)
 
 TEMPLATES = [
     {
@@ -216,7 +222,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out username never reaches the password check (django-axes).
     "axes.backends.AxesStandaloneBackend",
-    "dashboard.web.auth.SessionUserBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 # Sign-in throttling (django-axes): after this many failed sign-ins for one username from
 # one address, that pair is refused (429) until the cool-off has passed; a success resets
@@ -266,7 +272,7 @@ REDIS_NAMESPACE = env_str("SWITCHBOARD_REDIS_NAMESPACE", "switchboard")
 # dashboard/web/sessions.py for why and what happens when Redis is down).
 CACHES = {
     "default": {
-        "BACKEND": "dashboard.web.rediscache.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_NAMESPACE,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -8,7 +8,6 @@ status and one line saying why; `--json` on any command prints machine-readable 
 from __future__ import annotations
 
 import functools
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,6 @@ POLL_INTERVAL = 0.3
 # for, and the longest pause between attempts to reach an API that went away.
 QUIET_AFTER = 10.0
 RECONNECT_CAP = 5.0
-REV_RE = re.compile(r"\A[0-9a-fA-F-]{8,36}\Z")
 # `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
 SCALE_FLAGS = SETTING_NAMES
 
@@ -94,10 +92,9 @@ def command(group: click.Group, name: str, *, operation: bool = False, **kwargs:
 
 
 def check_rev(rev: str) -> str:
-    if not REV_RE.match(rev):
-        raise click.BadParameter(
-            f"{rev!r} is not a revision id: give a full id or a unique prefix of 8+ hex characters"
-        )
+    _hex, why = rules.revision_ref(rev)
+    if why is not None:
+        raise click.BadParameter(why)
     return rev
 
 

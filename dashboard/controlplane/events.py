@@ -50,6 +50,17 @@ def apps_channel() -> str:
     )
 
 
+def pages_channel() -> str:
+    """The Redis channel that tells open dashboard pages an app's state changed.
+
+    Apart from the gateway's: a deploy's every step and an operation's end change what
+    the Versions page shows but not how the gateway routes, and each message here would
+    otherwise make the gateway reload the app from the database. Its messages name the
+    app's primary key and nothing else: the page reads what changed from the database.
+    """
+    return apps_channel().replace(":apps:", ":pages:", 1)
+
+
 def app_state(app: App) -> dict[str, Any]:
     """What the gateway routes an app by: the app row and its Current revision.
 
@@ -139,5 +150,25 @@ def publish_app_changed(app_name: str, state: dict[str, Any] | None = None) -> N
             _redis().publish(apps_channel(), json.dumps(signed(message)))
         except redis.RedisError as exc:
             log.warning("could not announce change of app %s: %s", app_name, exc)
+        if state is not None:
+            # An alias switch: open pages refresh at once too (see pages_channel).
+            _announce_page_change(state["app_id"])
 
     transaction.on_commit(send)
+
+
+def _announce_page_change(app_id: int) -> None:
+    try:
+        _redis().publish(pages_channel(), json.dumps({"app_id": app_id}))
+    except redis.RedisError as exc:
+        log.warning("could not tell open pages of a change of app %s: %s", app_id, exc)
+
+
+def publish_page_changed(app_id: int) -> None:
+    """Tell open pages (dashboard/web/live.py) once the surrounding transaction commits.
+
+    Called by every change the dashboard shows: an operation created, claimed, given a
+    step or ended, and through publish_app_changed an alias switch. A page that misses
+    one (Redis down) catches up at its next fallback poll.
+    """
+    transaction.on_commit(lambda: _announce_page_change(app_id))

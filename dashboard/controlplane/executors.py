@@ -26,6 +26,7 @@ from dashboard.controlplane import (
     events,
     operations,
     parameters,
+    refusals,
     retention,
     runtime_client,
 )
@@ -201,11 +202,8 @@ def move_alias(
             target.deployed_at = timezone.now()
             target.settings = new_settings
             target.save(update_fields=["status", "deployed_at", "settings"])
-        elif target.status != RevisionStatus.DEPLOYED:
-            raise Failed(
-                f"revision {target.short_id} is {target.status}; only a Deployed revision "
-                "can become Current"
-            )
+        elif refusal := refusals.become_current(target):
+            raise Failed(refusal.message)
         # Only the previous revision's id is needed (its short form), not the row.
         previous = app.current_revision_id
         app.current_revision = target
@@ -397,8 +395,8 @@ def run_set_rev(op: Operation) -> dict:
     if app.current_revision_id == target.id:
         sync_runtime(op, app.name)
         return {"revision": str(target.id), "settings": app.settings}
-    if target.status != RevisionStatus.DEPLOYED:
-        raise Failed(f"revision {target.short_id} is {target.status}; alias unchanged")
+    if refusal := refusals.become_current(target):
+        raise Failed(f"{refusal.message}; alias unchanged")
     new_settings = parameters.for_set_rev(target.code_settings or target.settings, app.settings)
     strategy = op.params.get("strategy", "rolling")
     if strategy == "rolling":
@@ -473,11 +471,10 @@ def run_delete_rev(op: Operation) -> dict:
         operations.step(op, "revision already deleted")
         return {"deleted": revision_id}
     app = App.objects.get(pk=op.app_id)
-    if app.current_revision_id == revision.id:
-        raise Failed(f"revision {revision.short_id} is Current; it cannot be deleted")
-    refusal = retention.deletion_refusal(app, revision, op.source)
-    if refusal:
-        raise Failed(refusal)
+    # Asked again under the worker: Current may have moved onto it since it was accepted.
+    # Not thoroughly: this very operation is still in progress on it.
+    if refusal := refusals.delete_rev(app, revision, op.source, thorough=False):
+        raise Failed(refusal.message)
     # The last safe point: once runners stop and the bundle goes, the delete completes.
     operations.check_cancelled(op)
     stopped = runtime_client.stop_revision(str(revision.id))

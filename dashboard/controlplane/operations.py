@@ -30,6 +30,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from dashboard.controlplane import events
 from dashboard.controlplane.errors import BadRequest, Conflict, ControlError, NotFound
 from dashboard.controlplane.models import (
     App,
@@ -159,11 +160,13 @@ def create(
         if earlier is not None:
             raise Replayed(earlier) from None
         raise busy_error(app) from None
+    events.publish_page_changed(app.pk)
     return op
 
 
 def step(op: Operation, message: str) -> OperationStep:
     log.info("operation %s (%s %s): %s", op.id, op.kind, op.app_id, message)
+    events.publish_page_changed(op.app_id)
     return OperationStep.objects.create(operation=op, message=message)
 
 
@@ -181,6 +184,7 @@ def _finish(op: Operation, state: OperationState, *, error: str = "", result: di
     if done:
         # Webhooks hear of the end once it is committed; robust: they never fail the operation.
         transaction.on_commit(functools.partial(operation_finished, op.pk), robust=True)
+        events.publish_page_changed(op.app_id)
         op.state, op.finished_at, op.error, op.result = state, now, error, merged
         op.started_at = op.started_at or now
     return bool(done)
@@ -307,7 +311,9 @@ def claim(operation_id: str) -> Operation | None:
     )
     if not taken:
         return None
-    return Operation.objects.select_related("app", "revision").get(pk=operation_id)
+    op = Operation.objects.select_related("app", "revision").get(pk=operation_id)
+    events.publish_page_changed(op.app_id)  # Queued -> Running.
+    return op
 
 
 def renew(op: Operation) -> None:

@@ -51,9 +51,9 @@ def _in_progress(target: Revision, op: Operation, doing: str, so: str) -> Confli
     )
 
 
-def set_rev(app: App, target: Revision, *, thorough: bool = True) -> Conflict | None:
-    """Only a Deployed revision other than Current can become Current, and not while it is
-    being deleted."""
+def become_current(target: Revision) -> Conflict | None:
+    """Only a Deployed revision can become Current (asked again by the worker that
+    switches, under the app's lock)."""
     status = {"revision": str(target.id), "status": target.status}
     if target.status == RevisionStatus.FAILED:
         return Conflict(
@@ -72,6 +72,14 @@ def set_rev(app: App, target: Revision, *, thorough: bool = True) -> Conflict | 
             "become Current",
             details=status,
         )
+    return None
+
+
+def set_rev(app: App, target: Revision, *, thorough: bool = True) -> Conflict | None:
+    """Only a Deployed revision other than Current can become Current, and not while it is
+    being deleted."""
+    if refusal := become_current(target):
+        return refusal
     if app.current_revision_id == target.id:
         return Conflict(
             f"revision {target.short_id} is already Current for {app.name}",

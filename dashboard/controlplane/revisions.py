@@ -6,14 +6,13 @@ with or without dashes. Every way it can go wrong gets its own precise message.
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from dashboard.controlplane.errors import BadRequest, NotFound
 from dashboard.controlplane.models import App, Revision
+from dashboard.controlplane.rules import HEX_RE, MIN_PREFIX, revision_ref
 
-MIN_PREFIX = 8
-_HEX = re.compile(r"\A[0-9a-f]+\Z")
+__all__ = ["MIN_PREFIX", "get_app", "id_range", "is_hex", "normalise", "resolve"]
 
 
 def get_app(name: str, *, lock: bool = False) -> App:
@@ -25,7 +24,7 @@ def get_app(name: str, *, lock: bool = False) -> App:
 
 
 def is_hex(text: str) -> bool:
-    return bool(_HEX.match(text))
+    return bool(HEX_RE.match(text))
 
 
 def id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -37,20 +36,9 @@ def id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def normalise(ref: str) -> str:
-    hex_ref = ref.strip().lower().replace("-", "")
-    if not hex_ref or not is_hex(hex_ref):
-        raise BadRequest(
-            f"{ref!r} is not a revision id: use the full id or at least {MIN_PREFIX} of its "
-            "hex characters",
-            details={"revision": ref},
-        )
-    if len(hex_ref) < MIN_PREFIX:
-        raise BadRequest(
-            f"revision prefix {ref!r} is too short: give at least {MIN_PREFIX} hex characters",
-            details={"revision": ref},
-        )
-    if len(hex_ref) > 32:
-        raise BadRequest(f"{ref!r} is longer than a revision id", details={"revision": ref})
+    hex_ref, why = revision_ref(ref)
+    if why is not None:
+        raise BadRequest(why, details={"revision": ref})
     return hex_ref
 
 

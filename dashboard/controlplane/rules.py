@@ -17,6 +17,11 @@ APP_NAME_RULE = "1–63 characters, lowercase letters, digits and '-', starting 
 # The largest page any listing of the API answers; the CLI offers no more.
 MAX_PAGE_SIZE = 200
 
+# A revision reference: a full id or a unique prefix of this many hex characters or more,
+# with or without dashes, in any case.
+MIN_PREFIX = 8
+HEX_RE = re.compile(r"\A[0-9a-f]+\Z")
+
 ROLES = ("viewer", "deployer", "admin")  # Each may do everything the ones before it may.
 
 
@@ -27,6 +32,27 @@ def app_name_error(name: str) -> str | None:
         if APP_NAME_RE.fullmatch(name)
         else f"{name!r} is not a valid app name: {APP_NAME_RULE}"
     )
+
+
+def revision_ref(ref: str) -> tuple[str | None, str | None]:
+    """(the hex digits `ref` names, None) or (None, why it cannot name a revision).
+
+    The server resolves what it names (controlplane.revisions.resolve); the CLI refuses
+    a malformed one before calling, in the same words.
+    """
+    hex_ref = ref.strip().lower().replace("-", "")
+    if not hex_ref or not HEX_RE.match(hex_ref):
+        why = (
+            f"{ref!r} is not a revision id: use the full id or at least {MIN_PREFIX} of its "
+            "hex characters"
+        )
+    elif len(hex_ref) < MIN_PREFIX:
+        why = f"revision prefix {ref!r} is too short: give at least {MIN_PREFIX} hex characters"
+    elif len(hex_ref) > 32:
+        why = f"{ref!r} is longer than a revision id"
+    else:
+        return hex_ref, None
+    return None, why
 
 
 def role_allows(role: str | None, needed: str) -> bool:

@@ -173,7 +173,7 @@ class LocalProcessBackend:
     each inside its own sandbox (sandbox.py).
 
     A warm spare: most of a runner's start is importing aiohttp, uvloop and the SDK
-    (about 300 ms on a quiet 2-core machine), the same for every app. So one unassigned
+    (BENCHMARKS.md has the figures), the same for every app. So one unassigned
     runner process is kept, in a sandbox of its own, that has done it and waits for an
     assignment on its stdin socket. Its sandbox shows an empty folder at /app and its
     own socket folder; a start fills that folder with hard links to the bundle's files
@@ -181,7 +181,7 @@ class LocalProcessBackend:
     links the runner's socket folder to its own, hands it its runner (the log file as a
     descriptor, the machine type) and at once spawns the next spare. A start that finds
     no spare (two at once, or the spare died) spawns its runner directly, as without
-    spares. The cost is one idle interpreter, about 40 MB. The spare dies with the
+    spares. The cost is one idle interpreter. The spare dies with the
     runtime (PR_SET_PDEATHSIG, and EOF on its stdin), and it is never a runner the
     supervisor knows of.
     """

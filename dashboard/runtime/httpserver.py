@@ -3,9 +3,9 @@
 Why not aiohttp's server, which the admin API and the runners use: the gateway sits on
 every request's path, and on a small machine its CPU per request is what limits an app's
 throughput. aiohttp's server side (request object, multidicts, URL parsing, stream reader,
-response object) cost ≈120–200 µs per request, most of the gateway's share; parsing with
-httptools (llhttp, the parser Node.js uses) and answering with one prebuilt write costs
-a fraction of that (BENCHMARKS.md has the before and after). The gateway needs little
+response object) was most of the gateway's share; parsing with httptools (llhttp, the
+parser Node.js uses) and answering with one prebuilt write costs less. BENCHMARKS.md
+compares it with uvicorn, aiohttp and nginx ("Framework first") and says what is owed. The gateway needs little
 of a web framework: one handler gets a request as soon as its head has arrived and
 returns an answer.
 

@@ -9,11 +9,11 @@ runs teardown() and exits 0.
 
 Only aiohttp, uvloop and the SDK are imported here (no Django): a runner's cold start is
 on the path of the first request after a deploy or an idle shutdown. It runs on uvloop,
-as the runtime does: about a fifth less CPU per request than asyncio's own loop, and
-uvloop adds only a few milliseconds to the import.
+as the runtime does: less CPU per request than asyncio's own loop, for little more
+import time.
 
-A spare (see backend.py) has done those imports, most of a runner's start (about 300 ms
-on a quiet 2-core machine, aiohttp alone 200), before any runner is asked for. It reads
+A spare (see backend.py) has done those imports, most of a runner's start, before any
+runner is asked for. It reads
 its assignment, one JSON line, on stdin, then becomes that runner: its log on stdout and
 stderr, the bundle as its folder, the machine type's limits (lowering RLIMIT_AS and
 raising niceness need no privilege), and on as above.

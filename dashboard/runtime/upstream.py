@@ -2,11 +2,11 @@
 
 Why not aiohttp's ClientSession: on this hop its per-request machinery (request and
 response objects, multidicts, URL building, connector bookkeeping, a stream reader) was
-about half of the gateway's CPU per proxied request (measured on a 2-core machine: some
-330 µs per request with it, some 200 µs with this), and the gateway's CPU is what limits
-its throughput on a small machine shared with the runners. This hop only
-ever talks to our own runner (an aiohttp server, dashboard/runtime/runner.py), so the client
-needs little: write one request, read a status line, headers and a body.
+much of the gateway's CPU per proxied request (BENCHMARKS.md), and the gateway's CPU is
+what limits its throughput on a small machine shared with the runners. This hop only
+ever talks to our own runner (an aiohttp server, dashboard/runtime/runner.py), so the
+client needs little: write one request and read the answer, which httptools parses
+(framing, chunked bodies, keep-alive).
 
 Bodies stream both ways: `open()` sends a body that may arrive in pieces (Content-Length
 or chunked, never trailers), waiting while the runner does not read, and returns the
@@ -35,8 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import httptools
+
 # A runner's status line and headers are small; more than this is not a runner talking.
 MAX_HEAD_BYTES = 64 * 1024
+# RFC 9110 §9.2.2: methods a client may repeat when it cannot tell whether a request was
+# acted on.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Bodies above this size are written separately rather than copied onto the request head.
 COALESCE_BELOW = 64 * 1024
 # Answer bytes held for a reader that is not taking them: above HIGH_WATER reading from
@@ -107,8 +112,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.counted = False  # Holds one of the pool's `limit` places.
+        self.reused = False  # Taken from the idle connections, not newly opened.
         self.exchanging = False
-        self._buffer = bytearray()
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head_bytes = 0  # Bytes received before the answer's head was complete.
         self._head: asyncio.Future[None] | None = None
         self._head_request = False
         self._writable: asyncio.Future[None] | None = None
@@ -119,14 +126,19 @@ class _Connection(asyncio.Protocol):
         self._length: int | None = None  # Content-Length; None with chunked or read-to-close.
         self._chunked = False
         self._head_done = False
+        self._interim = False  # The head parsed is a 1xx: the real answer follows.
+        self._complete = False  # The parser has seen the whole answer.
         # Of its body:
-        self._left = 0  # Bytes still to come (Content-Length) or of the current chunk.
-        self._chunk_state = "size"  # "size", "data", "crlf", "trailers"
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
         self._error: Exception | None = None
         self._body_waiter: asyncio.Future[None] | None = None
+
+    @property
+    def nothing_received(self) -> bool:
+        """No byte of an answer to the current request has arrived."""
+        return self._head_bytes == 0 and not self._head_done
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -138,14 +150,28 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for: the connection is out of step; never reuse it.
             self.abort()
             return
+        if not self._head_done:
+            self._head_bytes += len(data)
         try:
-            if self._head_done and not self._chunked and not self._buffer:
-                self._take_body(data)  # The common case: no copy through the buffer.
-            else:
-                self._buffer += data
-                self._parse()
+            self._parser.feed_data(data)
+            if not self._head_done and self._head_bytes > MAX_HEAD_BYTES:
+                raise UpstreamError("the runner's response head is too large")
         except UpstreamError as exc:
             self._fail(exc)
+            return
+        except httptools.HttpParserError as exc:
+            # A callback's own UpstreamError comes back as the parser error's context.
+            cause = exc.__context__
+            self._fail(
+                cause
+                if isinstance(cause, UpstreamError)
+                else UpstreamError(f"the runner sent a malformed answer: {exc}")
+            )
+            return
+        if self._complete and not self._done:
+            # Only once all of `data` parsed: bytes after the answer are an error, not
+            # an answer followed by garbage.
+            self._finish()
 
     def eof_received(self) -> bool:
         return False  # Let the transport close; connection_lost finishes the story.
@@ -181,11 +207,13 @@ class _Connection(asyncio.Protocol):
         """Send a request and wait for its answer's head; the body is read with read_body()."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise UpstreamError("the connection to the runner is closed")
-        self._buffer.clear()
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_bytes = 0
         self._head_done, self._chunked, self._length = False, False, None
         self._status, self._content_type, self.reusable = 0, None, False
+        self._interim = self._complete = False
         self._chunks.clear()
-        self._size, self._left, self._chunk_state = 0, 0, "size"
+        self._size = 0
         self._done, self._error = False, None
         self._head_request = head_request
         self._head = self.loop.create_future()
@@ -268,138 +296,53 @@ class _Connection(asyncio.Protocol):
         self._done = True
         self._wake()
 
-    def _take_body(self, data: bytes) -> None:
-        """Body bytes of a Content-Length or read-to-close answer."""
-        if self._length is None:
-            self._deliver(data)
+    # -- httptools' callbacks, while feed_data() parses ---------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete or self._head_done:
+            raise UpstreamError("the runner sent more bytes than its answer")
+        self._content_type, self._length, self._chunked = None, None, False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            return  # A chunked body's trailers: dropped.
+        name = name.lower()
+        if name == b"content-type":
+            self._content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            self._length = int(value)  # The parser has checked it is digits.
+        elif name == b"transfer-encoding":
+            self._chunked = value.lower().rstrip().endswith(b"chunked")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if not parser.get_http_version().startswith("1.") or not 100 <= status <= 599:
+            raise UpstreamError(f"the runner sent a malformed status {status}")
+        if status < 200:
+            self._interim = True  # E.g. 100 Continue: the real answer follows.
             return
-        if len(data) > self._left:
-            raise UpstreamError("the runner sent more bytes than its Content-Length")
-        self._left -= len(data)
-        self._deliver(data)
-        if self._left == 0:
-            self._finish()
-
-    def _parse(self) -> None:
-        buffer = self._buffer
-        while not self._head_done:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    raise UpstreamError("the runner's response head is too large")
-                return
-            head = bytes(buffer[:end])
-            del buffer[: end + 4]
-            self._parse_head(head)
         if self._chunked:
-            self._dechunk()
-        elif buffer:
-            data = bytes(buffer)
-            buffer.clear()
-            self._take_body(data)
-
-    def _parse_head(self, head: bytes) -> None:
-        status_line, _, rest = head.partition(b"\r\n")
-        version, _, tail = status_line.partition(b" ")
-        try:
-            status = int(tail[:3])
-        except ValueError:
-            raise UpstreamError(
-                f"the runner sent a malformed status line {status_line!r}"
-            ) from None
-        if not version.startswith(b"HTTP/1.") or not 100 <= status <= 599:
-            raise UpstreamError(f"the runner sent a malformed status line {status_line!r}")
-        if 100 <= status < 200:
-            return  # An interim answer (e.g. 100 Continue): the real one follows.
-        # Only four headers matter here; finding them in the lower-cased head is far
-        # cheaper than splitting every line (this runs once per proxied request).
-        lower = rest.lower()
-        length: int | None = None
-        value = _header(rest, lower, b"content-length")
-        if value is not None:
-            try:
-                length = int(value)
-            except ValueError:
-                raise UpstreamError(f"bad Content-Length {value!r}") from None
-            if length < 0:
-                raise UpstreamError(f"bad Content-Length {value!r}")
-        encoding = _header(lower, lower, b"transfer-encoding")
-        chunked = encoding is not None and encoding.endswith(b"chunked")
-        keep_alive = version == b"HTTP/1.1"
-        connection = _header(lower, lower, b"connection")
-        if connection is not None:
-            tokens = {t.strip() for t in connection.split(b",")}
-            keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
-        content_type = _header(rest, lower, b"content-type")
-        if content_type is not None:
-            content_type = content_type.decode("latin-1")
+            self._length = None
+        # The parser knows 204 and 304 have no body, not that this answered a HEAD.
         if self._head_request or status in (204, 304):
-            length, chunked = 0, False
-        elif chunked:
-            length = None
-        self._status, self._content_type = status, content_type
-        self._length, self._chunked = length, chunked
+            self._length, self._chunked, self._complete = 0, False, True
+        self._status = status
         # Without a length or chunking the body ends with the connection: not reusable.
-        self.reusable = keep_alive and (chunked or length is not None)
+        self.reusable = parser.should_keep_alive() and (self._chunked or self._length is not None)
         self._head_done = True
-        self._left = length or 0
-        if length == 0:
-            self._finish()
         self._head.set_result(None)
 
-    def _dechunk(self) -> None:
-        """Deliver what has arrived of a chunked body (trailers dropped)."""
-        buffer = self._buffer
-        while buffer:
-            state = self._chunk_state
-            if state == "data":
-                take = min(self._left, len(buffer))
-                self._deliver(bytes(buffer[:take]))
-                del buffer[:take]
-                self._left -= take
-                if self._left == 0:
-                    self._chunk_state = "crlf"
-                continue
-            if self._done:
-                raise UpstreamError("the runner sent bytes after a chunked body")
-            line_end = buffer.find(b"\r\n")
-            if line_end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    raise UpstreamError("the runner sent an overlong chunk line")
-                return
-            line = bytes(buffer[:line_end])
-            del buffer[: line_end + 2]
-            if state == "crlf":
-                if line:
-                    raise UpstreamError("the runner sent a malformed chunk")
-                self._chunk_state = "size"
-            elif state == "size":
-                try:
-                    size = int(line.split(b";")[0], 16)
-                except ValueError:
-                    raise UpstreamError("the runner sent a malformed chunk size") from None
-                if size < 0:
-                    raise UpstreamError("the runner sent a malformed chunk size")
-                self._left = size
-                self._chunk_state = "data" if size else "trailers"
-            elif not line:  # "trailers": skipped up to the empty line that ends them.
-                self._finish()
+    def on_body(self, body: bytes) -> None:
+        if self._complete:
+            raise UpstreamError("the runner sent more bytes than its answer")
+        self._deliver(body)
 
-
-def _header(head: bytes, lower: bytes, name: bytes) -> bytes | None:
-    """The value of header `name` (lower-case) in a response head that has no status line.
-
-    `lower` is `head` lower-cased, for finding; the value is cut from `head`, keeping its case.
-    """
-    if lower.startswith(name + b":"):
-        start = len(name) + 1
-    else:
-        start = lower.find(b"\r\n" + name + b":")
-        if start < 0:
-            return None
-        start += len(name) + 3
-    end = head.find(b"\r\n", start)
-    return head[start : end if end >= 0 else len(head)].strip()
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
 
 
 class UpstreamPool:
@@ -467,16 +410,31 @@ class UpstreamPool:
                 framing,
             )
         )
-        conn = await self._take()
-        try:
-            chunked = not isinstance(body, bytes) and length is None
-            await conn.exchange(head, body, method == "HEAD", chunked)
-        except BaseException:
-            # Cancelled (a timeout) or failed mid-exchange: the connection's state is
-            # unknown, so it is dropped rather than handed to the next request.
-            self._give_back(conn, False)
-            raise
-        return Answer(conn, self)
+        chunked = not isinstance(body, bytes) and length is None
+        while True:
+            conn = await self._take()
+            try:
+                await conn.exchange(head, body, method == "HEAD", chunked)
+            except UpstreamError:
+                self._give_back(conn, False)
+                # A kept connection the runner closed just as this request went out (its
+                # idle close raced our reuse): nothing was answered, so a request that is
+                # safe to repeat is sent again; the next connection is another kept one
+                # or a new one, whose failure is final. Others may have been acted on.
+                if not (
+                    conn.reused
+                    and conn.nothing_received
+                    and isinstance(body, bytes)
+                    and method in IDEMPOTENT_METHODS
+                ):
+                    raise
+            except BaseException:
+                # Cancelled (a timeout) or failed mid-exchange: the connection's state is
+                # unknown, so it is dropped rather than handed to the next request.
+                self._give_back(conn, False)
+                raise
+            else:
+                return Answer(conn, self)
 
     async def _take(self) -> _Connection:
         """An idle connection, else a new one, else (at the limit) wait for either."""
@@ -484,6 +442,7 @@ class UpstreamPool:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
+                    conn.reused = True
                     return conn
             if self._open < self.limit:
                 break

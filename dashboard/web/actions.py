@@ -131,9 +131,22 @@ def title(spec: ActionSpec, subject: str) -> str:
 
 
 def operation_title(op: Operation) -> str:
-    """An operation submitted from the dashboard, titled as its dialog was."""
+    """An operation submitted from the dashboard, titled as its dialog was: a set-rev to a
+    newer revision than the Current it replaced is "Switch to", as its dialog said."""
     spec = _BY_KIND.get(op.kind)
-    return title(spec, op.subject) if spec else f"{op.get_kind_display()} {op.subject}".strip()
+    if spec is None:
+        return f"{op.get_kind_display()} {op.subject}".strip()
+    if op.kind == OperationKind.SET_REV and op.params.get("from_revision"):
+        ids = [op.params["from_revision"], op.revision_id or op.params.get("revision")]
+        created = {
+            str(pk): at
+            for pk, at in Revision.objects.filter(pk__in=[i for i in ids if i]).values_list(
+                "id", "created_at"
+            )
+        }
+        if set_rev_direction(op, created) == "roll forward":
+            return f"Switch to {op.subject}".strip()
+    return title(spec, op.subject)
 
 
 def is_older(revision: Revision, than: Revision) -> bool:
@@ -341,11 +354,20 @@ def operation_words(op: Operation, created: dict[Any, Any]) -> str:
     if op.kind == OperationKind.DEPLOY:
         return f"deploy {subject}".strip()
     if op.kind == OperationKind.SET_REV:
-        source = op.params.get("from_revision")
-        target_id = op.revision_id or op.params.get("revision")
-        if source and target_id and str(source) in created and str(target_id) in created:
-            older = (created[str(target_id)], str(target_id)) < (created[str(source)], str(source))
-            word = "rollback" if older else "roll forward"
-            return f"{word} to {subject} from {str(source).replace('-', '')[:8]}"
+        word = set_rev_direction(op, created)
+        if word:
+            source = str(op.params["from_revision"])
+            return f"{word} to {subject} from {source.replace('-', '')[:8]}"
         return f"set-rev to {subject}"
     return f"{op.get_kind_display()} {subject}".strip()
+
+
+def set_rev_direction(op: Operation, created: dict[Any, Any]) -> str | None:
+    """ "rollback" or "roll forward" for a set-rev whose two revisions are in `created`
+    (revision id -> creation time), or None when that is not known."""
+    source = op.params.get("from_revision")
+    target_id = op.revision_id or op.params.get("revision")
+    if not (source and target_id and str(source) in created and str(target_id) in created):
+        return None
+    older = (created[str(target_id)], str(target_id)) < (created[str(source)], str(source))
+    return "rollback" if older else "roll forward"

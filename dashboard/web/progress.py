@@ -1,10 +1,4 @@
-"""The action panel's poll: one submitted action's operation and its steps, in one query.
-
-Every open panel polls once a second while its action runs, so this is the dashboard's
-most frequent request. Built with the ORM, the operation and its steps cost two queries
-whose compilation and model building took about 2 ms of CPU per poll on a 2-core
-machine, most of the poll's server time; this one hand-written, indexed query takes a
-fraction of that (BENCHMARKS.md). It reads only what the panel shows.
+"""The action panel's poll: one submitted action's operation and its steps.
 
 An action is found by its requester's own unguessable idempotency key (or, once the
 Celery task has reported it, by the operation id it returned), never by the app in the
@@ -16,19 +10,16 @@ polling instead of showing "Queued" for ever, and a refused one still says what 
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime
-from functools import cache
 
 from django.conf import settings
 from django.core.cache import cache as shared_cache
-from django.db import connection
 from django.utils import timezone
 
 from dashboard.controlplane.models import Operation, OperationStep
 
-_COLUMNS = (
+# Only what the panel shows (the operation's title, state and cancel button).
+_FIELDS = (
     "id",
     "kind",
     "state",
@@ -43,57 +34,16 @@ _COLUMNS = (
 )
 
 
-@cache  # Built once per lookup column, not on every poll.
-def _sql(lookup_column: str) -> str:
-    q = connection.ops.quote_name
-    return (
-        f"SELECT {', '.join('o.' + q(c) for c in _COLUMNS)}, s.{q('at')}, s.{q('message')}"
-        f" FROM {q(Operation._meta.db_table)} o"
-        f" LEFT JOIN {q(OperationStep._meta.db_table)} s ON s.{q('operation_id')} = o.{q('id')}"
-        f" WHERE o.{q('requester_id')} = %s AND o.{q(lookup_column)} = %s"
-        f" ORDER BY s.{q('at')}, s.{q('id')}"
-    )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # PostgreSQL gives aware datetimes; SQLite (the default install) gives naive UTC ones.
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _uuid(value: object) -> uuid.UUID | None:
-    # PostgreSQL gives UUIDs; SQLite gives their 32 hex digits.
-    return value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _json(value: object) -> object:
-    # PostgreSQL's driver decodes jsonb; SQLite gives the text.
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def find_operation(
     requester_id: int, *, key: str | None = None, pk: object = None
-) -> tuple[Operation | None, list[tuple[datetime, str]]]:
+) -> tuple[Operation | None, list[OperationStep]]:
     """The operation `requester_id` submitted with idempotency `key` (or with id `pk`),
-    with only the fields the panel shows, and its steps as (at, message) pairs."""
-    if key is not None:
-        column, value = "idempotency_key", key
-    else:
-        column, value = "id", Operation._meta.pk.get_db_prep_value(_uuid(pk), connection)
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(column), [requester_id, value])
-        rows = cursor.fetchall()
-    if not rows:
+    with only the fields the panel shows, and its steps in order."""
+    lookup = {"idempotency_key": key} if key is not None else {"pk": pk}
+    op = Operation.objects.filter(requester_id=requester_id, **lookup).only(*_FIELDS).first()
+    if op is None:
         return None, []
-    fields = dict(zip(_COLUMNS, rows[0][: len(_COLUMNS)], strict=True))
-    fields["id"], fields["revision_id"] = _uuid(fields["id"]), _uuid(fields["revision_id"])
-    fields["finished_at"], fields["params"] = _aware(fields["finished_at"]), _json(fields["params"])
-    fields["created_at"] = _aware(fields["created_at"])
-    fields["cancel_requested_at"] = _aware(fields["cancel_requested_at"])
-    op = Operation(**fields)
-    steps = [(_aware(at), message) for *_, at, message in rows if at is not None]
-    return op, steps
+    return op, list(op.steps.only("at", "message"))
 
 
 def _submitted_key(key: str) -> str:

@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from dashboard.web import views
+from dashboard.web import live, views
 
 
 class FaviconView(RedirectView):
@@ -24,6 +24,7 @@ urlpatterns = [
     path("", views.apps, name="apps"),
     path("apps/<slug:app>/", views.app_home, name="app"),
     path("apps/<slug:app>/versions", views.versions, name="versions"),
+    path("apps/<slug:app>/events", live.app_events, name="app-events"),
     path("apps/<slug:app>/compare/", views.compare, name="compare"),
     path("apps/<slug:app>/runners", views.runners, name="runners"),
     path("apps/<slug:app>/history", views.history, name="history"),

@@ -2,13 +2,14 @@
 
 Views only read the database. Every change goes: confirmation dialog -> POST here
 (validated) -> Celery task (tasks.py) -> control API, and the page watches the
-resulting operation by polling.
+resulting operation through its live stream (live.py), or by polling without one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ import redis.exceptions
 from celery.result import AsyncResult
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import connection, transaction
 from django.db.models import Max, OuterRef, Prefetch, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -50,7 +52,7 @@ from dashboard.controlplane.models import (
     role_of,
 )
 from dashboard.controlplane.rules import role_allows
-from dashboard.web import markup, progress
+from dashboard.web import live, progress
 from dashboard.web import runners as runner_data
 from dashboard.web.access import (
     APP_RELATED,
@@ -75,6 +77,7 @@ from dashboard.web.actions import title as action_title
 from dashboard.web.forms import ExpectingForm
 from dashboard.web.tables import AppsTable, HistoryTable, RunnersTable, VersionsTable
 from dashboard.web.tasks import submit_action
+from dashboard.web.templatetags.switchboard import badge
 
 VERSIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = VERSIONS_PER_PAGE
@@ -183,8 +186,8 @@ def versions_stamp(app: App) -> str:
     minute makes relative times ("3 minutes ago") refresh too.
     """
     # One query, and each part an index lookup (LIMIT 1), so that a poll costs the same
-    # with 10,000 operations; grouping all of the app's operations by their steps to
-    # find the newest one's last step took ~30 ms there.
+    # with 10,000 operations as with 10 (grouping all of the app's operations by their
+    # steps would grow with them).
     newest = Revision.objects.filter(app=app).order_by("-created_at").values("created_at")[:1]
     last_step = OperationStep.objects.filter(operation=OuterRef("pk")).order_by("-id")
     op = (
@@ -207,14 +210,61 @@ def versions_stamp(app: App) -> str:
 
 
 def _poll_url(request: HttpRequest, stamp: str) -> str:
-    query = {k: v for k, v in request.GET.items() if k not in ("stamp", "panel")}
+    query = {k: v for k, v in request.GET.items() if k not in ("stamp", "panel", "panels")}
     return request.path + "?" + urlencode({**query, "stamp": stamp})
+
+
+# The most action panels one refresh of the Versions page renders (the page sends the
+# keys of those still running); more is refused, not cut.
+PANELS_MAX = 10
+
+
+def _panel_keys(request: HttpRequest) -> list[str]:
+    """The keys of the action panels a refresh re-renders with the table (?panels=K1,K2)."""
+    keys = [k for k in request.GET.get("panels", "").split(",") if k]
+    if len(keys) > PANELS_MAX:
+        raise BadInput(f"At most {PANELS_MAX} panels refresh at once; {len(keys)} were asked.")
+    for key in keys:
+        try:
+            uuid.UUID(key)
+        except ValueError:
+            raise BadInput(f"{key!r} is not an action key.") from None
+    return keys
+
+
+@contextmanager
+def _one_snapshot():
+    """Every query of the block reads the database as of one moment.
+
+    Under READ COMMITTED each query sees the commits made before it started, so an alias
+    switch committed between the table's query and a panel's would show the panel saying
+    "now points to X" over a table whose Current is still the old one. One REPEATABLE
+    READ transaction (read only, so it takes no lock) renders both from the same state.
+    """
+    # Inside a transaction already (a test's), the snapshot is that transaction's. SQLite
+    # is left as it is: its transactions here are IMMEDIATE, which would make a page
+    # view take the write lock.
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
 
 
 @require_GET
 @login_required
 def versions(request: HttpRequest, app: str) -> HttpResponse:
-    app = _app_or_404(app)
+    try:
+        panel_keys = _panel_keys(request)
+    except BadInput as exc:
+        return _error(request, exc.message, exc.status)
+    with _one_snapshot():
+        return _versions(request, _app_or_404(app), panel_keys)
+
+
+def _versions(request: HttpRequest, app: App, panel_keys: list[str]) -> HttpResponse:
     status = request.GET.get("status", "")
     filter_error = ""
     if status and status not in RevisionStatus.values:
@@ -231,8 +281,9 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
             400,
         )
     stamp = versions_stamp(app)
-    if request.htmx and request.GET.get("stamp") == stamp:
-        # Nothing changed since the browser's copy: 204 makes htmx keep it as is.
+    if request.htmx and request.GET.get("stamp") == stamp and not panel_keys:
+        # Nothing changed since the browser's copy: 204 makes htmx keep it as is. Running
+        # panels show their elapsed time, so a refresh that carries them always renders.
         return HttpResponse(status=204)
 
     role = role_of(request.user)
@@ -271,6 +322,7 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         "statuses": RevisionStatus.choices,
         "filter_error": filter_error,
         "poll_url": _poll_url(request, stamp),
+        "live_url": live.stream_url(request, app.name),
         "can_deploy": role_allows(role, Role.DEPLOYER),
         "can_admin": role_allows(role, Role.ADMIN),
         "rollout_refusal": app_refusal("rollout", app),
@@ -294,7 +346,10 @@ def versions(request: HttpRequest, app: str) -> HttpResponse:
         "health": health.for_app(app),
     }
     if request.htmx:
-        return render(request, "web/versions.html#versions-table", context)
+        # The table and the page's running panels in one answer, from one snapshot: the
+        # panels are swapped out of band in the same swap, so the two never disagree.
+        context["panels"] = [_progress_context(request, app.name, key) for key in panel_keys]
+        return render(request, "web/versions.html#versions-refresh", context)
     panel_key = request.GET.get("panel")
     if panel_key:
         context["panel"] = _progress_context(request, app.name, panel_key)
@@ -600,7 +655,7 @@ def _progress_context(request: HttpRequest, app: str, key: str) -> dict[str, Any
         "app_name": app,
         "op": op,
         "title": operation_title(op) if op else submitted or "Your request",
-        "steps": markup.steps(steps),
+        "steps": badge("steps", steps=steps),
         "task_state": task_state,
         "task_error": task_error,
         "finished": finished,

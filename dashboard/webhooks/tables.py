@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils.html import format_html
 
-from dashboard.web import markup
-from dashboard.web.markup import format_html
 from dashboard.web.tables import PagedTable, _labelled
+from dashboard.web.templatetags.switchboard import badge
 from dashboard.webhooks.models import Delivery, DeliveryStatus, Endpoint, EventType
 
 # Delivery states drawn with the operation badges' colours: same meaning, same look.
@@ -76,7 +76,7 @@ class EndpointsTable(PagedTable):
             delivery_badge(last),
             last.event,
             code,
-            markup.when(last.created_at),
+            badge("when", value=last.created_at),
         )
 
 
@@ -103,7 +103,7 @@ class DeliveriesTable(PagedTable):
         }
 
     def render_created_at(self, record: Delivery) -> str:
-        return markup.when(record.created_at)
+        return badge("when", value=record.created_at)
 
     def render_event(self, record: Delivery) -> str:
         return format_html("<code>{}</code>", record.event)
@@ -113,7 +113,7 @@ class DeliveriesTable(PagedTable):
             return format_html(
                 '{} <span class="muted small">next try {}</span>',
                 delivery_badge(record),
-                markup.when(record.next_attempt_at),
+                badge("when", value=record.next_attempt_at),
             )
         return delivery_badge(record)
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+# The dashboard served by granian, as `manage.py up` does: the live-update tests need it.
+from tests.web.conftest import web_server  # noqa: F401
+
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the tests
 # make between browser steps are still plain synchronous calls in that same thread.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -81,3 +84,21 @@ def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+@pytest.fixture
+def people():
+    """A viewer, a deployer and an admin, signed in with PASSWORD as ROLE-user."""
+    from tests.browser.test_versions_page import make_user
+
+    return {role: make_user(f"{role}-user", role) for role in ("viewer", "deployer", "admin")}
+
+
+@pytest.fixture
+def api(system, people):
+    """The control API as admin-user, as the CLI calls it."""
+    from dashboard.api_client import ControlApi
+    from dashboard.controlplane.models import ApiToken
+
+    _, token = ApiToken.issue(people["admin"], "browser tests", "admin")
+    return ControlApi(system.api_url, token, source="cli", timeout=60)

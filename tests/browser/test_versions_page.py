@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from dashboard.api_client import ControlApi
 from dashboard.cli import bundle
-from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision
+from dashboard.controlplane.models import App, Operation, Profile, Revision
 from tests.browser.conftest import save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.django_db(transaction=True)]
@@ -29,17 +29,6 @@ def make_user(username: str, role: str):
     user = get_user_model().objects.create_user(username, password=PASSWORD)
     Profile.objects.create(user=user, role=role)
     return user
-
-
-@pytest.fixture
-def people():
-    return {role: make_user(f"{role}-user", role) for role in ("viewer", "deployer", "admin")}
-
-
-@pytest.fixture
-def api(system, people) -> ControlApi:
-    _, token = ApiToken.issue(people["admin"], "browser tests", "admin")
-    return ControlApi(system.api_url, token, source="cli", timeout=60)
 
 
 def app_source(tmp_path: Path, example: str, version: str) -> Path:

@@ -38,7 +38,8 @@ def test_a_revision_shorter_than_eight_characters_is_refused(capsys):
     status, _, err = run(capsys, "apps", "set-rev", "demo", "abc")
 
     assert status == 2
-    assert "unique prefix of 8+ hex characters" in one_line(err)
+    # The API's own words for the same reference (controlplane.rules.revision_ref).
+    assert "revision prefix 'abc' is too short: give at least 8 hex characters" in one_line(err)
 
 
 def test_logs_refuses_both_a_revision_and_a_runner(capsys):

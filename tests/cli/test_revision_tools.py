@@ -42,7 +42,7 @@ def test_apps_diff_refuses_bad_and_unknown_revisions_with_one_line(sb):
 
     short = sb("apps", "diff", "refusing", "abc", v1["id"], ok=False)
     assert short.returncode == 2
-    assert "is not a revision id" in short.stderr
+    assert "revision prefix 'abc' is too short: give at least 8 hex characters" in short.stderr
     unknown = sb("apps", "diff", "refusing", "0123456789", v1["id"], ok=False)
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: app 'refusing' has no revision '0123456789'"

@@ -408,3 +408,42 @@ def test_an_answer_released_before_its_end_drops_its_connection():
             await runner.cleanup()
 
     assert asyncio.run(main()) == (0, 4 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("method, repeated", [("GET", True), ("PUT", True), ("POST", False)])
+def test_a_kept_connection_closed_as_a_request_arrives_is_retried_only_when_safe(method, repeated):
+    """A runner may close a kept-alive connection just as the next request goes out on it.
+    Nothing was answered: a request that is safe to repeat is sent again on a new
+    connection; a POST may have been acted on, so it fails and is not sent twice."""
+    answered: set[asyncio.StreamWriter] = set()
+    requests = 0
+
+    async def close_a_kept_connection(reader, writer):
+        nonlocal requests
+        requests += 1
+        if writer in answered:
+            writer.transport.abort()  # Its idle close, as the second request arrives.
+            return
+        answered.add(writer)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(close_a_kept_connection).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            assert (await pool.request(method, "/")).body == b"ok"
+            if repeated:
+                second = await pool.request(method, "/")
+                assert (second.status, second.body) == (200, b"ok")
+            else:
+                with pytest.raises(UpstreamError, match="closed the connection"):
+                    await pool.request(method, "/", body=b"{}")
+            return server
+        finally:
+            pool.close()
+            server.close()
+
+    server = asyncio.run(main())
+    assert server.connections == (2 if repeated else 1)
+    assert requests == (3 if repeated else 2)

@@ -67,17 +67,15 @@ def test_an_app_name_with_a_trailing_newline_is_refused(deployer):
 
 def test_every_name_pattern_refuses_a_trailing_newline():
     # `$` matches before a final newline; the patterns anchor with \Z instead.
-    from dashboard.cli.main import REV_RE
     from dashboard.controlplane.models import app_name_validator
-    from dashboard.controlplane.revisions import _HEX
+    from dashboard.controlplane.rules import HEX_RE
     from dashboard.runtime.admin_api import RUNNER_ID_RE, UUID_RE
 
     assert rules.app_name_error("demo\n") is not None
     with pytest.raises(Exception, match="App names are"):
         app_name_validator("demo\n")
     for pattern, good in (
-        (REV_RE, "abcdef12"),
-        (_HEX, "abcdef12"),
+        (HEX_RE, "abcdef12"),
         (RUNNER_ID_RE, "r-abcdef12"),
         (UUID_RE, "0" * 32),
     ):

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from celery.result import AsyncResult
+from django.conf import settings as django_settings
 from django.test import Client
 
 from dashboard.celery import app as celery_app
 from dashboard.controlplane.models import Role
-from tests.conftest import free_port
+from dashboard.system.supervisor import web_command
+from tests.conftest import ROOT, _db_url, _start, _stop, free_port, wait_until
 from tests.web.factories import make_app, make_revision, make_user
 
 
@@ -30,6 +37,53 @@ def _runtime_unreachable(request, settings, tmp_path):
     settings.VAR_DIR.mkdir()
     settings.RUNTIME_URL = f"http://127.0.0.1:{free_port()}"
     settings.HTTP_RETRIES = 0
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, redis_client, tmp_path_factory) -> Iterator[str]:
+    """The dashboard as `manage.py up` serves it: granian over dashboard/asgi.py, with
+    collected (hashed) static files, on the test database and Redis.
+
+    pytest-django's live server is a threaded WSGI server, which cannot stream server-sent
+    events (Django collects an async stream whole before a WSGI server sends any of it);
+    the live updates of the Versions page are tested here.
+    """
+    var_dir = tmp_path_factory.mktemp("web")
+    env = {
+        **os.environ,
+        "DATABASE_URL": _db_url(),
+        "REDIS_URL": django_settings.REDIS_URL,
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "SWITCHBOARD_VAR_DIR": str(var_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    port = free_port()
+    proc = _start(web_command(port), env, var_dir / "web.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(url + "/login/").status_code == 200, what="granian", timeout=60
+        )
+        yield url
+    finally:
+        _stop(proc)
+        # granian's workers may outlive its main process by a moment, each holding a
+        # database connection that would keep the test database from being dropped.
+        wait_until(lambda: not _group_alive(proc.pid), what="granian's workers to exit")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _client_for(role: Role) -> Client:

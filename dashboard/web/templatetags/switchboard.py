@@ -3,44 +3,73 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 from dashboard import durations
-from dashboard.web import markup
 
 register = template.Library()
 
 
-@register.simple_tag
-def when(value: datetime | None) -> str:
+BADGES = "web/badges.html#"
+
+
+def badge(name: str, **context: Any) -> SafeString:
+    """One of web/badges.html's partials rendered from Python (a table's render_ method)."""
+    return mark_safe(render_to_string(BADGES + name, context))  # Auto-escaped by the template.
+
+
+@register.inclusion_tag(BADGES + "when")
+def when(value: datetime | None) -> dict:
     """Relative time, with the absolute time in the viewer's zone on hover."""
-    return markup.when(value)
+    return {"value": value}
 
 
 @register.simple_tag
-def clock(value: datetime) -> str:
+def ago(value: datetime) -> str:
+    """ "3 hours ago", "in 2 days", "just now": the largest unit only."""
+    now = timezone.now()
+    if abs((now - value).total_seconds()) < 60:
+        return "just now"
+    if value <= now:
+        return f"{timesince(value, now, depth=1)} ago"
+    return f"in {timesince(now, value, depth=1)}"
+
+
+@register.inclusion_tag(BADGES + "clock")
+def clock(value: datetime) -> dict:
     """A step's time of day in the viewer's zone, to the second."""
-    return markup.clock(value)
+    return {"value": value}
 
 
-@register.simple_tag
-def status_badge(status: str, label: str) -> str:
-    return markup.status_badge(status, label)
+@register.inclusion_tag(BADGES + "status-badge")
+def status_badge(status: str, label: str) -> dict:
+    return {"status": status, "label": label}
 
 
-@register.simple_tag
-def runner_badge(state: str, count: int | None = None) -> str:
-    return markup.runner_badge(state, count)
+@register.inclusion_tag(BADGES + "runner-badge")
+def runner_badge(state: str, count: int | None = None) -> dict:
+    """A runner state badge ("▶ Running"), or with `count` a tally of them ("○ 2 Idle")."""
+    return {
+        "state": state,
+        "css": state.lower().replace("_", "-"),
+        "label": state.replace("_", " ").capitalize(),
+        "count": count,
+    }
 
 
-@register.simple_tag
-def op_state(op) -> str:
-    return markup.op_state(op)
+@register.inclusion_tag(BADGES + "op-state")
+def op_state(op) -> dict:
+    return {"op": op}
 
 
-@register.simple_tag
+@register.inclusion_tag(BADGES + "action-button")
 def action_button(
     action: str,
     label: str,
@@ -49,10 +78,26 @@ def action_button(
     query: str = "",
     ref: str = "",
     style: str = "",
-) -> str:
-    """{% action_button "rollout" "Rollout…" why app.name ref="app" %}: see markup.action_button."""
+) -> dict:
+    """{% action_button "rollout" "Rollout…" why app.name ref="app" %}: a button opening
+    `action`'s confirmation dialog, or, when `why` says it is unavailable, the reason."""
     url = reverse("confirm", args=[app_name, action]) + "?" + query
-    return markup.action_button(action, label, why, url, ref, style)
+    return {"action": action, "label": label, "why": why, "url": url, "ref": ref, "style": style}
+
+
+@register.filter
+def pairs(mapping: dict) -> list:
+    """{% for key, value in mapping|pairs %}: a user-written dict's items, even when a key
+    is named "items" (which `mapping.items` would look up instead)."""
+    return list(mapping.items())
+
+
+@register.filter
+def pin_note(revision) -> str:
+    """Who pinned `revision` and when (controlplane.retention)."""
+    from dashboard.controlplane.retention import pin_note
+
+    return pin_note(revision)
 
 
 @register.filter
@@ -86,7 +131,7 @@ def refusal(action: str, app, revision) -> str:
     return revision_refusal(action, app, revision) or ""
 
 
-@register.simple_tag
-def current_story(story) -> str:
-    """{% current_story story %}: "Current since T, set by X (rollback)…", see markup."""
-    return markup.current_story(story)
+@register.inclusion_tag(BADGES + "current-story")
+def current_story(story) -> dict:
+    """{% current_story story %}: "Current since T, set by X (rollback)…"."""
+    return {"story": story}

@@ -14,7 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from dashboard import httpclient
+from dashboard.controlplane.api import schemas as S
 
 
 class ApiError(Exception):
@@ -48,6 +51,7 @@ class ControlApi:
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         raw: bool = False,
+        shape: type[BaseModel] | None = None,
     ) -> Any:
         mutating = method.upper() in ("POST", "DELETE", "PATCH", "PUT")
         if mutating and idempotency_key is None:
@@ -88,18 +92,23 @@ class ControlApi:
                 ) from None
         if raw:
             return response.text
-        return response.json() if response.content else {}
+        data = response.json() if response.content else {}
+        if shape is None and mutating and isinstance(data, dict) and "operation" in data:
+            shape = S.OperationAnswer  # Every mutation's answer; extras are the route's own.
+        if shape is not None:
+            _check_shape(shape, data, response.status_code)
+        return data
 
     # -- reads ------------------------------------------------------------------------
 
     def whoami(self) -> dict:
-        return self.call("GET", "me")
+        return self.call("GET", "me", shape=S.Me)
 
     def list_apps(self) -> list[dict]:
-        return self.call("GET", "apps")["apps"]
+        return self.call("GET", "apps", shape=S.AppList)["apps"]
 
     def get_app(self, app: str) -> dict:
-        return self.call("GET", f"apps/{app}")
+        return self.call("GET", f"apps/{app}", shape=S.AppDetail)
 
     def list_revisions(
         self, app: str, *, status: str | None = None, page: int = 1, page_size: int = 50
@@ -108,25 +117,29 @@ class ControlApi:
             "GET",
             f"apps/{app}/revisions",
             params={"status": status, "page": page, "page_size": page_size},
+            shape=S.RevisionPage,
         )
 
     def get_revision(self, app: str, rev: str) -> dict:
-        return self.call("GET", f"apps/{app}/revisions/{rev}")
+        return self.call("GET", f"apps/{app}/revisions/{rev}", shape=S.Revision)
 
     def get_operation(self, operation_id: str) -> dict:
-        return self.call("GET", f"operations/{operation_id}")
+        return self.call("GET", f"operations/{operation_id}", shape=S.Operation)
 
     def history(self, app: str, *, page: int = 1, page_size: int = 50) -> dict:
         return self.call(
-            "GET", f"apps/{app}/operations", params={"page": page, "page_size": page_size}
+            "GET",
+            f"apps/{app}/operations",
+            params={"page": page, "page_size": page_size},
+            shape=S.OperationPage,
         )
 
     def health(self, app: str) -> dict:
         """Current's and Previous's traffic over the last 5 minutes and Current's runners."""
-        return self.call("GET", f"apps/{app}/health")
+        return self.call("GET", f"apps/{app}/health", shape=S.AppHealth)
 
     def runners(self, app: str) -> list[dict]:
-        return self.call("GET", f"apps/{app}/runners")["runners"]
+        return self.call("GET", f"apps/{app}/runners", shape=S.RunnerList)["runners"]
 
     def logs(
         self, app: str, *, revision: str | None = None, runner: str | None = None, tail: int = 200
@@ -455,3 +468,18 @@ def _expecting(body: dict[str, Any], expected_current: str | None) -> dict[str, 
     """The body with expected_current when the caller gave one (the API's 409
     current_changed then refuses the call if Current moved since they looked)."""
     return {**body, "expected_current": expected_current} if expected_current else body
+
+
+def _check_shape(shape: type[BaseModel], data: Any, status: int) -> None:
+    """An answer outside the API's declared shape is an error here, not a guess later.
+    Fields this client does not know yet (a newer server) are let through."""
+    try:
+        shape.model_validate(data, extra="ignore")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"])) or "(root)"
+        raise ApiError(
+            status,
+            "unexpected_answer",
+            f"the API's answer is not a {shape.__name__}: {where}: {first['msg']}",
+        ) from None

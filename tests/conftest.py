@@ -194,3 +194,29 @@ def system(
         _stop(beat)
         _stop(worker)
         _stop(runtime)
+
+
+@pytest.fixture(autouse=True)
+def _answers_match_the_document(monkeypatch):
+    """Every answer of /api/ that a test gets through Django's test client must match the
+    generated OpenAPI document (route, method, status, JSON schema): tests/contract/answers.py."""
+    from django.test import Client
+
+    from tests.contract.answers import problems
+
+    original = Client.request
+
+    def request(self, **environ):
+        response = original(self, **environ)
+        found = problems(
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("PATH_INFO", ""),
+            response.status_code,
+            response.get("Content-Type", ""),
+            b"" if response.streaming else response.content,
+        )
+        if found:
+            pytest.fail("answer outside the API's document:\n" + "\n".join(found[:10]))
+        return response
+
+    monkeypatch.setattr(Client, "request", request)

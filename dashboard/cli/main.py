@@ -255,10 +255,8 @@ def finish(state: State, op: dict, done: str, extra: dict | None = None) -> None
         click.echo(f"{kind} accepted: operation {op.get('id')} ({op.get('state', 'queued')})")
 
 
-def name_of(user: Any) -> str:
-    if isinstance(user, dict):
-        return user.get("username") or user.get("name") or "-"
-    return str(user) if user else "-"
+def name_of(user: str | None) -> str:
+    return user or "-"
 
 
 def setting(record: dict, name: str) -> Any:
@@ -387,9 +385,7 @@ def deploy(
     )
     op = wait_for(state, payload)
     revision = payload.get("revision") or {}
-    rev_id = revision.get("id") or op.get("revision") or op.get("revision_id") or ""
-    if isinstance(rev_id, dict):
-        rev_id = rev_id.get("id", "")
+    rev_id = revision.get("id") or op.get("revision") or ""
     done = f"revision {output.short_id(rev_id)} of {app_name} is deployed and Current"
     if (op.get("result") or {}).get("promoted") is False:
         # The step that says why (held since when, by whose rollback, how to release).
@@ -563,12 +559,11 @@ def held_line(app: dict) -> str:
 
 
 def _current_id(app: dict) -> str | None:
-    current = app.get("current_revision")
-    return (current or {}).get("id") if isinstance(current, dict) else current
+    return (app.get("current_revision") or {}).get("id")
 
 
 def normalise_revision(rev: dict, current_id: str | None, previous_id: str | None = None) -> dict:
-    current = rev.get("current", rev.get("is_current"))
+    current = rev.get("current")
     if current is None:
         current = bool(current_id) and str(rev.get("id")) == str(current_id)
     settings = dict(rev.get("settings") or {})
@@ -772,14 +767,14 @@ def apps_history(state: State, app: str, page: int, page_size: int) -> None:
     for op in items:
         created = output.parse_time(op.get("created_at"))
         took = op.get("duration_ms")
-        rev = op.get("revision") or op.get("revision_id")
+        rev = op.get("revision")
         rows.append(
             (
                 f"{output.relative(created)} ({output.absolute(created)})",
                 str(op.get("kind", "-")).replace("_", "-"),
                 op.get("state"),
-                output.short_id(rev.get("id") if isinstance(rev, dict) else rev),
-                op.get("requester_name") or name_of(op.get("requester")),
+                output.short_id(rev),
+                op.get("requester"),
                 op.get("source"),
                 op.get("reason"),
                 output.duration(took / 1000) if isinstance(took, int | float) else "-",
@@ -856,10 +851,9 @@ def delete_rev(state: State, app: str, rev: str, reason: str, expected_current: 
 def _scale_notes(payload: dict, op: dict) -> list[str]:
     notes: list[str] = []
     for source in (payload, op, op.get("result") or {}):
-        for key in ("notes", "warnings"):
-            for note in source.get(key) or []:
-                if note not in notes:
-                    notes.append(str(note))
+        for note in source.get("notes") or []:
+            if note not in notes:
+                notes.append(str(note))
     return notes
 
 
@@ -1210,7 +1204,9 @@ def webhooks_remove(state: State, webhook_id: int) -> None:
 @command(webhooks, "deliveries")
 @click.argument("webhook_id", metavar="ID", type=int)
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option(
+    "--page-size", type=click.IntRange(1, rules.MAX_PAGE_SIZE), default=50, show_default=True
+)
 def webhooks_deliveries(state: State, webhook_id: int, page: int, page_size: int) -> None:
     """Deliveries to endpoint ID, newest first: event, status, attempts, response code."""
     payload = state.api.webhook_deliveries(webhook_id, page=page, page_size=page_size)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
-from dashboard.controlplane.api.auth import api_view
-from dashboard.controlplane.api.views import _page, _paginate
+from dashboard.controlplane.api import schemas as S
+from dashboard.controlplane.api.auth import api_view, query_of
+from dashboard.controlplane.api.views import paginated
 from dashboard.controlplane.models import Role
 from dashboard.webhooks import endpoints
 from dashboard.webhooks.models import Endpoint
 
 
-@api_view(GET=Role.ADMIN, POST=Role.ADMIN, fields=endpoints.CREATE_FIELDS)
+@api_view(
+    GET=Role.ADMIN,
+    POST=Role.ADMIN,
+    body=S.WebhookBody,
+    answers={"GET": {200: S.WebhookList}, "POST": {201: S.WebhookCreated}},
+    summary={"GET": "Every webhook endpoint", "POST": "Add a webhook endpoint"},
+)
 def webhooks(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         body = request.input
@@ -34,7 +41,12 @@ def webhooks(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"webhooks": [endpoints.endpoint_json(e) for e in found]})
 
 
-@api_view(GET=Role.ADMIN, DELETE=Role.ADMIN)
+@api_view(
+    GET=Role.ADMIN,
+    DELETE=Role.ADMIN,
+    answers={"GET": {200: S.Webhook}, "DELETE": {200: S.WebhookDeleted}},
+    summary={"GET": "One webhook endpoint", "DELETE": "Remove a webhook endpoint"},
+)
 def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
     data = endpoints.endpoint_json(endpoint)
@@ -44,23 +56,20 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> JsonResponse:
     return JsonResponse(data)
 
 
-@api_view(GET=Role.ADMIN)
+@api_view(
+    GET=Role.ADMIN,
+    query=S.PageQuery,
+    answers={"GET": {200: S.DeliveryPage}},
+    summary="An endpoint's deliveries",
+)
 def deliveries(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
-    page, size = _page(request)
-    items, count, next_page = _paginate(endpoint.deliveries.order_by("-created_at"), page, size)
-    return JsonResponse(
-        {
-            "deliveries": [endpoints.delivery_json(d) for d in items],
-            "count": count,
-            "page": page,
-            "page_size": size,
-            "next": next_page,
-        }
-    )
+    deliveries = endpoint.deliveries.order_by("-created_at")
+    query = query_of(S.PageQuery, request)
+    return JsonResponse(paginated(deliveries, query, "deliveries", endpoints.delivery_json))
 
 
-@api_view(POST=Role.ADMIN)
+@api_view(POST=Role.ADMIN, answers={"POST": {202: S.DeliveryAnswer}}, summary="Send a test event")
 def test(request: HttpRequest, webhook_id: str) -> JsonResponse:
     endpoint = endpoints.get(webhook_id)
     delivery = endpoints.send_test(endpoint, request.actor.user.get_username())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.contract import document
 from dashboard.controlplane.health import SCALED_TO_ZERO
 from dashboard.controlplane.models import App
 from tests.runtime.conftest import deploy_example, runtime, runtime_factory  # noqa: F401
@@ -21,7 +21,8 @@ def _documented(name: str) -> set[str]:
 
 def test_the_document_describes_every_key_of_the_answer():
     assert _documented("Health") == KEYS
-    assert "health" in _documented("App")
+    assert "health" in _documented("AppDetail")
+    assert "health" in _documented("AppListed")
     traffic = {"requests", "errors_5xx", "error_rate", "p50_ms", "p99_ms", "window_s"}
     assert traffic <= _documented("RevisionTraffic")
     assert "get" in document()["paths"]["/apps/{app}/health"]

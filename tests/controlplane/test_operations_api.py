@@ -121,3 +121,32 @@ def test_another_requester_with_the_same_key_gets_its_own_operation(api_as, demo
     b = two.post("apps/demo/scale", {"keep_alive": 8}, **{"Idempotency-Key": "same"})
     assert a.json()["operation"]["id"] != b.json()["operation"]["id"]
     assert App.objects.get().settings["keep_alive"] == 8
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("scale", {"keep_alive": 7}),
+        ("hold-policy", {"hold_on_rollback": False}),
+        ("network", {"network": "outbound"}),
+        ("retention", {"keep": 5}),
+        ("suspend", {}),
+        ("set-rev", {"revision": "OLDER", "strategy": "recreate"}),
+        ("revisions/OLDER/pin", {}),
+        ("rollout", {}),
+    ],
+)
+def test_every_mutation_replays_a_repeated_key_and_applies_nothing_again(
+    admin, demo_app, path, body
+):
+    older = add_revision(demo_app)
+    path = path.replace("OLDER", older.short_id)
+    body = {k: (older.short_id if v == "OLDER" else v) for k, v in body.items()}
+    first = admin.post(f"apps/demo/{path}", body, **{"Idempotency-Key": f"once-{path}"})
+    assert first.status_code in (200, 202), first.json()
+    before = (App.objects.values().get(), list(Operation.objects.values("id", "state")))
+    again = admin.post(f"apps/demo/{path}", body, **{"Idempotency-Key": f"once-{path}"})
+    assert again.status_code in (200, 202)
+    assert again.json()["replayed"] is True
+    assert again.json()["operation"]["id"] == first.json()["operation"]["id"]
+    assert (App.objects.values().get(), list(Operation.objects.values("id", "state"))) == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.contract import document
 from dashboard.controlplane.models import Operation, Revision
 from tests.controlplane.conftest import add_revision
 

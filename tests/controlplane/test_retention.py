@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dashboard.api_client import ApiError, ControlApi
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.contract import document
 from dashboard.controlplane.models import (
     ApiToken,
     App,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api.contract import document
 from dashboard.controlplane.models import App
 from dashboard.webhooks.models import Delivery, DeliveryStatus, Endpoint
 

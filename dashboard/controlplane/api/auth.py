@@ -20,9 +20,12 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from pydantic import BaseModel, ValidationError
 
 from dashboard.controlplane import rules, tokens
-from dashboard.controlplane.api import body
+from dashboard.controlplane.api import body as bodies
+from dashboard.controlplane.api import schemas
+from dashboard.controlplane.api.contract import Route
 from dashboard.controlplane.api.errors import error_response
 from dashboard.controlplane.errors import (
     BadRequest,
@@ -162,11 +165,11 @@ def _read_body(request: HttpRequest, fields: tuple[str, ...], form: bool) -> dic
                 f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE}",
                 details={"size": length, "max": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
             )
-        body.check_fields([*request.POST, *request.FILES], fields)
+        bodies.check_fields([*request.POST, *request.FILES], fields)
         request.input = {}
         return {name: request.POST.getlist(name) for name in request.POST}
-    request.input = body.parse_object(request.body)
-    body.check_fields(request.input, fields)
+    request.input = bodies.parse_object(request.body)
+    bodies.check_fields(request.input, fields)
     return request.input
 
 
@@ -181,16 +184,113 @@ def _file_hashes(request: HttpRequest) -> dict[str, str]:
     return hashes
 
 
-def api_view(*, fields: Iterable[str] = (), form: bool = False, **roles: Role) -> Callable:
-    """Authenticate, authorise by HTTP method (GET=Role.VIEWER, POST=...), read the body,
-    render errors.
+def _range(model: type[BaseModel], name: str) -> str:
+    metadata = model.model_fields[name].metadata if name in model.model_fields else []
+    low = next((m.ge for m in metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in metadata if getattr(m, "le", None) is not None), None)
+    return f"{low}–{high}"
 
-    `fields` are the body fields the mutating method takes; any other is refused (400
-    unknown_field) before the view runs. `form` marks a multipart view (deploy). The view
-    finds the caller in request.actor and a JSON body in request.input.
+
+def _words(model: type[BaseModel], problem: dict[str, Any]) -> str:
+    """One problem of a body or query string, in the API's words."""
+    name = ".".join(str(part) for part in problem["loc"]) or "body"
+    kind, given = problem["type"], problem.get("input")
+    if kind == "missing":
+        return getattr(model, "missing", {}).get(name, f"{name} is required")
+    if kind == "invalid_value":
+        return problem["msg"]
+    if kind == "extra_forbidden":
+        return f"unknown query parameter {name!r}; allowed: {', '.join(model.model_fields)}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{name}={given} is out of range; allowed: {_range(model, name)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, got {given!r}"
+    if kind == "literal_error":
+        expected = problem["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{name} must be one of {expected}, got {given!r}"
+    if kind == "string_too_short":
+        return f"{name} is required"
+    return f"{name}: {problem['msg']}, got {given!r}"
+
+
+def _invalid(model: type[BaseModel], exc: ValidationError) -> BadRequest:
+    """A body or query string outside its schema, as the API's 400: the first problem in
+    words, all of them in details."""
+    problems = exc.errors(include_url=False)
+    message = _words(model, problems[0])
+    return BadRequest(
+        message,
+        details={
+            "errors": [
+                {"field": ".".join(map(str, p["loc"])), "message": _words(model, p)}
+                for p in problems
+            ]
+        },
+    )
+
+
+def validated(model: type[schemas.Body], data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        checked = model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(model, exc) from None
+    # Only what was sent, as the schema coerced it ("yes" is True): the views and the
+    # recorded params tell "not given" from a default.
+    # warnings=False: a body may keep a value as sent for its owner's check (webhooks).
+    return checked.model_dump(exclude_unset=True, warnings=False)
+
+
+def query_of[T: BaseModel](model: type[T], request: HttpRequest) -> T:
+    """The query string, checked against the route's declared schema (400 in words)."""
+    try:
+        return model.model_validate({name: request.GET.get(name) for name in request.GET})
+    except ValidationError as exc:
+        raise _invalid(model, exc) from None
+
+
+def api_view(
+    *,
+    body: type[schemas.Body] | None = None,
+    form: type[schemas.Body] | None = None,
+    fields: Iterable[str] | None = None,
+    query: type[BaseModel] | dict[str, type[BaseModel]] | None = None,
+    answers: dict[str, dict[int, Any]] | None = None,
+    summary: str | dict[str, str] = "",
+    **roles: Role,
+) -> Callable:
+    """Authenticate, authorise by HTTP method (GET=Role.VIEWER, POST=...), read and check
+    the body against its schema, render errors; and declare the contract the OpenAPI
+    document is generated from (api/contract.py).
+
+    `body` is the JSON body's schema of the mutating method (`form` a multipart one's): a
+    field it does not declare is refused (400 unknown_field; `fields` overrides the list),
+    a value of the wrong type gets a 400 with the field's rule, before the view runs.
+    `answers` maps each method to its {status: schema}. The view finds the caller in
+    request.actor and the checked JSON body in request.input.
     """
     allowed = {method.upper(): role for method, role in roles.items()}
+    model = body or form
+    if fields is None:
+        fields = tuple(model.model_fields) if model is not None else ()
     fields = tuple(fields)
+    form_view = form is not None
+    if undeclared := sorted(set(allowed) - set(answers or {})):
+        # Every answer is in the generated document: a route cannot forget to say its shape.
+        raise TypeError(f"api_view: declare the answers of {', '.join(undeclared)}")
+    contract = {
+        method: Route(
+            method=method,
+            role=str(role),
+            answers=answers[method],
+            body=model if method != "GET" else None,
+            form=form_view,
+            query=(query.get(method) if isinstance(query, dict) else query)
+            if method == "GET"
+            else None,
+            summary=summary.get(method, "") if isinstance(summary, dict) else summary,
+        )
+        for method, role in allowed.items()
+    }
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -214,10 +314,12 @@ def api_view(*, fields: Iterable[str] = (), form: bool = False, **roles: Role) -
                 request.input = {}
                 if request.method != "GET":
                     key = _idempotency_key(request)
-                    data = _read_body(request, fields, form)
+                    data = _read_body(request, fields, form_view)
+                    if body is not None:
+                        request.input = validated(body, request.input)
                     if key:
                         files = _file_hashes(request) if form else {}
-                        request_hash = body.fingerprint(
+                        request_hash = bodies.fingerprint(
                             user.pk, request.method, request.path, data, files
                         )
                 request.actor = Actor(
@@ -235,15 +337,21 @@ def api_view(*, fields: Iterable[str] = (), form: bool = False, **roles: Role) -
             except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as exc:
                 return error_response(400, "invalid_form", f"the form body is malformed: {exc}")
 
+        wrapper.contract = contract
         return wrapper
 
     return decorate
 
 
-def public_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def public_view(
+    answer: Any, summary: str = ""
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """A read-only view open to anyone (the API's index and document): GET only, and any
     other method gets the API's JSON 405, not Django's CSRF page."""
+    return lambda view: _public(view, Route("GET", None, {200: answer}, summary=summary))
 
+
+def _public(view: Callable[..., HttpResponse], route: Route) -> Callable[..., HttpResponse]:
     @csrf_exempt
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -255,4 +363,5 @@ def public_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             return response
         return view(request, *args, **kwargs)
 
+    wrapper.contract = {"GET": route}
     return wrapper

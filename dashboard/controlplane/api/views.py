@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -18,18 +17,17 @@ from django.urls import reverse
 from dashboard.controlplane import (
     bundles,
     diff,
-    events,
     executors,
     health,
-    operations,
+    mutations,
     parameters,
-    refusals,
     retention,
     rules,
     runtime_client,
 )
-from dashboard.controlplane.api.auth import api_view, public_view
-from dashboard.controlplane.api.openapi import document
+from dashboard.controlplane.api import schemas as S
+from dashboard.controlplane.api.auth import api_view, public_view, query_of, validated
+from dashboard.controlplane.api.contract import TEXT, document
 from dashboard.controlplane.api.serializers import (
     app_json,
     operation_json,
@@ -38,51 +36,22 @@ from dashboard.controlplane.api.serializers import (
 )
 from dashboard.controlplane.errors import (
     BadRequest,
-    Conflict,
     ControlError,
-    Forbidden,
     NotFound,
     TooLarge,
-    Unavailable,
 )
 from dashboard.controlplane.models import (
     App,
-    AuthMode,
-    Network,
     Operation,
     OperationKind,
     Revision,
-    RevisionStatus,
     Role,
 )
 from dashboard.controlplane.revisions import get_app, resolve
 
 STRATEGIES = ("rolling", "recreate")
 
-# The body fields each mutating endpoint takes; api_view refuses any other (unknown_field).
-DEPLOY_FIELDS = (
-    "bundle",
-    "entrypoint",
-    "strategy",
-    "reset_scale",
-    "message",
-    "annotations",
-    "auth_mode",
-    "promote",
-)
-SET_REV_FIELDS = ("revision", "strategy", "reason", "expected_current")
-ROLLOUT_FIELDS = ("force", "reason", "expected_current")
-DELETE_REV_FIELDS = ("reason", "expected_current")
 SCALE_FIELDS = (*parameters.PARAMETERS, "reason")
-SUSPEND_FIELDS = ("revision", "reason", "expected_current")
-CANCEL_FIELDS = ("reason",)
-RELEASE_FIELDS = ("reason",)
-HOLD_POLICY_FIELDS = ("hold_on_rollback", "reason")
-NETWORK_FIELDS = ("network", "reason")
-RUNNER_STOP_FIELDS = ("replace", "reason")
-RUNNER_KILL_FIELDS = ("reason",)
-PIN_FIELDS = ("reason",)
-RETENTION_FIELDS = ("keep", "enabled", "reason", "dry_run")
 # What app_json reads besides the app row: Current, Previous, and who set Current and the hold.
 APP_RELATED = (
     "current_revision__deployed_by",
@@ -93,73 +62,23 @@ APP_RELATED = (
     "held_operation",
 )
 MAX_PAGE_SIZE = rules.MAX_PAGE_SIZE
-QUICK_DEADLINE = timedelta(seconds=60)
-SLACK = timedelta(minutes=2)
 
 
 # -- request helpers ------------------------------------------------------------------
 
 
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None or value == "":
-        return False
-    if isinstance(value, str) and value.lower() in (
-        "true",
-        "1",
-        "yes",
-        "on",
-        "false",
-        "0",
-        "no",
-        "off",
-    ):
-        return value.lower() in ("true", "1", "yes", "on")
-    raise BadRequest(f"{name} must be true or false, got {value!r}")
-
-
-def _text(value: Any, name: str, *, limit: int = 5000) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
-    if len(value) > limit:
-        raise BadRequest(f"{name} is longer than {limit} characters")
-    return value
-
-
-def _strategy(value: Any) -> str:
-    strategy = value or "rolling"
-    if strategy not in STRATEGIES:
-        raise BadRequest(f"strategy must be rolling or recreate, got {strategy!r}")
-    return strategy
-
-
-def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
-    raw = request.GET.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name}={value} is out of range; allowed: {low}–{high}")
-    return value
-
-
-def _page(request: HttpRequest) -> tuple[int, int]:
-    return (
-        _int_param(request, "page", 1, 1, 10**6),
-        _int_param(request, "page_size", 50, 1, MAX_PAGE_SIZE),
-    )
-
-
-def _paginate(qs, page: int, size: int) -> tuple[list, int, int | None]:
+def paginated(qs, query: S.PageQuery, key: str, render: Callable[[Any], Any]) -> dict[str, Any]:
+    """One page of a listing, in the shape every listing answers (schemas.Page)."""
+    page, size = query.page, query.page_size
     count = qs.count()
     items = list(qs[(page - 1) * size : page * size])
-    return items, count, page + 1 if page * size < count else None
+    return {
+        key: [render(item) for item in items],
+        "count": count,
+        "page": page,
+        "page_size": size,
+        "next": page + 1 if page * size < count else None,
+    }
 
 
 def _operation_answer(op: Operation, **extra: Any) -> JsonResponse:
@@ -169,34 +88,36 @@ def _operation_answer(op: Operation, **extra: Any) -> JsonResponse:
     return JsonResponse({"operation": operation_json(op), **extra}, status=status)
 
 
-def _replayed(request: HttpRequest) -> JsonResponse | None:
-    earlier = operations.replay(request.actor)
-    if earlier is None:
-        return None
-    extra: dict[str, Any] = {"replayed": True}
-    if earlier.kind == OperationKind.DEPLOY and earlier.revision is not None:
-        extra["revision"] = revision_json(earlier.revision, earlier.app)
-    return _operation_answer(earlier, **extra)
+def _answer(
+    done: mutations.Done, shows: Callable[[mutations.Done], dict[str, Any]] | None = None
+) -> JsonResponse:
+    """A mutation's answer: the operation and what `shows` adds; a replay answers the
+    original operation and says so."""
+    if done.replayed:
+        extra: dict[str, Any] = {"replayed": True}
+        if done.revision is not None:
+            extra["revision"] = revision_json(done.revision, done.operation.app)
+    else:
+        extra = shows(done) if shows else {}
+    return _operation_answer(done.operation, **extra)
 
 
-def _queued_or_unavailable(op: Operation, **extra: Any) -> JsonResponse:
-    if op.state == "failed" and op.error.startswith(operations.QUEUE_UNAVAILABLE):
-        raise Unavailable(
-            f"{op.error}; the {op.get_kind_display()} was not started",
-            details={"operation": str(op.id)},
-            code="queue_unavailable",
-        )
-    return _operation_answer(op, **extra)
+def _app_now(done: mutations.Done) -> dict[str, Any]:
+    return {"app": app_json(App.objects.select_related(*APP_RELATED).get(pk=done.app.pk))}
 
 
-def _tell_runtime(op: Operation, app_name: str, state: dict[str, Any] | None = None) -> None:
-    executors.sync_runtime(op, app_name, state)
+def _revision_now(done: mutations.Done) -> dict[str, Any]:
+    return {"revision": revision_json(done.revision, done.app)}
+
+
+def _values(done: mutations.Done) -> dict[str, Any]:
+    return done.values
 
 
 # -- reads ----------------------------------------------------------------------------
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.Me}}, summary="Who the token is")
 def me(request: HttpRequest) -> JsonResponse:
     user = request.actor.user
     return JsonResponse(
@@ -209,7 +130,7 @@ def me(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppList}}, summary="Every app")
 def apps(request: HttpRequest) -> JsonResponse:
     last_op = Operation.objects.filter(app=OuterRef("pk")).order_by("-created_at").values("id")
     rows = list(
@@ -232,7 +153,7 @@ def apps(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppDetail}}, summary="One app")
 def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     found = App.objects.select_related(*APP_RELATED).filter(name=app).first()
     if found is None:
@@ -245,7 +166,7 @@ def app_detail(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse(data)
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.AppHealth}}, summary="Is Current serving well?")
 def app_health(request: HttpRequest, app: str) -> JsonResponse:
     """Current's and Previous's traffic over the last five minutes and Current's runners
     (controlplane/health.py); "unavailable" when the runtime cannot be asked, never a 5xx."""
@@ -253,33 +174,36 @@ def app_health(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse({"app": found.name, **health.for_app(found)})
 
 
-@api_view(GET=Role.VIEWER, POST=Role.DEPLOYER, fields=DEPLOY_FIELDS, form=True)
+@api_view(
+    GET=Role.VIEWER,
+    POST=Role.DEPLOYER,
+    form=S.DeployForm,
+    query=S.RevisionQuery,
+    answers={
+        "GET": {200: S.RevisionPage},
+        "POST": {200: S.DeployAnswer, 202: S.DeployAnswer},
+    },
+    summary={"GET": "The app's revisions, newest first", "POST": "Deploy a bundle"},
+)
 def revisions(request: HttpRequest, app: str) -> JsonResponse:
     if request.method == "POST":
         return _deploy(request, app)
+    query = query_of(S.RevisionQuery, request)
     found = get_app(app)
     qs = Revision.objects.filter(app=found).select_related("deployed_by", "pinned_by")
-    status = request.GET.get("status", "").strip().lower()
-    if status:
-        if status not in RevisionStatus.values:
-            raise BadRequest(
-                f"status must be one of {', '.join(RevisionStatus.values)}, got {status!r}"
-            )
-        qs = qs.filter(status=status)
-    page, size = _page(request)
-    items, count, next_page = _paginate(qs.order_by("-created_at", "-id"), page, size)
-    return JsonResponse(
-        {
-            "revisions": [revision_json(r, found) for r in items],
-            "count": count,
-            "page": page,
-            "page_size": size,
-            "next": next_page,
-        }
-    )
+    if query.status:
+        qs = qs.filter(status=query.status)
+    qs = qs.order_by("-created_at", "-id")
+    return JsonResponse(paginated(qs, query, "revisions", lambda r: revision_json(r, found)))
 
 
-@api_view(GET=Role.VIEWER, DELETE=Role.ADMIN, fields=DELETE_REV_FIELDS)
+@api_view(
+    GET=Role.VIEWER,
+    DELETE=Role.ADMIN,
+    body=S.DeleteRevisionBody,
+    answers={"GET": {200: S.Revision}, "DELETE": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary={"GET": "One revision", "DELETE": "Delete a revision (delete-rev)"},
+)
 def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     if request.method == "DELETE":
         return _delete_revision(request, app, rev)
@@ -287,24 +211,20 @@ def revision_detail(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return JsonResponse(revision_json(resolve(found, rev), found))
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(
+    GET=Role.VIEWER,
+    query=S.PageQuery,
+    answers={"GET": {200: S.OperationPage}},
+    summary="The app's History",
+)
 def app_operations(request: HttpRequest, app: str) -> JsonResponse:
+    query = query_of(S.PageQuery, request)
     found = get_app(app)
-    page, size = _page(request)
     qs = found.operations.select_related("app").prefetch_related("steps").order_by("-created_at")
-    items, count, next_page = _paginate(qs, page, size)
-    return JsonResponse(
-        {
-            "operations": [operation_json(op) for op in items],
-            "count": count,
-            "page": page,
-            "page_size": size,
-            "next": next_page,
-        }
-    )
+    return JsonResponse(paginated(qs, query, "operations", operation_json))
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.Operation}}, summary="One operation")
 def operation_detail(request: HttpRequest, operation_id: str) -> JsonResponse:
     try:
         key = uuid.UUID(operation_id)
@@ -316,7 +236,7 @@ def operation_detail(request: HttpRequest, operation_id: str) -> JsonResponse:
     return JsonResponse(operation_json(op))
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, answers={"GET": {200: S.RunnerList}}, summary="The app's runners")
 def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     found = get_app(app)
     try:
@@ -326,13 +246,12 @@ def app_runners(request: HttpRequest, app: str) -> JsonResponse:
     return JsonResponse({"runners": runners})
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(GET=Role.VIEWER, query=S.LogsQuery, answers={"GET": {200: TEXT}}, summary="Runner logs")
 def app_logs(request: HttpRequest, app: str) -> HttpResponse:
+    asked = query_of(S.LogsQuery, request)
     found = get_app(app)
-    tail = _int_param(request, "tail", 200, 1, 10000)
-    rev = request.GET.get("revision", "").strip()
-    runner = request.GET.get("runner", "").strip()
-    query: dict[str, Any] = {"tail": tail}
+    rev, runner = (asked.revision or "").strip(), (asked.runner or "").strip()
+    query: dict[str, Any] = {"tail": asked.tail}
     if rev:
         query["revision"] = str(resolve(found, rev).id)
     else:
@@ -348,7 +267,7 @@ def app_logs(request: HttpRequest, app: str) -> HttpResponse:
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
-@public_view
+@public_view(S.Index, "The API's root")
 def index(request: HttpRequest) -> JsonResponse:
     # Public, like the document it points to: what someone opening the API's root needs.
     return JsonResponse(
@@ -360,7 +279,7 @@ def index(request: HttpRequest) -> JsonResponse:
     )
 
 
-@public_view
+@public_view(S.Document, "This document")
 def openapi(request: HttpRequest) -> JsonResponse:
     # Public on purpose: the document describes the API, it reveals no state.
     return JsonResponse(document())
@@ -385,10 +304,8 @@ def _annotations(raw: str) -> dict[str, str]:
     return value
 
 
-def _deploy(request: HttpRequest, name: str) -> JsonResponse:
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
+def _deploy_form(request: HttpRequest, name: str) -> tuple[Any, dict[str, Any]]:
+    """The deploy form (a preview's too), checked: its upload and its fields."""
     limit = settings.MAX_BUNDLE_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 1024 * 1024:
         raise TooLarge(f"the upload is larger than the {limit}-byte bundle limit")
@@ -402,358 +319,130 @@ def _deploy(request: HttpRequest, name: str) -> JsonResponse:
             f"bundle is {upload.size} bytes; the most allowed is {limit}",
             details={"size": upload.size, "max": limit},
         )
-    entrypoint = _text(request.POST.get("entrypoint"), "entrypoint", limit=300)
-    if not entrypoint:
-        raise BadRequest("entrypoint is required, e.g. app.py::MyApp")
-    strategy = _strategy(request.POST.get("strategy"))
-    reset_scale = _bool(request.POST.get("reset_scale"), "reset_scale")
-    promote = _bool(request.POST.get("promote"), "promote")
-    message = _text(request.POST.get("message"), "message")
-    annotations = _annotations(request.POST.get("annotations", ""))
-    auth_mode = request.POST.get("auth_mode", "")
-    if auth_mode and auth_mode not in AuthMode.values:
-        raise BadRequest(
-            f"auth_mode must be one of {', '.join(AuthMode.values)}, got {auth_mode!r}"
-        )
-    # Checked and unpacked into a private staging directory before the app's lock and the
-    # transaction below: a slow or hostile bundle holds up nobody else.
-    bundle = bundles.stage(upload, entrypoint)
+    form = S.DeployFields.model_validate(
+        validated(S.DeployFields, {k: request.POST.get(k) for k in request.POST})
+    )
+    return upload, {
+        "entrypoint": form.entrypoint,
+        "strategy": form.strategy,
+        "reset_scale": form.reset_scale,
+        "promote": form.promote,
+        "message": form.message,
+        "annotations": _annotations(form.annotations),
+        "auth_mode": form.auth_mode or "",
+    }
 
-    actor = request.actor
-    revision = None
-    try:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    app, _ = App.objects.get_or_create(
-                        name=name,
-                        defaults={"owner": actor.user, "auth_mode": auth_mode or AuthMode.PRIVATE},
-                    )
-            except IntegrityError:
-                app = App.objects.get(name=name)  # A concurrent first deploy created it.
-            # Lock the alias first, as every other mutation does: the inserts below take a
-            # key-share lock on it, and mixing those with another request's FOR UPDATE while
-            # both wait on the one-active-operation index deadlocks (a 500).
-            app = App.objects.select_for_update().get(pk=app.pk)
-            if auth_mode and (
-                refusal := rules.auth_mode_refusal(
-                    app.auth_mode, auth_mode, owner=app.owner_id == actor.user.pk, role=actor.role
-                )
-            ):
-                raise Forbidden(
-                    f"{refusal}; nothing was deployed",
-                    details={"app": app.name, "auth_mode": app.auth_mode, "requested": auth_mode},
-                    code="auth_mode_widening_forbidden",
-                )
-            if auth_mode and app.auth_mode != auth_mode:
-                app.auth_mode = auth_mode
-                app.save(update_fields=["auth_mode", "updated_at"])
-            revision = Revision.objects.create(
-                app=app,
-                entrypoint=entrypoint,
-                bundle_sha256=bundle.sha256,
-                bundle_size=bundle.size,
-                message=message,
-                annotations=annotations,
-                deployed_by=actor.user,
-            )
-            op = operations.create(
-                app,
-                OperationKind.DEPLOY,
-                actor,
-                reason=message,
-                params={
-                    "revision": str(revision.id),
-                    "entrypoint": entrypoint,
-                    "strategy": strategy,
-                    "reset_scale": reset_scale,
-                    "promote": promote,
-                    "auth_mode": auth_mode or None,
-                    "bundle_sha256": bundle.sha256,
-                    "bundle_size": bundle.size,
-                },
-                revision=revision,
-                deadline=timedelta(seconds=executors.IMPORT_TIMEOUT + 3600) + SLACK,
-            )
-            operations.step(
-                op,
-                f"bundle received ({bundle.size} bytes); revision {revision.short_id} is Deploying",
-            )
-            bundles.install(bundle, revision.bundle_dir)
-            operations.submit(op)
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    except BaseException:
-        if revision is not None:
-            bundles.remove(revision.bundle_dir)
-        raise
-    finally:
-        bundles.discard(bundle)  # Nothing left once installed; a refusal leaves nothing.
-    revision.refresh_from_db()
-    return _queued_or_unavailable(op, revision=revision_json(revision, app))
+
+def _deploy(request: HttpRequest, name: str) -> JsonResponse:
+    earlier = mutations.replayed(request.actor)
+    if earlier is not None:
+        return _answer(earlier)
+    upload, form = _deploy_form(request, name)
+    # Checked and unpacked into a private staging directory before the app's lock and the
+    # transaction: a slow or hostile bundle holds up nobody else.
+    bundle = bundles.stage(upload, form["entrypoint"])
+    done = mutations.deploy(name, request.actor, bundle, **form)
+    return _answer(done, _revision_now)
 
 
 # -- set-rev, rollout, delete-rev ----------------------------------------------------------
 
 
-@api_view(POST=Role.DEPLOYER, fields=SET_REV_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.SetRevBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Make a revision Current",
+)
 def set_rev(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
-    ref = body.get("revision")
-    if not ref or not isinstance(ref, str):
-        raise BadRequest("revision is required: a full id or a unique prefix of 8+ characters")
-    strategy = _strategy(body.get("strategy"))
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            target = resolve(found, ref)
-            operations.check_expected_current(found, body.get("expected_current"))
-            if refusal := refusals.set_rev(found, target):
-                raise refusal
-            # A rollback is never blocked: whatever runs on the app stops at its next safe
-            # point, and it can no longer move the alias from the moment this commits.
-            superseded = operations.supersede(found, request.actor, target)
-            startup = (target.code_settings or {}).get("startup_timeout", 600)
-            op = operations.create(
-                found,
-                OperationKind.SET_REV,
-                request.actor,
-                reason=reason,
-                params={
-                    "revision": str(target.id),
-                    "strategy": strategy,
-                    "from_revision": str(found.current_revision_id)
-                    if found.current_revision_id
-                    else None,
-                    "superseded": str(superseded.id) if superseded else None,
-                },
-                revision=target,
-                deadline=timedelta(seconds=startup) + SLACK,
-                running=strategy == "recreate",
-            )
-            if superseded is not None:
-                operations.step(
-                    op,
-                    f"superseded {superseded.get_kind_display()} operation {superseded.id} "
-                    f"({superseded.get_state_display().lower()}): it stops at its next safe point",
-                )
-            if strategy == "recreate":
-                # Quick: switch in this request so the gateway routes to the target at once.
-                new_settings = parameters.for_set_rev(target.code_settings, found.settings)
-                state = executors.move_alias(
-                    op, target, new_settings, deploy=False, locked_app=found
-                )
-                operations.step(op, "recreate: no runner started; the next request cold-starts it")
-                operations.succeed(op, {"revision": str(target.id), "settings": new_settings})
-            else:
-                operations.submit(op)
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    if strategy == "recreate":
-        _tell_runtime(op, found.name, state)
-        # The last step, as "done" is for operations the worker runs.
-        operations.step(op, f"done: {found.name} serves {target.short_id}")
-        return _operation_answer(op)
-    return _queued_or_unavailable(op)
+    done = mutations.set_rev(
+        app,
+        request.actor,
+        body["revision"],
+        strategy=body.get("strategy", "rolling"),
+        reason=body.get("reason", ""),
+        expected_current=body.get("expected_current"),
+    )
+    return _answer(done)
 
 
-@api_view(POST=Role.DEPLOYER, fields=ROLLOUT_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.RolloutBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Restart Current's runners",
+)
 def rollout(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
-    force = _bool(body.get("force"), "force")
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            operations.check_expected_current(found, body.get("expected_current"))
-            if refusal := refusals.rollout(found):
-                raise refusal
-            live = found.settings
-            budget = live.get("startup_timeout", 600) + live.get("request_timeout", 3600)
-            op = operations.create(
-                found,
-                OperationKind.ROLLOUT,
-                request.actor,
-                reason=reason,
-                params={"force": force},
-                revision=found.current_revision,
-                deadline=timedelta(seconds=budget) + SLACK,
-            )
-            operations.submit(op)
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    return _queued_or_unavailable(op)
+    done = mutations.rollout(
+        app,
+        request.actor,
+        force=body.get("force", False),
+        reason=body.get("reason", ""),
+        expected_current=body.get("expected_current"),
+    )
+    return _answer(done)
 
 
 def _delete_revision(request: HttpRequest, app: str, rev: str) -> JsonResponse:
-    reason = _text(request.input.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            target = resolve(found, rev)
-            operations.check_expected_current(found, request.input.get("expected_current"))
-            if refusal := refusals.delete_rev(found, target, request.actor.source):
-                raise refusal
-            op = operations.create(
-                found,
-                OperationKind.DELETE_REV,
-                request.actor,
-                reason=reason,
-                params={
-                    "revision": str(target.id),
-                    "short_id": target.short_id,
-                    "status": target.status,
-                    "message": target.message,
-                },
-                revision=target,
-                deadline=timedelta(minutes=5),
-            )
-            operations.submit(op)
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    return _queued_or_unavailable(op)
+    body = request.input
+    done = mutations.delete_revision(
+        app,
+        request.actor,
+        rev,
+        reason=body.get("reason", ""),
+        expected_current=body.get("expected_current"),
+    )
+    return _answer(done)
 
 
 # -- quick operations: done in the request, still recorded ----------------------------------
 
 
-def _scale_refused(exc: parameters.ParameterError) -> BadRequest:
-    return BadRequest(
-        f"refused, nothing changed: {exc}", details={"errors": exc.errors}, code="out_of_range"
-    )
-
-
-@api_view(POST=Role.DEPLOYER, fields=SCALE_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ScaleBody,
+    fields=SCALE_FIELDS,
+    answers={"POST": {200: S.ScaleAnswer}},
+    summary="Change runtime-tunable parameters",
+)
 def scale(request: HttpRequest, app: str) -> JsonResponse:
-    body = dict(request.input)
-    reason = _text(body.pop("reason", ""), "reason")
-    if not body:
-        raise BadRequest(
-            f"nothing to change: give at least one of {', '.join(parameters.PARAMETERS)}"
-        )
-    try:
-        # Coerced ("5" is 5) before anything records them: History shows what took effect.
-        changes = parameters.validate(body)
-    except parameters.ParameterError as exc:
-        raise _scale_refused(exc) from None
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            if refusal := refusals.scale(found):
-                raise refusal
-            try:
-                new_settings, notes = parameters.apply_scale(found.settings, changes)
-            except parameters.ParameterError as exc:
-                raise _scale_refused(exc) from None
-            changed = {
-                name: [found.settings.get(name), value]
-                for name, value in new_settings.items()
-                if found.settings.get(name) != value
-            }
-            op = operations.create(
-                found,
-                OperationKind.SCALE,
-                request.actor,
-                reason=reason,
-                params=changes,
-                revision=found.current_revision,
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            overrides = sorted(
-                set(found.scale_overrides) | {n for n in changes if n in parameters.CODE_SPECIFIC}
-            )
-            found.settings, found.scale_overrides = new_settings, overrides
-            found.save(update_fields=["settings", "scale_overrides", "updated_at"])
-            summary = ", ".join(f"{n} {old} → {new}" for n, (old, new) in changed.items())
-            operations.step(op, f"scaled: {summary or 'no value changed'}")
-            for note in notes:
-                operations.step(op, note)
-            events.publish_app_changed(found.name)
-            operations.succeed(op, {"settings": new_settings, "notes": notes, "changed": changed})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    _tell_runtime(op, found.name)
-    return _operation_answer(op, settings=new_settings, notes=notes)
+    values = dict(request.input)
+    reason = values.pop("reason", "")
+    done = mutations.scale(app, request.actor, values, reason=reason)
+    return _answer(done, _values)
 
 
 def _suspend_or_resume(request: HttpRequest, app: str, *, suspend: bool) -> JsonResponse:
     body = request.input
-    ref = body.get("revision")
-    if ref is not None and not isinstance(ref, str):
-        raise BadRequest("revision must be a string (an id or a prefix of 8+ characters)")
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    verb = "suspend" if suspend else "resume"
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            operations.check_expected_current(found, body.get("expected_current"))
-            if ref:
-                target = resolve(found, ref)
-            elif found.current_revision_id:
-                target = found.current_revision
-            else:
-                raise Conflict(
-                    f"app {found.name!r} has no current revision; name the revision to {verb}"
-                )
-            target = Revision.objects.select_for_update().get(pk=target.pk)
-            if refusal := refusals.suspend_or_resume(target, suspend=suspend):
-                raise refusal
-            op = operations.create(
-                found,
-                OperationKind.SUSPEND if suspend else OperationKind.RESUME,
-                request.actor,
-                reason=reason,
-                params={"revision": str(target.id)},
-                revision=target,
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            target.status = RevisionStatus.SUSPENDED if suspend else RevisionStatus.DEPLOYED
-            target.save(update_fields=["status"])
-            is_current = found.current_revision_id == target.id
-            what = f"revision {target.short_id} is {target.get_status_display()}"
-            if is_current:
-                what += " (Current: the app " + (
-                    "answers 503 'app suspended')" if suspend else "serves again)"
-                )
-            operations.step(op, what)
-            events.publish_app_changed(found.name)
-            operations.succeed(op, {"revision": str(target.id), "status": target.status})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    if suspend:
-        try:
-            stopped = runtime_client.stop_revision(str(target.id))
-            operations.step(op, f"stopping {len(stopped)} runner(s) of {target.short_id}")
-        except runtime_client.FAILURES as exc:
-            operations.step(op, f"runtime could not stop its runners ({runtime_client.error(exc)})")
-    _tell_runtime(op, found.name)
-    return _operation_answer(op, revision=revision_json(target, found))
+    done = mutations.suspend_or_resume(
+        app,
+        request.actor,
+        body.get("revision") or None,
+        suspend=suspend,
+        reason=body.get("reason", ""),
+        expected_current=body.get("expected_current"),
+    )
+    return _answer(done, _revision_now)
 
 
-@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.SuspendBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Suspend a revision",
+)
 def suspend(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=True)
 
 
-@api_view(POST=Role.ADMIN, fields=SUSPEND_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.SuspendBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Resume a revision",
+)
 def resume(request: HttpRequest, app: str) -> JsonResponse:
     return _suspend_or_resume(request, app, suspend=False)
 
@@ -761,330 +450,165 @@ def resume(request: HttpRequest, app: str) -> JsonResponse:
 # -- runners ------------------------------------------------------------------------------
 
 
-def _runner_operation(request: HttpRequest, runner_id: str, kind: OperationKind) -> JsonResponse:
-    body = request.input
-    replace = _bool(body.get("replace"), "replace") if kind == OperationKind.RUNNER_STOP else False
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    runner = runtime_client.find_runner(runner_id)
-    if refusal := refusals.runner(runner):
-        raise refusal
-    try:
-        with transaction.atomic():
-            found = get_app(runner["app"], lock=True)
-            op = operations.create(
-                found,
-                kind,
-                request.actor,
-                reason=reason,
-                params={
-                    "runner": runner_id,
-                    "replace": replace,
-                    "revision": runner.get("revision"),
-                },
-                revision=Revision.objects.filter(pk=runner.get("revision")).first(),
-                deadline=timedelta(
-                    seconds=found.settings.get("request_timeout", 3600)
-                    + found.settings.get("startup_timeout", 600)
-                )
-                + SLACK,
-            )
-            operations.submit(op)
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    return _queued_or_unavailable(op)
-
-
-@api_view(POST=Role.DEPLOYER, fields=RUNNER_STOP_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.RunnerStopBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Stop a runner gracefully",
+)
 def runner_stop(request: HttpRequest, runner_id: str) -> JsonResponse:
-    return _runner_operation(request, runner_id, OperationKind.RUNNER_STOP)
+    body = request.input
+    done = mutations.runner_operation(
+        runner_id,
+        request.actor,
+        OperationKind.RUNNER_STOP,
+        replace=body.get("replace", False),
+        reason=body.get("reason", ""),
+    )
+    return _answer(done)
 
 
-@api_view(POST=Role.ADMIN, fields=RUNNER_KILL_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Kill a runner",
+)
 def runner_kill(request: HttpRequest, runner_id: str) -> JsonResponse:
-    return _runner_operation(request, runner_id, OperationKind.RUNNER_KILL)
+    done = mutations.runner_operation(
+        runner_id,
+        request.actor,
+        OperationKind.RUNNER_KILL,
+        replace=False,
+        reason=request.input.get("reason", ""),
+    )
+    return _answer(done)
 
 
 # -- cancel, hold -------------------------------------------------------------------------
 
 
-@api_view(POST=Role.DEPLOYER, fields=CANCEL_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer, 202: S.OperationAnswer}},
+    summary="Cancel an operation",
+)
 def cancel_operation(request: HttpRequest, app: str, operation_id: str) -> JsonResponse:
-    reason = _text(request.input.get("reason"), "reason")
     try:
         key = uuid.UUID(operation_id)
     except ValueError:
         raise BadRequest(f"{operation_id!r} is not an operation id (a UUID)") from None
-    with transaction.atomic():
-        found = get_app(app, lock=True)
-        op = Operation.objects.filter(pk=key, app=found).first()
-        if op is None:
-            raise NotFound(
-                f"app {found.name!r} has no operation {operation_id}",
-                details={"operation": operation_id, "app": found.name},
-            )
-        if refusal := operations.cancel_refusal(op):
-            raise refusal
-        who = request.actor.user.get_username()
-        operations.request_cancel(
-            op, request.actor, f"cancelled by {who}" + (f": {reason}" if reason else "")
-        )
-    return _operation_answer(op)
+    done = mutations.cancel(app, request.actor, key, reason=request.input.get("reason", ""))
+    return _answer(done)
 
 
-@api_view(POST=Role.DEPLOYER, fields=RELEASE_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.OperationAnswer}},
+    summary="Release a hold",
+)
 def release(request: HttpRequest, app: str) -> JsonResponse:
-    reason = _text(request.input.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            if refusal := refusals.release(found):
-                raise refusal
-            held_by = found.held_operation
-            op = operations.create(
-                found,
-                OperationKind.RELEASE,
-                request.actor,
-                reason=reason,
-                params={"held_operation": str(held_by.id) if held_by else None},
-                revision=found.current_revision,
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            found.held, found.held_at, found.held_operation = False, None, None
-            found.save(update_fields=["held", "held_at", "held_operation", "updated_at"])
-            current = found.current_revision.short_id if found.current_revision else "none"
-            operations.step(
-                op,
-                f"hold released (set by {held_by.requester_name if held_by else 'unknown'}'s "
-                f"rollback); the next deploy of {found.name} becomes Current. Current stays "
-                f"{current} until then (set-rev switches now)",
-            )
-            operations.succeed(op, {"held": False})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    return _operation_answer(op)
+    return _answer(mutations.release(app, request.actor, reason=request.input.get("reason", "")))
 
 
-@api_view(POST=Role.DEPLOYER, fields=HOLD_POLICY_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.HoldPolicyBody,
+    answers={"POST": {200: S.AppAnswer}},
+    summary="Whether a rollback holds",
+)
 def hold_policy(request: HttpRequest, app: str) -> JsonResponse:
     body = request.input
-    if "hold_on_rollback" not in body:
-        raise BadRequest("nothing to change: give hold_on_rollback (true or false)")
-    value = body["hold_on_rollback"]
-    if not isinstance(value, bool):
-        raise BadRequest(f"hold_on_rollback must be true or false, got {value!r}")
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            op = operations.create(
-                found,
-                OperationKind.HOLD_POLICY,
-                request.actor,
-                reason=reason,
-                params={"hold_on_rollback": value},
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            before = found.hold_on_rollback
-            found.hold_on_rollback = value
-            found.save(update_fields=["hold_on_rollback", "updated_at"])
-            what = "on: a rollback holds" if value else "off: a rollback does not hold"
-            unchanged = " (unchanged)" if before == value else ""
-            note = " A hold in place stays until released." if found.held and not value else ""
-            operations.step(op, f"hold on rollback is {what} {found.name}{unchanged}.{note}")
-            operations.succeed(op, {"hold_on_rollback": value})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
-    return _operation_answer(op, app=app_json(found))
+    done = mutations.hold_policy(
+        app, request.actor, body["hold_on_rollback"], reason=body.get("reason", "")
+    )
+    return _answer(done, _app_now)
 
 
 # -- pins and retention ------------------------------------------------------------------
 
 
 def _pin_or_unpin(request: HttpRequest, app: str, rev: str, *, pin: bool) -> JsonResponse:
-    reason = _text(request.input.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            target = Revision.objects.select_for_update().get(pk=resolve(found, rev).pk)
-            if refusal := refusals.pin_or_unpin(target, pin=pin):
-                raise refusal
-            op = operations.create(
-                found,
-                OperationKind.PIN if pin else OperationKind.UNPIN,
-                request.actor,
-                reason=reason,
-                params={"revision": str(target.id), "short_id": target.short_id},
-                revision=target,
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            was = retention.pin_note(target)
-            target.pinned = pin
-            target.pinned_by = request.actor.user if pin else None
-            target.pinned_at = op.created_at if pin else None
-            target.save(update_fields=["pinned", "pinned_by", "pinned_at"])
-            operations.step(
-                op,
-                f"revision {target.short_id} is pinned: retention and delete-rev leave it alone"
-                if pin
-                else f"revision {target.short_id} is no longer pinned (was {was})",
-            )
-            operations.succeed(op, {"revision": str(target.id), "pinned": pin})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    target = Revision.objects.select_related("deployed_by", "pinned_by").get(pk=target.pk)
-    return _operation_answer(op, revision=revision_json(target, found))
+    done = mutations.pin(app, request.actor, rev, pin=pin, reason=request.input.get("reason", ""))
+    return _answer(done, _revision_now)
 
 
-@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Pin a revision",
+)
 def pin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return _pin_or_unpin(request, app, rev, pin=True)
 
 
-@api_view(POST=Role.DEPLOYER, fields=PIN_FIELDS)
+@api_view(
+    POST=Role.DEPLOYER,
+    body=S.ReasonBody,
+    answers={"POST": {200: S.RevisionAnswer}},
+    summary="Unpin a revision",
+)
 def unpin(request: HttpRequest, app: str, rev: str) -> JsonResponse:
     return _pin_or_unpin(request, app, rev, pin=False)
 
 
-def _retention_view(request: HttpRequest, app: str) -> JsonResponse:
+@api_view(
+    GET=Role.VIEWER,
+    POST=Role.ADMIN,
+    body=S.RetentionBody,
+    query=S.RetentionQuery,
+    answers={"GET": {200: S.RetentionRead}, "POST": {200: S.RetentionChange}},
+    summary={"GET": "Retention settings", "POST": "Change retention settings"},
+)
+def retention_settings(request: HttpRequest, app: str) -> JsonResponse:
     """GET the app's retention settings (?dry_run=1 adds what would go and why the others
     stay); POST changes them, recorded as a `retention` operation, or with dry_run only
     answers what the new values would delete."""
     if request.method == "GET":
-        if unknown := sorted(set(request.GET) - {"dry_run"}):
-            raise BadRequest(f"unknown query parameter {unknown[0]!r}; allowed: dry_run")
+        query = query_of(S.RetentionQuery, request)
         found = get_app(app)
-        if _bool(request.GET.get("dry_run"), "dry_run"):
+        if query.dry_run:
             return JsonResponse(retention.dry_run(found))
         return JsonResponse({"keep": found.retention_keep, "enabled": found.retention_enabled})
     body = request.input
     if "keep" not in body and "enabled" not in body:
         raise BadRequest("nothing to change: give keep (1 to 1000) and/or enabled (true or false)")
     keep = retention.check_keep(body["keep"]) if "keep" in body else None
-    enabled = body.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise BadRequest(f"enabled must be true or false, got {enabled!r}")
-    reason = _text(body.get("reason"), "reason")
-    if _bool(body.get("dry_run"), "dry_run"):
+    if body.get("dry_run"):
         return JsonResponse(retention.dry_run(get_app(app), keep))
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            before = {"keep": found.retention_keep, "enabled": found.retention_enabled}
-            after = {
-                "keep": before["keep"] if keep is None else keep,
-                "enabled": before["enabled"] if enabled is None else enabled,
-            }
-            op = operations.create(
-                found,
-                OperationKind.RETENTION,
-                request.actor,
-                reason=reason,
-                params={k: v for k, v in (("keep", keep), ("enabled", enabled)) if v is not None},
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            found.retention_keep, found.retention_enabled = after["keep"], after["enabled"]
-            found.save(update_fields=["retention_keep", "retention_enabled", "updated_at"])
-            summary = ", ".join(
-                f"{name} {before[name]} → {after[name]}"
-                for name in before
-                if before[name] != after[name]
-            )
-            operations.step(
-                op,
-                f"retention of {found.name}: {summary or 'no value changed'} "
-                f"({'on' if after['enabled'] else 'off'}, keeps the newest {after['keep']})",
-            )
-            operations.succeed(op, {"before": before, "after": after})
-            if after["enabled"]:
-                # Applied at once in the worker, after this commits (it waits for nobody).
-                transaction.on_commit(lambda: retention.schedule(found.pk))
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    return _operation_answer(op, retention=after)
+    done = mutations.retention_settings(
+        app, request.actor, keep=keep, enabled=body.get("enabled"), reason=body.get("reason", "")
+    )
+    return _answer(done, _values)
 
 
-@api_view(GET=Role.VIEWER, POST=Role.ADMIN, fields=RETENTION_FIELDS)
-def retention_settings(request: HttpRequest, app: str) -> JsonResponse:
-    return _retention_view(request, app)
-
-
-@api_view(POST=Role.ADMIN, fields=NETWORK_FIELDS)
+@api_view(
+    POST=Role.ADMIN,
+    body=S.NetworkBody,
+    answers={"POST": {200: S.AppAnswer}},
+    summary="The app's outbound network",
+)
 def network(request: HttpRequest, app: str) -> JsonResponse:
     """An app's outbound network: admins only, as `outbound` widens what its code reaches."""
     body = request.input
-    choices = ", ".join(Network.values)
-    if "network" not in body:
-        raise BadRequest(f"nothing to change: give network ({choices})")
-    value = body["network"]
-    if value not in Network.values:
-        raise BadRequest(f"network must be one of {choices}, got {value!r}")
-    reason = _text(body.get("reason"), "reason")
-    earlier = _replayed(request)
-    if earlier is not None:
-        return earlier
-    try:
-        with transaction.atomic():
-            found = get_app(app, lock=True)
-            op = operations.create(
-                found,
-                OperationKind.NETWORK,
-                request.actor,
-                reason=reason,
-                params={"network": value},
-                deadline=QUICK_DEADLINE,
-                running=True,
-            )
-            before = found.network
-            found.network = value
-            found.save(update_fields=["network", "updated_at"])
-            what = (
-                "outbound: its runners may open outbound connections (never to the host's loopback)"
-                if value == Network.OUTBOUND
-                else "off: its runners reach no network"
-            )
-            unchanged = " (unchanged)" if before == value else ""
-            operations.step(
-                op,
-                f"network of {found.name} is {what}{unchanged}. Runners started from now on "
-                "have it; running ones keep what they started with.",
-            )
-            events.publish_app_changed(found.name)
-            operations.succeed(op, {"network": value})
-    except operations.Replayed as exc:
-        return _operation_answer(exc.operation, replayed=True)
-    _tell_runtime(op, found.name)
-    found = App.objects.select_related(*APP_RELATED).get(pk=found.pk)
-    return _operation_answer(op, app=app_json(found))
+    done = mutations.network(app, request.actor, body["network"], reason=body.get("reason", ""))
+    return _answer(done, _app_now)
 
 
 # -- diff and deploy preview ----------------------------------------------------------
 
 DIFF_QUERY = ("a", "b")
-# The deploy form, all of it: a preview takes exactly what the deploy it previews takes.
-PREVIEW_FIELDS = DEPLOY_FIELDS
 
 
-@api_view(GET=Role.VIEWER)
+@api_view(
+    GET=Role.VIEWER,
+    query=S.DiffQuery,
+    answers={"GET": {200: S.Diff}},
+    summary="What changed between two revisions",
+)
 def app_diff(request: HttpRequest, app: str) -> JsonResponse:
     """What changed from revision `a` to revision `b` of the app (diff.py)."""
     if unknown := sorted(set(request.GET) - set(DIFF_QUERY)):
@@ -1113,46 +637,25 @@ class _StagedRevision:
     entrypoint: str
 
 
-@api_view(POST=Role.DEPLOYER, fields=PREVIEW_FIELDS, form=True)
+@api_view(
+    POST=Role.DEPLOYER,
+    form=S.DeployForm,
+    answers={"POST": {200: S.DeployPreview}},
+    summary="What a deploy would create",
+)
 def deploy_preview(request: HttpRequest, app: str) -> JsonResponse:
     """The revision a deploy with this form would create, changing nothing: the bundle is
     staged and import-checked as a deploy's is, compared with Current, then discarded."""
-    limit = settings.MAX_BUNDLE_BYTES
-    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 1024 * 1024:
-        raise TooLarge(f"the upload is larger than the {limit}-byte bundle limit")
-    if bad_name := rules.app_name_error(app):
-        raise BadRequest(bad_name, details={"app": app})
-    upload = request.FILES.get("bundle")
-    if upload is None:
-        raise BadRequest("no bundle: send the tar.gz as multipart field 'bundle'")
-    entrypoint = _text(request.POST.get("entrypoint"), "entrypoint", limit=300)
-    if not entrypoint:
-        raise BadRequest("entrypoint is required, e.g. app.py::MyApp")
-    strategy = _strategy(request.POST.get("strategy"))
-    reset_scale = _bool(request.POST.get("reset_scale"), "reset_scale")
-    message = _text(request.POST.get("message"), "message")
-    annotations = _annotations(request.POST.get("annotations", ""))
-    auth_mode = request.POST.get("auth_mode", "")
-    if auth_mode and auth_mode not in AuthMode.values:
-        raise BadRequest(
-            f"auth_mode must be one of {', '.join(AuthMode.values)}, got {auth_mode!r}"
-        )
+    upload, form = _deploy_form(request, app)
+    entrypoint, strategy, reset_scale = form["entrypoint"], form["strategy"], form["reset_scale"]
+    message, annotations = form["message"], form["annotations"]
     found = App.objects.select_related("current_revision__deployed_by").filter(name=app).first()
-    actor = request.actor
-    if (
-        found is not None
-        and auth_mode
-        and (
-            refusal := rules.auth_mode_refusal(
-                found.auth_mode, auth_mode, owner=found.owner_id == actor.user.pk, role=actor.role
-            )
+    if found is not None and (
+        refusal := mutations.auth_mode_refusal(
+            found, request.actor, form["auth_mode"], outcome="the deploy would be refused"
         )
     ):
-        raise Forbidden(
-            f"{refusal}; the deploy would be refused",
-            details={"app": found.name, "auth_mode": found.auth_mode, "requested": auth_mode},
-            code="auth_mode_widening_forbidden",
-        )
+        raise refusal
     bundle = bundles.stage(upload, entrypoint)
     try:
         try:

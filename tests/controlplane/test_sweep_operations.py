@@ -36,11 +36,13 @@ def test_an_operation_whose_worker_died_is_requeued_and_then_completes(
     Operation.objects.filter(pk=queued_deploy.pk).update(
         lease_until=timezone.now() - timedelta(seconds=1)
     )
-    with django_capture_on_commit_callbacks() as queued:
+    assert "enqueued_at" not in queued_deploy.result
+    with django_capture_on_commit_callbacks(execute=True):
         counts = sweep_operations()
     assert counts == {"failed": 0, "requeued": 1}
-    assert len(queued) == 1  # the operation goes back on the Celery queue
     op = Operation.objects.get()
+    # It went back on the Celery queue: submit() notes when the broker took it.
+    assert "enqueued_at" in op.result
     assert op.state == "queued"
     assert "lease lapsed; queued again (attempt 2)" in op.steps.last().message
 
@@ -75,9 +77,9 @@ def test_a_queued_operation_nobody_picked_up_is_queued_again(
     Operation.objects.filter(pk=queued_deploy.pk).update(
         created_at=timezone.now() - timedelta(minutes=5), result={}
     )
-    with django_capture_on_commit_callbacks() as queued:
+    with django_capture_on_commit_callbacks(execute=True):
         assert sweep_operations()["requeued"] == 1
-    assert len(queued) == 1
+    assert "enqueued_at" in Operation.objects.get().result  # Back on the Celery queue.
 
 
 def test_a_fresh_running_operation_is_left_alone(queued_deploy):

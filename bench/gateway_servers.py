@@ -15,7 +15,9 @@ The three Python servers run the same proxy handler over the gateway's own runne
 (dashboard/runtime/upstream.py), so only the server differs. The load generator
 (bench/run.py's httptools client) measures, per round and in turn for each: latency on
 one keep-alive connection (p50, p99) and throughput with 16 connections; "direct" is
-the runner's socket itself. uvicorn is in the dev extra; nginx is Debian's; a server
+the runner's socket itself. Then the slow-client goal of issue 9: 20 connections per
+server that send part of a request head and stall, and how many of them each server has
+closed once the gateway's head timeout (plus 5 s) has passed. uvicorn is in the dev extra; nginx is Debian's; a server
 that is missing is left out. Results are kept in bench/results/.
 """
 
@@ -246,6 +248,41 @@ async def throughput(target, seconds: float, concurrency: int = 16) -> float:
     return done / elapsed
 
 
+STALLED = 20
+
+
+async def stalled_heads(targets: dict) -> dict[str, int]:
+    """How many of STALLED connections with a stalled head each server has closed once
+    the gateway's head timeout (plus a margin) has passed."""
+    from dashboard.runtime.httpserver import HEAD_TIMEOUT_SECONDS
+
+    held: dict[str, list] = {}
+    for name, port in targets.items():
+        if name == "direct":
+            continue
+        held[name] = []
+        for _ in range(STALLED):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
+            await writer.drain()
+            held[name].append((reader, writer))
+    await asyncio.sleep(HEAD_TIMEOUT_SECONDS + 5)
+    closed = {}
+    for name, pairs in held.items():
+        closed[name] = 0
+        for reader, writer in pairs:
+            try:
+                # A 408 or an end of stream: the server let the connection go.
+                await asyncio.wait_for(reader.read(65536), 0.2)
+                closed[name] += 1
+            except TimeoutError:
+                pass  # Still held open, waiting for the rest of the head.
+            except ConnectionError:
+                closed[name] += 1
+            writer.close()
+    return closed
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -324,6 +361,8 @@ def main() -> int:
             procs.append(nginx)
             targets["nginx"] = nginx_port
         figures = asyncio.run(measure(targets, args.rounds, args.seconds))
+        for name, count in asyncio.run(stalled_heads(targets)).items():
+            figures[name]["stalled heads closed"] = f"{count}/{STALLED}"
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -331,11 +370,15 @@ def main() -> int:
         for proc in procs:
             proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'':10} {'p50 ms':>8} {'p99 ms':>8} {'overhead':>9} {'req/s':>8} {'÷ direct':>9}")
+    print(
+        f"{'':10} {'p50 ms':>8} {'p99 ms':>8} {'overhead':>9} {'req/s':>8} {'÷ direct':>9}"
+        f" {'stalled heads closed':>21}"
+    )
     for name, f in figures.items():
         print(
             f"{name:10} {f['p50']:8.3f} {f['p99']:8.3f} {f['overhead p50']:9.3f}"
             f" {f['req/s']:8.0f} {f['throughput ÷ direct']:9.2f}"
+            f" {f.get('stalled heads closed', '-'):>21}"
         )
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True

@@ -220,7 +220,7 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1,
-        "max_size": env_int("SWITCHBOARD_DB_POOL_SIZE", 8),
+        "max_size": env_int("SWITCHBOARD_DB_POOL_SIZE", 4),
         "timeout": 10,
         "check": ConnectionPool.check_connection,
     }

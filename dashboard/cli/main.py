@@ -20,7 +20,7 @@ from dashboard import httpclient, runner_states
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import bundle, config, output
 from dashboard.controlplane import rules
-from dashboard.sdk.loader import SETTING_NAMES
+from dashboard.sdk.parameters import CODE, PARAMETERS
 
 POLL_INTERVAL = 0.3
 # While following an operation: how long without any change before saying what it waits
@@ -28,7 +28,7 @@ POLL_INTERVAL = 0.3
 QUIET_AFTER = 10.0
 RECONNECT_CAP = 5.0
 # `apps scale` takes every setting an App declares (DESIGN.md section 3), one flag each.
-SCALE_FLAGS = SETTING_NAMES
+SCALE_FLAGS = tuple(PARAMETERS)
 
 
 class Failure(Exception):
@@ -857,18 +857,25 @@ def _scale_notes(payload: dict, op: dict) -> list[str]:
     return notes
 
 
+def _scale_flags(func: Callable) -> Callable:
+    """One `apps scale` flag per parameter of the catalogue, saying its range and kind."""
+    for param in reversed(PARAMETERS.values()):
+        if param.name == "machine_type":
+            # The installation's machine types are the server's to say; it names them
+            # when it refuses one.
+            text = "a type from the catalogue (e.g. XS, S, M, L)"
+            kind = str
+        else:
+            text = f"{param.help} ({param.numeric_range.replace('–', '-')})"
+            kind = int
+        text = f"Code-specific: {text}." if param.kind == CODE else f"{text[0].upper()}{text[1:]}."
+        func = click.option("--" + param.name.replace("_", "-"), type=kind, help=text)(func)
+    return func
+
+
 @command(apps, "scale", operation=True)
 @click.argument("app")
-@click.option("--keep-alive", type=int, help="Idle seconds before a runner stops (0-86400).")
-@click.option("--min-concurrency", type=int, help="Runners kept warm (0-max_concurrency).")
-@click.option("--max-concurrency", type=int, help="Most runners at once (1-1000).")
-@click.option("--concurrency-buffer", type=int, help="Spare warm runners (0-max_concurrency).")
-@click.option("--concurrency-buffer-perc", type=int, help="Spare runners as % of busy (0-100).")
-@click.option("--scaling-delay", type=int, help="Queueing seconds before scaling up (0-3600).")
-@click.option("--request-timeout", type=int, help="Longest a request may run, s (1-86400).")
-@click.option("--max-multiplexing", type=int, help="Code-specific: requests per runner (1-1000).")
-@click.option("--startup-timeout", type=int, help="Code-specific: longest setup(), s (1-3600).")
-@click.option("--machine-type", help="Code-specific: a type from the catalogue (e.g. XS, S, M, L).")
+@_scale_flags
 @click.option("--reason", default="", help="Why, recorded in the app's history.")
 def scale(state: State, app: str, reason: str, **flags: Any) -> None:
     """Change APP's live settings at once.

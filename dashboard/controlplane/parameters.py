@@ -2,57 +2,32 @@
 
 Runtime-tunable values belong to the alias (the app): scale changes them, deploys inherit
 them. Code-specific values belong to a revision's code: every deploy and set-rev takes
-them from the revision, wiping any scale override.
+them from the revision, wiping any scale override. The catalogue itself (names, kinds,
+defaults, ranges) is the SDK's (sdk/parameters.py), re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
-RUNTIME = "runtime-tunable"
-CODE = "code-specific"
+from dashboard.sdk.parameters import (  # noqa: F401 - the catalogue, re-exported
+    CODE,
+    CODE_SPECIFIC,
+    PARAMETERS,
+    RUNTIME,
+    RUNTIME_TUNABLE,
+    Parameter,
+)
 
 
-@dataclass(frozen=True)
-class Parameter:
-    name: str
-    kind: str
-    default: int | str
-    minimum: int | None = None
-    maximum: int | None = None
-    unit: str = ""
-    help: str = ""
-
-    @property
-    def allowed(self) -> str:
-        if self.name == "machine_type":
-            return "one of " + ", ".join(machine_types())
-        if self.name in ("min_concurrency", "concurrency_buffer"):
-            return f"{self.minimum}–max_concurrency"
-        return f"{self.minimum}–{self.maximum}"
-
-
-PARAMETERS: dict[str, Parameter] = {
-    p.name: p
-    for p in (
-        Parameter("keep_alive", RUNTIME, 10, 0, 86400, "s", "idle seconds before a runner stops"),
-        Parameter("min_concurrency", RUNTIME, 0, 0, 1000, "", "runners kept warm at all times"),
-        Parameter("max_concurrency", RUNTIME, 2, 1, 1000, "", "most runners at once"),
-        Parameter("concurrency_buffer", RUNTIME, 0, 0, 1000, "", "spare warm runners"),
-        Parameter("concurrency_buffer_perc", RUNTIME, 0, 0, 100, "%", "spare runners as % of busy"),
-        Parameter("scaling_delay", RUNTIME, 0, 0, 3600, "s", "queueing time before scaling up"),
-        Parameter("request_timeout", RUNTIME, 3600, 1, 86400, "s", "longest a request may run"),
-        Parameter("max_multiplexing", CODE, 1, 1, 1000, "", "concurrent requests per runner"),
-        Parameter("startup_timeout", CODE, 600, 1, 3600, "s", "longest setup() may take"),
-        Parameter("machine_type", CODE, "XS", help="memory cap and CPU share per runner"),
-    )
-}
-RUNTIME_TUNABLE = tuple(n for n, p in PARAMETERS.items() if p.kind == RUNTIME)
-CODE_SPECIFIC = tuple(n for n, p in PARAMETERS.items() if p.kind == CODE)
+def allowed(param: Parameter) -> str:
+    """What a value of `param` may be, as refusals and help texts say it."""
+    if param.name == "machine_type":
+        return "one of " + ", ".join(machine_types())
+    return param.numeric_range
 
 
 class ParameterError(ValueError):
@@ -87,21 +62,21 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
         if name == "machine_type":
             if not isinstance(raw, str) or raw not in settings.MACHINE_TYPES:
                 errors[name] = (
-                    f"machine_type {raw!r} is not in the catalogue; allowed: {param.allowed}"
+                    f"machine_type {raw!r} is not in the catalogue; allowed: {allowed(param)}"
                 )
             else:
                 clean[name] = raw
             continue
         if isinstance(raw, bool) or not isinstance(raw, int | str):
-            errors[name] = f"{name} must be a whole number in {param.allowed}, got {raw!r}"
+            errors[name] = f"{name} must be a whole number in {allowed(param)}, got {raw!r}"
             continue
         try:
             number = int(raw)
         except ValueError:
-            errors[name] = f"{name} must be a whole number in {param.allowed}, got {raw!r}"
+            errors[name] = f"{name} must be a whole number in {allowed(param)}, got {raw!r}"
             continue
         if not param.minimum <= number <= param.maximum:
-            errors[name] = f"{name}={number} is out of range; allowed: {param.allowed}"
+            errors[name] = f"{name}={number} is out of range; allowed: {allowed(param)}"
             continue
         clean[name] = number
     if errors:

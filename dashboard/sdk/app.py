@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dashboard.sdk.parameters import default
+
 F = TypeVar("F", bound=Callable[..., Any])
 ENDPOINT_ATTR = "__switchboard_endpoint__"
 
@@ -15,20 +17,19 @@ class App:
     teardown() once when it is stopped gracefully.
     """
 
-    # The annotated attributes are the settings (loader.SETTING_NAMES). Their defaults are
-    # the control plane's catalogue (controlplane/parameters.py), which the SDK cannot
-    # import (it imports no Django): tests/properties/test_parameter_catalogue.py ties them.
+    # The annotated attributes are the settings (loader.SETTING_NAMES), with the
+    # catalogue's defaults (sdk/parameters.py).
 
-    keep_alive: int = 10
-    min_concurrency: int = 0
-    max_concurrency: int = 2
-    concurrency_buffer: int = 0
-    concurrency_buffer_perc: int = 0
-    scaling_delay: int = 0
-    request_timeout: int = 3600
-    max_multiplexing: int = 1
-    startup_timeout: int = 600
-    machine_type: str = "XS"
+    keep_alive: int = default("keep_alive")
+    min_concurrency: int = default("min_concurrency")
+    max_concurrency: int = default("max_concurrency")
+    concurrency_buffer: int = default("concurrency_buffer")
+    concurrency_buffer_perc: int = default("concurrency_buffer_perc")
+    scaling_delay: int = default("scaling_delay")
+    request_timeout: int = default("request_timeout")
+    max_multiplexing: int = default("max_multiplexing")
+    startup_timeout: int = default("startup_timeout")
+    machine_type: str = default("machine_type")
 
     def setup(self) -> None:
         """Load models, open connections: anything every request needs. Runs once per runner."""

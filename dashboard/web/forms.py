@@ -111,7 +111,7 @@ class ScaleForm(ActionForm):
             field.initial = current[name]
             field.show_hidden_initial = True
             field.label = name
-            field.help_text = f"{param.help}; allowed {param.allowed}" + (
+            field.help_text = f"{param.help}; allowed {parameters.allowed(param)}" + (
                 f" {param.unit}" if param.unit else ""
             )
             field.kind = param.kind

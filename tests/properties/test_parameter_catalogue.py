@@ -1,7 +1,8 @@
-"""The parameter catalogue (controlplane/parameters.py) is the one home of the ten settings.
+"""The parameter catalogue (sdk/parameters.py) is the one home of the ten settings.
 
-The SDK and the CLI import no Django, so they cannot import it: these tests tie their
-copies to it (the dashboard's forms and the API read it directly).
+The control plane re-exports it with its rules (controlplane/parameters.py); the SDK's
+App defaults and the CLI's `apps scale` flags are derived from it. These tests check what
+each of them ends up declaring, as an app author and a CLI user see it.
 """
 
 from __future__ import annotations
@@ -55,5 +56,5 @@ def test_apps_scale_help_states_each_parameters_range_and_kind():
             examples = re.search(r"e\.g\. ([A-Z, ]+)\)", help_text).group(1).split(", ")
             assert set(examples) <= set(parameters.machine_types()), help_text
             continue
-        allowed = param.allowed.replace("–", "-")
+        allowed = parameters.allowed(param).replace("–", "-")
         assert f"({allowed})" in help_text, (name, help_text, allowed)

@@ -700,7 +700,7 @@ class RetentionBody(Body):
 
 class ScaleBody(Body):
     """The runtime-tunable parameters (see `parameters` in GET /apps/{app}); their ranges
-    and coercions are the parameter catalogue's (controlplane/parameters.py)."""
+    and coercions are the parameter catalogue's (sdk/parameters.py, controlplane/parameters.py)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -136,7 +136,7 @@ def parameters_json() -> list[dict[str, Any]]:
             "name": p.name,
             "kind": p.kind,
             "default": p.default,
-            "allowed": p.allowed,
+            "allowed": parameters.allowed(p),
             "minimum": p.minimum,
             "maximum": p.maximum,
             "unit": p.unit,

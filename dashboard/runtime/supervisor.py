@@ -141,9 +141,6 @@ class Runner:
             "crash_looping": self.crash_looping,
             "error": self.error,
             "machine_type": self.settings["machine_type"],
-            # A backend whose runner is many processes on other nodes (Ray: a Serve
-            # application) lists them: node, state, pid, start, log file.
-            "replicas": getattr(self.process, "replicas", None),
         }
 
 

@@ -289,7 +289,7 @@ class Index(Answer):
 
 
 class Runner(Answer):
-    model_config = ConfigDict(extra="allow")  # A backend may add what it knows (replicas).
+    model_config = ConfigDict(extra="allow")  # A backend may add what it knows.
 
     id: str
     app: str
@@ -305,8 +305,13 @@ class Runner(Answer):
     restarts: int
     crash_looping: bool
     error: str
-    machine_type: str
-    replicas: list[JsonObject] | None
+    machine_type: str | None
+    # A backend that spreads runners over a cluster (Ray: one runner per Serve replica).
+    node: str | None = Field(default=None, description="The address of the node it runs on.")
+    node_id: str | None = None
+    replica: str | None = Field(default=None, description="Ray Serve's id of the replica.")
+    ray_state: str | None = Field(default=None, description="Ray Serve's own replica state.")
+    log_file: str | None = Field(default=None, description="Its log file on its node.")
 
 
 class RunnerList(Answer):

@@ -15,7 +15,6 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
-from psycopg_pool import ConnectionPool
 
 from dashboard.system.redis_service import celery_redis_url
 
@@ -212,18 +211,9 @@ else:
     # A database that does not answer is reported within seconds, not after the OS's
     # own connect timeout of minutes.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
-    # Under ASGI every request runs its sync code on a thread of its own, so a persistent
-    # connection (CONN_MAX_AGE) is never reused and each request connects anew: Django's
-    # psycopg pool keeps connections per process instead. A connection the server dropped
-    # (restart, failover, pg_terminate_backend) is found by the pool's check when it is
-    # taken, and replaced, instead of failing that request.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {
-        "min_size": 1,
-        "max_size": env_int("SWITCHBOARD_DB_POOL_SIZE", 4),
-        "timeout": 10,
-        "check": ConnectionPool.check_connection,
-    }
+    # A connection the server dropped (restart, failover, pg_terminate_backend) is found
+    # and replaced when the next request starts, instead of failing that request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

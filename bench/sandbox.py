@@ -33,7 +33,7 @@ from django.conf import settings  # noqa: E402
 
 from dashboard.runtime import sandbox  # noqa: E402
 from dashboard.runtime.backend import LocalProcessBackend, RunnerSpec  # noqa: E402
-from dashboard.runtime.sandbox import SOCKET_NAME  # noqa: E402
+from dashboard.runtime.sandboxed import SOCKET_NAME  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

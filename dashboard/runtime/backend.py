@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,8 @@ from typing import Protocol
 from django.conf import settings
 
 from dashboard.controlplane.models import Network
-from dashboard.runtime import sandbox
-
-PR_SET_PDEATHSIG = 1
+from dashboard.runtime import sandbox, sandboxed
+from dashboard.runtime.sandboxed import SandboxedRunner
 
 
 @dataclass(frozen=True)
@@ -76,96 +73,9 @@ def make_backend() -> RunnerBackend:
     return LocalProcessBackend()
 
 
-def _die_with_runtime() -> None:
-    """Runs in the child between fork and exec: a runner never outlives the runtime."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Even if the runtime is SIGKILLed, the kernel then SIGKILLs this child.
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # The runtime already died between fork and prctl.
-        os._exit(1)
-
-
-def _machine(spec: RunnerSpec) -> dict[str, int]:
-    return settings.MACHINE_TYPES.get(spec.machine_type) or settings.MACHINE_TYPES["XS"]
-
-
-class LocalProcess:
-    def __init__(
-        self,
-        proc: asyncio.subprocess.Process,
-        ready_reader: asyncio.StreamReader,
-        init: int,
-        wrapped: sandbox.Wrapped,
-        owned: list[Path],
-        channel: socket.socket | None = None,
-        network: asyncio.subprocess.Process | None = None,
-    ):
-        self._proc = proc
-        self._ready_reader = ready_reader
-        # Sandboxed, `init` is bwrap's PID 1 of the sandbox, and the Python process is its
-        # child, found once it exists; unsandboxed, both are the child itself. Signals go
-        # through pidfds, so none reaches a process that reused a pid after these ended.
-        self._init = init
-        self._pid: int | None = init if init == proc.pid else None
-        self._pidfds: dict[int, int] = {}
-        self._open_pidfd(init)
-        self.wrapped = wrapped  # Its paths as it sees them.
-        self.owned = owned  # Host folders made for it, removed when it ends.
-        self.channel = channel  # A spare's assignment socket.
-        self.network = network  # Its pasta, when the app has outbound network.
-
-    @property
-    def pid(self) -> int:
-        """The Python process's host pid (the sandbox's init until that child exists)."""
-        if self._pid is None and self._proc.returncode is None:
-            self._pid = _only_child(self._init)
-            if self._pid is not None:
-                self._open_pidfd(self._pid)
-        return self._pid or self._init
-
-    def _open_pidfd(self, pid: int) -> None:
-        # Opened as soon as the pid is known, while the process surely is that one.
-        with contextlib.suppress(OSError):
-            self._pidfds[pid] = os.pidfd_open(pid)
-
-    async def ready_message(self) -> str:
-        # The runner writes one message and closes its end, so EOF ends the message; a
-        # runner that dies before writing closes it too, which reads as "".
-        data = await self._ready_reader.read()
-        return data.decode(errors="replace").strip()
-
-    async def wait(self) -> int:
-        code = await self._proc.wait()
-        if self.network is not None and self.network.returncode is None:
-            self.network.terminate()  # pasta would keep the emptied namespace forever.
-            await self.network.wait()
-        for fd in self._pidfds.values():
-            os.close(fd)
-        self._pidfds.clear()
-        for folder in self.owned:
-            remove(folder)
-        if self._init != self._proc.pid and code > 128:
-            # bwrap reports its child's death by signal N as exit code 128 + N.
-            return -(code - 128)
-        return code
-
-    def _signal(self, pid: int, sig: int) -> None:
-        if self._proc.returncode is None and (fd := self._pidfds.get(pid)) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, sig)
-
-    def terminate(self) -> None:
-        # To the Python process: its handler starts teardown(). (The sandbox's init would
-        # ignore it.) Terminate is asked of ready runners, whose process surely exists.
-        self._signal(self.pid, signal.SIGTERM)
-
-    def kill(self) -> None:
-        # SIGKILL to the sandbox's init ends everything in its PID namespace.
-        self._signal(self._init, signal.SIGKILL)
-        self._signal(self.pid, signal.SIGKILL)
-        if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
+def machine_limits(machine_type: str) -> dict[str, int]:
+    """The resource limits a runner of this machine type applies to itself (any backend)."""
+    return settings.MACHINE_TYPES.get(machine_type) or settings.MACHINE_TYPES["XS"]
 
 
 class LocalProcessBackend:
@@ -187,13 +97,13 @@ class LocalProcessBackend:
     """
 
     def __init__(self) -> None:
-        self._spare: asyncio.Task[LocalProcess] | None = None
+        self._spare: asyncio.Task[SandboxedRunner] | None = None
         with contextlib.suppress(RuntimeError):  # No loop yet: the first start makes one.
             asyncio.get_running_loop()
             self._replenish()
 
-    async def start(self, spec: RunnerSpec) -> LocalProcess:
-        machine = _machine(spec)
+    async def start(self, spec: RunnerSpec) -> SandboxedRunner:
+        machine = machine_limits(spec.machine_type)
         sandbox.warn_if_disabled()
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         run_dir = spec.socket_path.parent
@@ -226,7 +136,7 @@ class LocalProcessBackend:
     def _replenish(self) -> None:
         self._spare = asyncio.ensure_future(self._spawn_spare())
 
-    async def _spawn_spare(self) -> LocalProcess:
+    async def _spawn_spare(self) -> SandboxedRunner:
         spare_dir = Path(settings.VAR_DIR) / "run" / f"spare-{secrets.token_hex(4)}"
         (spare_dir / "app").mkdir(parents=True)
         (spare_dir / "app").chmod(0o755)  # The sandbox's uid reads it; it owns nothing.
@@ -250,7 +160,7 @@ class LocalProcessBackend:
         finally:
             theirs.close()
 
-    async def _assign_spare(self, spec: RunnerSpec, machine: dict) -> LocalProcess | None:
+    async def _assign_spare(self, spec: RunnerSpec, machine: dict) -> SandboxedRunner | None:
         """Hand `spec` to the spare if there is a live one; None means: spawn directly."""
         task = self._spare
         if task is None or not task.done():
@@ -261,7 +171,7 @@ class LocalProcessBackend:
         if task.cancelled() or task.exception() is not None:
             return None
         spare = task.result()
-        if spare._proc.returncode is not None or spare.channel is None:
+        if spare.returncode is not None or spare.channel is None:
             return None
         try:
             # The spare's /app is its (empty) link folder, its socket folder becomes the
@@ -289,159 +199,8 @@ class LocalProcessBackend:
             spare.channel = None
         return spare
 
-    async def _exec(
-        self,
-        runner_args: list[str],
-        *,
-        bundle_dir: Path,
-        run_dir: Path,
-        owned: list[Path],
-        channel: socket.socket | None = None,
-        network: str = Network.OFF,
-        **kwargs,
-    ) -> LocalProcess:
-        read_fd, write_fd = os.pipe()
-        info_read, info_write = os.pipe() if sandbox.enabled() else (None, None)
-        outbound = sandbox.enabled() and network == Network.OUTBOUND
-        block_read, block_write = os.pipe() if outbound else (None, None)
-        wrapped = sandbox.wrap(
-            ["-m", "dashboard.runtime.runner", "--ready-fd", str(write_fd)],
-            bundle_dir=bundle_dir,
-            run_dir=run_dir,
-            info_fd=info_write,
-            block_fd=block_read,
-            network=network,
-        )
-        argv = list(wrapped.argv)
-        if runner_args[0] != "--spare":
-            argv += ["--bundle-dir", wrapped.app_dir, "--socket", str(wrapped.socket_path)]
-        argv += runner_args
-        pass_fds = tuple(fd for fd in (write_fd, info_write, block_read) if fd is not None)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=wrapped.cwd,
-                env=wrapped.env,
-                pass_fds=pass_fds,
-                # Its own session: a Ctrl-C in the runtime's terminal reaches only the
-                # runtime, which then stops its runners in order.
-                start_new_session=True,
-                preexec_fn=_die_with_runtime,
-                **kwargs,
-            )
-        except BaseException:
-            os.close(read_fd)
-            for fd in (info_read, block_write):
-                if fd is not None:
-                    os.close(fd)
-            raise
-        finally:
-            for fd in (write_fd, info_write, block_read):
-                if fd is not None:
-                    os.close(fd)
-        pid = proc.pid
-        if info_read is not None:
-            pid = await _sandboxed_pid(info_read, proc.pid)
-        pasta = None
-        if block_write is not None:
-            pasta = await _attach_network(pid) if pid != proc.pid else None
-            if pasta is None:
-                # Closing the block pipe would let bwrap go on (EOF reads as "go"), so it
-                # stays open until the sandbox, killed here, has ended: the app's code
-                # never runs, and the supervisor sees a runner that died before ready.
-                # The sandbox's init outlives bwrap's own process, so it is killed first.
-                with contextlib.suppress(OSError):
-                    init = os.pidfd_open(pid)
-                    try:
-                        signal.pidfd_send_signal(init, signal.SIGKILL)
-                    finally:
-                        os.close(init)
-                proc.kill()
-                asyncio.ensure_future(_close_when_ended(proc, block_write))
-            else:
-                os.write(block_write, b"go")
-                os.close(block_write)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-        )
-        return LocalProcess(proc, reader, pid, wrapped, owned, channel, pasta)
-
-
-async def _close_when_ended(proc: asyncio.subprocess.Process, fd: int) -> None:
-    try:
-        await proc.wait()
-    finally:
-        os.close(fd)
-
-
-async def _attach_network(init_pid: int) -> asyncio.subprocess.Process | None:
-    """Start pasta on the network namespace of the sandbox whose init is `init_pid`.
-
-    Returns once pasta has configured it (it writes its pid then), or None if it could not.
-    """
-    try:
-        netns = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None  # The sandbox is already gone.
-    ready_read, ready_write = os.pipe()
-    try:
-        pasta = await asyncio.create_subprocess_exec(
-            *sandbox.pasta_argv(netns, ready_write),
-            pass_fds=(netns, ready_write),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_runtime,
-        )
-    except OSError as exc:
-        sandbox.log.warning("cannot give a sandbox outbound network: %s", exc)
-        os.close(ready_read)
-        return None
-    finally:
-        os.close(netns)
-        os.close(ready_write)
-    loop = asyncio.get_running_loop()
-    # pasta keeps its inherited copy of the pipe, so the pid line, not EOF, says ready;
-    # a pasta that fails exits, and its copy closing gives EOF.
-    with os.fdopen(ready_read, "rb", buffering=0) as ready:
-        line = await loop.run_in_executor(None, ready.readline)
-    if not line.strip().isdigit():
-        sandbox.log.warning("pasta could not configure a sandbox's outbound network")
-        if pasta.returncode is None:
-            pasta.kill()
-        await pasta.wait()
-        return None
-    return pasta
-
-
-def remove(folder: Path) -> None:
-    """Remove a runner's folder, or the link that stands for it."""
-    if folder.is_symlink():
-        folder.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _only_child(pid: int) -> int | None:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
-
-
-async def _sandboxed_pid(info_fd: int, fallback: int) -> int:
-    """The host pid of the sandbox's init, from the JSON bwrap writes on its info fd."""
-    loop = asyncio.get_running_loop()
-    with os.fdopen(info_fd, "rb") as info:
-        data = await loop.run_in_executor(None, info.read)
-    try:
-        return int(json.loads(data)["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        return fallback  # bwrap failed before starting it; its exit code says why.
+    async def _exec(self, runner_args: list[str], **kwargs) -> SandboxedRunner:
+        return await sandboxed.start_runner(sandbox.policy(), runner_args, **kwargs)
 
 
 def _link_tree(source: Path, dest: Path) -> None:

@@ -6,8 +6,10 @@ revision's code runs and who scales it:
 
 - a revision is the Serve application `sb--<app>--<revision id>` with the route prefix
   `/sb/<app>/<revision id>`; its bundle is the application's runtime_env working_dir, so
-  Ray ships it to whichever node runs a replica; each replica is `Replica` below, which
-  loads the App class with the SDK's loader and runs setup() in its constructor;
+  Ray ships it to whichever node runs a replica; each replica is ray_replica.Replica,
+  which starts the revision's runner (runner.py) in the runner sandbox on its node, with
+  the sandbox's policy, the machine type's limits and the app's network sent from here,
+  and forwards requests to it; its constructor returns once setup() finished there;
 - Ray Serve's autoscaler, not Switchboard's, sets the replica count between
   min_concurrency and max_concurrency (the mapping is `deployment_options`);
 - to the supervisor, a revision is one runner whose process is the application
@@ -40,8 +42,9 @@ from typing import Any
 from django.conf import settings as conf
 
 from dashboard.runner_states import ACTIVE, GONE, READY, RunnerState
+from dashboard.runtime import sandbox
 from dashboard.runtime.autoscaler import Autoscaler
-from dashboard.runtime.backend import RunnerSpec
+from dashboard.runtime.backend import RunnerSpec, machine_limits
 from dashboard.runtime.ray_replica import Replica
 from dashboard.runtime.routing import RevisionInfo
 from dashboard.runtime.upstream import UpstreamPool
@@ -628,7 +631,14 @@ def _run(name: str, shared: _Shared) -> str:
     app = (
         serve.deployment(Replica)
         .options(**options, version=shared.version, _internal=True)
-        .bind(spec.entrypoint, prefix, spec.max_multiplexing)
+        .bind(
+            spec.entrypoint,
+            prefix,
+            spec.max_multiplexing,
+            sandbox.policy(),
+            machine_limits(spec.machine_type),
+            str(spec.network),
+        )
     )
     serve._run(app, name=name, route_prefix=prefix, _blocking=False)
     return working_dir

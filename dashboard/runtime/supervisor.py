@@ -24,9 +24,9 @@ from typing import Any
 from django.conf import settings as conf
 
 from dashboard.runner_states import ACTIVE, GONE, READY, RunnerState
-from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec, remove
+from dashboard.runtime.backend import RunnerBackend, RunnerProcess, RunnerSpec
 from dashboard.runtime.routing import AppRoute, RevisionInfo
-from dashboard.runtime.sandbox import SOCKET_NAME
+from dashboard.runtime.sandboxed import SOCKET_NAME, remove
 from dashboard.runtime.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("switchboard.runtime")

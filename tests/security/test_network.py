@@ -28,7 +28,7 @@ from django.contrib.auth import get_user_model
 
 from dashboard.controlplane.models import ApiToken, App, Operation, Profile, Revision, Role
 from dashboard.runner_states import ACTIVE
-from dashboard.runtime import sandbox
+from dashboard.runtime import sandbox, sandboxed
 from tests.conftest import wait_until
 from tests.security.test_sandbox import CLI, PROBE, deploy, targets
 
@@ -218,7 +218,7 @@ def test_outbound_network_reaches_other_machines_but_never_the_hosts_loopback(
         f"{system.gateway_url}/probe/escape", json=targets(system, pids), timeout=120
     ).json()
     assert escape["reached"] == []
-    assert escape["uid"] >= sandbox.UID_BASE
+    assert escape["uid"] >= sandboxed.UID_BASE
     assert escape["processes"] == [1, 2]
     after = _runners(admin_env, "probe")
     assert {r["id"] for r in after if r["state"] in ACTIVE}.isdisjoint(r["id"] for r in before)

@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from dashboard.controlplane.models import ApiToken, Profile, Revision, Role
-from dashboard.runtime import sandbox
+from dashboard.runtime import sandbox, sandboxed
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "switchboard"
@@ -122,7 +122,7 @@ def test_a_deployed_app_reaches_nothing_of_the_control_plane(system, deployer_en
     report = response.json()
     assert report["reached"] == []
     assert report["scratch_works"]  # Its private /tmp is writable...
-    assert report["uid"] >= sandbox.UID_BASE  # ...as a uid of its own, not root...
+    assert report["uid"] >= sandboxed.UID_BASE  # ...as a uid of its own, not root...
     # ...in a PID namespace of its own: bwrap's init and the app are all it sees.
     assert report["processes"] == [1, 2]
 

@@ -1,0 +1,71 @@
+"""A Ray replica runs the app's code in the runner sandbox on its node, as a local runner
+does: the probe app of tests/security, deployed on the Ray backend, tries every escape and
+must reach nothing — the control plane's Redis and PostgreSQL on 127.0.0.1, the var dir,
+the Ray cluster itself (its GCS would run any code on any node), the replica's own worker
+process — and runs as a uid of its own. A setup() that raises still ends the deploy
+Failed, with its error and the runner's output in the log tail."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from dashboard.controlplane.models import Revision
+from dashboard.runtime import sandboxed
+from tests.conftest import wait_until
+from tests.ray.test_ray_backend import replicas, running
+from tests.security.test_sandbox import PROBE, targets
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(os.environ.get("SWITCHBOARD_SANDBOX") == "none", reason="no sandbox"),
+]
+
+
+def test_a_ray_replica_runs_the_app_in_the_sandbox_and_it_reaches_nothing(sb, system, ray_cluster):
+    sb("deploy", f"{PROBE / 'app.py'}::Probe", "--app-name", "rayprobe", "--auth", "public")
+    # Once Serve lists its replica (until then the application is listed as one runner).
+    [replica] = wait_until(
+        lambda: [r for r in running(sb, "rayprobe", 1) if r.get("replica")],
+        timeout=60,
+        what="the replica listed",
+    )
+    host, _, port = ray_cluster.address.rpartition(":")
+    aimed = targets(system, [replica["pid"], system.runtime.pid, system.worker.pid, os.getpid()])
+    aimed["ports"].append(int(os.environ["SWITCHBOARD_RAY_SERVE_PORT"]))
+    aimed["tcp"] = [[host, int(port)]]  # The cluster's GCS.
+    aimed["list"].append(str(ray_cluster.temp_dir))  # Every node's logs and sockets.
+    aimed["write"].append(str(ray_cluster.temp_dir))
+
+    response = httpx.post(f"{system.gateway_url}/rayprobe/escape", json=aimed, timeout=120)
+
+    log = sb("logs", "rayprobe", "--runner", replica["id"]).stdout
+    assert response.status_code == 200, response.text + log[-3000:]
+    report = response.json()
+    assert report["reached"] == []
+    assert report["scratch_works"]
+    assert report["uid"] >= sandboxed.UID_BASE
+    # A PID namespace of its own: bwrap's init and the runner are all it sees.
+    assert report["processes"] == [1, 2]
+    # The runner's requests go through the replica: it is listed, and its log is the
+    # runner's output.
+    assert [r["id"] for r in replicas(sb, "rayprobe")] == [replica["id"]]
+    assert "setup() finished; serving /connect, /escape" in log
+
+
+def test_a_failed_setup_on_ray_keeps_its_error_and_the_runners_output(sb):
+    sb.deploy("rayfragile", "v1")
+    broken = sb.source("x", example="broken_setup")
+
+    result = sb("deploy", broken, "--app-name", "rayfragile", ok=False)
+
+    assert result.returncode == 1
+    failed = Revision.objects.get(app__name="rayfragile", status="failed")
+    assert failed.error.endswith("setup() raised RuntimeError: model file weights.bin is missing")
+    # The runner's own output, before setup() raised, with its traceback.
+    assert "loading the model..." in failed.log_tail, failed.log_tail
+    assert 'raise RuntimeError("model file weights.bin is missing")' in failed.log_tail
+    assert sb.served_version("rayfragile") == "v1"

@@ -198,6 +198,7 @@ class _Shared:
         self.revision = spec.revision
         self.spec = spec
         self.settings = dict(spec.settings or {})
+        self.network = str(spec.network)  # The app's outbound network for its replicas.
         self.ready = ready
         self.holders: set[RayApplication] = set()
         self.working_dir = ""  # The bundle's URI in the cluster, once uploaded.
@@ -286,7 +287,9 @@ class RayBackend:
             ready = shared.ready
         elif shared.ready.done() and shared.ready.result() == "ready":
             # Another runner of a revision whose application runs: a rollout's replacement.
-            # Serve replaces every replica, the new ones before the old stop (surge).
+            # Serve replaces every replica, the new ones before the old stop (surge); they
+            # start with the app's network now, as a local replacement does.
+            shared.network = spec.network
             ready = self._restart(name, shared)
         else:
             ready = shared.ready
@@ -637,7 +640,7 @@ def _run(name: str, shared: _Shared) -> str:
             spec.max_multiplexing,
             sandbox.policy(),
             machine_limits(spec.machine_type),
-            str(spec.network),
+            shared.network,
         )
     )
     serve._run(app, name=name, route_prefix=prefix, _blocking=False)

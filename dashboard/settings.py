@@ -385,7 +385,7 @@ WEBHOOK_MAX_ATTEMPTS = env_int("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", 8)
 WEBHOOK_RETRY_DELAY = env_float("SWITCHBOARD_WEBHOOK_RETRY_DELAY", 10.0)
 WEBHOOK_RETRY_CAP = env_float("SWITCHBOARD_WEBHOOK_RETRY_CAP", 3600.0)
 
-# The runner sandbox (dashboard/runtime/sandbox.py): "bwrap" (bubblewrap) or "none", which
+# The runner sandbox (dashboard/runtime/sandboxed.py): "bwrap" (bubblewrap) or "none", which
 # runs deployed code unsandboxed and is for development only (logged as a WARNING).
 SANDBOX = env_str("SWITCHBOARD_SANDBOX", "bwrap")
 if SANDBOX not in ("bwrap", "none"):

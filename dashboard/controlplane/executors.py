@@ -259,7 +259,7 @@ def switch_alias(op: Operation, revision: Revision, new_settings: dict, *, deplo
 
 
 def import_check(revision: Revision) -> dict[str, Any]:
-    """Import the app in a child process inside the runner sandbox (sandbox.py).
+    """Import the app in a child process inside the runner sandbox (sandboxed.py).
 
     User code never runs in the control plane, and here it sees only its bundle, the SDK
     and a private /tmp, under the smallest machine type's limits. What it raised comes

@@ -100,7 +100,7 @@ class AuthMode(models.TextChoices):
 
 
 class Network(models.TextChoices):
-    """An app's outbound network in the runner sandbox (dashboard/runtime/sandbox.py)."""
+    """An app's outbound network in the runner sandbox (dashboard/runtime/sandboxed.py)."""
 
     OFF = "off", "off"
     OUTBOUND = "outbound", "outbound"

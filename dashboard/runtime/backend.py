@@ -80,7 +80,7 @@ def machine_limits(machine_type: str) -> dict[str, int]:
 
 class LocalProcessBackend:
     """Runners as child processes: `python -m dashboard.runtime.runner`, one per runner,
-    each inside its own sandbox (sandbox.py).
+    each inside its own sandbox (sandboxed.py).
 
     A warm spare: most of a runner's start is importing aiohttp, uvloop and the SDK
     (BENCHMARKS.md has the figures), the same for every app. So one unassigned

@@ -39,7 +39,7 @@ class AppRoute:
     auth_mode: str
     owner_id: int | None
     settings: dict[str, Any]
-    network: str = Network.OFF  # The app's outbound network for runners (sandbox.py).
+    network: str = Network.OFF  # The app's outbound network for runners (sandboxed.py).
     revision: str | None = None
     revision_status: str | None = None
     entrypoint: str = ""

@@ -18,8 +18,10 @@ its assignment, one JSON line, on stdin, then becomes that runner: its log on st
 stderr, the bundle as its folder, the machine type's limits (lowering RLIMIT_AS and
 raising niceness need no privilege), and on as above.
 
-It always runs inside the runner sandbox (sandbox.py): it sees its bundle, its socket
-folder and a private /tmp, and the socket is its one channel to the runtime.
+It always runs inside the runner sandbox (sandboxed.py): it sees its bundle, its socket
+folder and a private /tmp, and the socket is its one channel to the runtime (with the Ray
+backend, to the Serve replica that started it: ray_replica.py). What a request is
+answered — health, 404/405/400/500, JSON — is decided here alone, for both backends.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class Runner:
     bundle_dir: Path
     entrypoint: str
     settings: dict[str, Any]
-    network: str = "off"  # The app's outbound network when it started (sandbox.py).
+    network: str = "off"  # The app's outbound network when it started (sandboxed.py).
     state: RunnerState = RunnerState.PENDING
     in_flight: int = 0
     pid: int | None = None
@@ -112,7 +112,7 @@ class Runner:
 
     @property
     def socket_path(self) -> Path:
-        # A folder of its own: the one host folder its sandbox may write (sandbox.py).
+        # A folder of its own: the one host folder its sandbox may write (sandboxed.py).
         return conf.VAR_DIR / "run" / self.id / SOCKET_NAME
 
     @property
@@ -443,7 +443,7 @@ class Supervisor:
                 status="",
                 entrypoint=runner.entrypoint,
                 bundle_dir=runner.bundle_dir,
-                # The app's network now, as every new runner of it gets (sandbox.py).
+                # The app's network now, as every new runner of it gets (sandboxed.py).
                 network=route.network if (route := self.routes.get(runner.app)) else runner.network,
             )
             replacement = self.start(rev, runner.settings)

@@ -57,8 +57,9 @@ class Replica:
     ) -> None:
         self.prefix = prefix
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        if not policy.enabled:
-            print(sandboxed.UNSANDBOXED_WARNING, file=sys.stderr, flush=True)
+        if not policy.enabled:  # Said in the replica's log, and in a failed setup()'s tail.
+            self.tail.append(f"WARNING {sandboxed.UNSANDBOXED_WARNING}")
+            print(self.tail[-1], file=sys.stderr, flush=True)
         # Serve's runtime_env working_dir is the replica's working directory: the bundle,
         # unpacked on this node. Its modes are this node's umask's; the sandbox's uid
         # must read it.

@@ -13,18 +13,15 @@ import httpx
 import pytest
 
 from dashboard.controlplane.models import Revision
-from dashboard.runtime import sandboxed
+from dashboard.runtime import sandbox, sandboxed
 from tests.conftest import wait_until
 from tests.ray.test_ray_backend import replicas, running
 from tests.security.test_sandbox import PROBE, targets
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(os.environ.get("SWITCHBOARD_SANDBOX") == "none", reason="no sandbox"),
-]
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.skipif(not sandbox.enabled(), reason="SWITCHBOARD_SANDBOX=none")
 def test_a_ray_replica_runs_the_app_in_the_sandbox_and_it_reaches_nothing(sb, system, ray_cluster):
     sb("deploy", f"{PROBE / 'app.py'}::Probe", "--app-name", "rayprobe", "--auth", "public")
     # Once Serve lists its replica (until then the application is listed as one runner).
@@ -68,4 +65,6 @@ def test_a_failed_setup_on_ray_keeps_its_error_and_the_runners_output(sb):
     # The runner's own output, before setup() raised, with its traceback.
     assert "loading the model..." in failed.log_tail, failed.log_tail
     assert 'raise RuntimeError("model file weights.bin is missing")' in failed.log_tail
+    # Unsandboxed (development only), the replica says so there too.
+    assert ("UNSANDBOXED" in failed.log_tail) == (not sandbox.enabled())
     assert sb.served_version("rayfragile") == "v1"

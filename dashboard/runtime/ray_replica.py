@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import shutil
 import socket
 import sys
@@ -34,6 +35,24 @@ TAIL_LINES = 40
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
+
+
+FOLDER_PREFIX = "sb-replica-"
+
+
+def sweep_orphans() -> None:
+    """Remove the folders of this machine's replicas that were killed: a graceful stop
+    removes its own, a killed replica (runners kill, a lost node, Ray stopped) cannot."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # Alive, and another user's.
 
 
 class SetupFailed(RuntimeError):
@@ -66,8 +85,10 @@ class Replica:
         bundle = Path.cwd()
         if policy.enabled:
             sandboxed.share_bundle(bundle)
-        # The runner's socket folder, on this node; private to this replica's user.
-        self.folder = Path(tempfile.mkdtemp(prefix="sb-replica-"))
+        # The runner's socket folder, on this node; private to this replica's user. Named
+        # with the worker's pid, so that a later replica removes it if this one is killed.
+        sweep_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         run_dir = self.folder / "run"
         run_dir.mkdir()
         try:

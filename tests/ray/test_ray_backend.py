@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,10 +42,13 @@ def replicas(sb, app: str) -> list[dict]:
 
 
 def running(sb, app: str, count: int, besides: set[str] = frozenset()) -> list[dict]:
-    """Wait for `count` ready replicas (IDLE or RUNNING) of `app`, none among `besides`."""
+    """Wait for `count` ready replicas (IDLE or RUNNING) of `app`, none among `besides`.
+    (Until Serve lists a replica, the application is listed as one runner: not counted.)"""
 
     def found():
-        rows = [r for r in replicas(sb, app) if r["state"] in runner_states.READY]
+        rows = [
+            r for r in replicas(sb, app) if r["state"] in runner_states.READY and r.get("replica")
+        ]
         fresh = [r for r in rows if r["id"] not in besides]
         return fresh if len(rows) == count and len(fresh) == count else None
 
@@ -110,6 +114,10 @@ def test_scale_adds_a_replica_in_place_and_runners_kill_and_stop_end_one_each(sb
     assert row(sb, "single", second["id"])["state"] == runner_states.RunnerState.TERMINATED
     running(sb, "single", 2, besides={first["id"], second["id"]})
     assert sb.served_version("single") == "v1"
+    # The killed replica's folder on its node (its runner's socket) was removed by a
+    # replica started after it; the stopped one removed its own.
+    for ended in (first, second):
+        assert not list(Path(tempfile.gettempdir()).glob(f"sb-replica-{ended['pid']}-*"))
 
 
 def restart_runtime(system, while_down=None) -> None:

@@ -84,7 +84,11 @@ def test_min_concurrency_2_puts_a_replica_on_each_node_each_listed_as_a_runner(s
     assert all(r["in_flight"] == 0 and r["replica"] for r in both), both
     table = sb("apps", "runners", "spread").stdout.splitlines()
     assert table[0].split()[-1].lower() == "node"
-    assert all(any(r["id"] in line and r["node"] in line for line in table) for r in both)
+    # Both nodes have the one address: the start of each node's id tells them apart.
+    assert all(
+        any(r["id"] in line and f"{r['node']} ({r['node_id'][:8]})" in line for line in table)
+        for r in both
+    )
     # A replica's own log: its worker's output, setup()'s line among it.
     log = sb("logs", "spread", "--runner", both[0]["id"]).stdout
     assert "setup() finished" in log

@@ -225,6 +225,8 @@ class RayBackend:
         # Replica rows by runner id, refreshed from Serve every WATCH seconds.
         self._replicas: dict[str, dict[str, Any]] = {}
         self._replicas_changed = asyncio.Event()
+        # Why each application whose deploy failed failed: its replicas end FAILED with it.
+        self._failed: dict[str, str] = {}
 
     # Ray's client calls block, and are not safe to make at once from several threads
     # (serializing a deployment swaps cloudpickle's registrations; two serve.start calls
@@ -337,6 +339,7 @@ class RayBackend:
                 _note(spec.log_path, f"adopted Serve application {name}, already running")
             else:
                 _note(spec.log_path, f"deploying Serve application {name} at {prefix}")
+                self._failed.pop(name, None)
                 shared.working_dir = await self._call(_run, name, shared)
             await self._until_running(name, spec.log_path, ready)
         except Exception as exc:
@@ -396,7 +399,9 @@ class RayBackend:
                     [status.message] + [d.message for d in status.deployments.values()]
                 )
                 _note(log_path, f"Serve says DEPLOY_FAILED:\n{message}")
-                ready.set_result("setup failed: " + _reason(message))
+                self._failed[name] = _reason(message)
+                await self._refresh()  # Its replicas that are gone end FAILED, saying why.
+                ready.set_result("setup failed: " + self._failed[name])
             else:
                 await asyncio.sleep(POLL)
 
@@ -528,9 +533,17 @@ class RayBackend:
         for runner_id, row in list(self._replicas.items()):
             if runner_id in seen:
                 continue
-            if row["state"] not in GONE:
-                row.update(state=RunnerState.TERMINATED, in_flight=0, ended_at=_iso(time.time()))
-                row["_gone_at"] = now
+            # A replica that never got ready in a deploy that failed: its setup() did (the
+            # failure may be known only after the replica was seen gone).
+            failed = None if row["ready_at"] else self._failed.get(row["_application"])
+            if row["state"] not in GONE or (failed and row["state"] != RunnerState.FAILED):
+                row.update(
+                    state=RunnerState.FAILED if failed else RunnerState.TERMINATED,
+                    error=failed or row["error"],
+                    in_flight=0,
+                    ended_at=row["ended_at"] or _iso(time.time()),
+                )
+                row["_gone_at"] = row["_gone_at"] or now
             elif row["_gone_at"] is not None and now - row["_gone_at"] > KEEP_GONE_FOR:
                 del self._replicas[runner_id]
         event, self._replicas_changed = self._replicas_changed, asyncio.Event()

@@ -252,7 +252,7 @@ class Supervisor:
             entrypoint=runner.entrypoint,
             socket_path=runner.socket_path,
             log_path=runner.log_path,
-            max_multiplexing=runner.max_multiplexing,
+            max_multiplexing=int(runner.settings["max_multiplexing"]),
             machine_type=runner.settings["machine_type"],
             network=runner.network,
             settings=runner.settings,

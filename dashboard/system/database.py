@@ -25,6 +25,7 @@ def check_connection(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)
     except psycopg.Error:
         pool = connections[DEFAULT_DB_ALIAS].pool
-        if pool is not None:
+        # Closed: Celery's prefork worker closes the pool between tasks.
+        if pool is not None and not pool.closed:
             pool.check()
         raise

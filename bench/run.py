@@ -1209,7 +1209,12 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.conf import settings
+
     from dashboard.api_client import ControlApi
+
+    # The connections each process keeps (0: a connection per request), as the run had it.
+    record["run"]["db_pool_size"] = settings.DB_POOL_SIZE
 
     machine, commit = record["machine"], record["commit"]
     print(

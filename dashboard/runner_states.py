@@ -50,3 +50,13 @@ DISPLAY_ORDER = (
     RunnerState.FAILED,
     RunnerState.TERMINATED,
 )
+
+
+def node_label(runner: dict) -> str | None:
+    """Where a runner runs, as the CLI and the dashboard show it; None when its backend
+    does not say (one machine). The node's address, then the start of its id: nodes on one
+    machine share an address, and Ray's own tools (`ray status`) name nodes by that id."""
+    node, node_id = runner.get("node"), runner.get("node_id")
+    if not node:
+        return None
+    return f"{node} ({node_id[:8]})" if node_id else node

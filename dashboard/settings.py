@@ -194,6 +194,12 @@ TEMPLATES = [
     },
 ]
 
+# PostgreSQL only (SQLite keeps a connection per request): see DATABASES below.
+DB_POOL_SIZE = env_int("SWITCHBOARD_DB_POOL_SIZE", 4)
+if DB_POOL_SIZE < 0:
+    raise ImproperlyConfigured(
+        f"SWITCHBOARD_DB_POOL_SIZE must be 0 (no pool) or more, got {DB_POOL_SIZE}"
+    )
 _default_db = f"sqlite:///{VAR_DIR / 'switchboard.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60)
@@ -214,6 +220,23 @@ else:
     # A connection the server dropped (restart, failover, pg_terminate_backend) is found
     # and replaced when the next request starts, instead of failing that request.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI every request runs its sync code on a thread of its own, so a persistent
+    # connection (CONN_MAX_AGE) is never reused and each request would connect anew:
+    # Django's psycopg pool keeps up to this many connections per process instead (0: no
+    # pool, a connection per request). Each one is checked when taken; a broken one has
+    # the pool replace every broken idle connection at once (dashboard/system/database.py).
+    if DB_POOL_SIZE:
+        from dashboard.system.database import check_connection
+
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_SIZE,
+            # How long a request waits for a connection when all are taken or none can
+            # be made; then it is a 503 (DatabaseLostMiddleware).
+            "timeout": 10,
+            "check": check_connection,
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -731,7 +731,7 @@ def apps_runners(state: State, app: str) -> None:
                 r.get("error"),
             )
             # A backend with runners on several machines (Ray) says each one's node.
-            + ((r.get("node") or "-",) if nodes else ())
+            + ((runner_states.node_label(r) or "-",) if nodes else ())
         )
     headers = (
         "runner",

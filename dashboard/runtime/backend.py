@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from dashboard.controlplane.models import Network
 from dashboard.runtime import sandbox, sandboxed
@@ -71,6 +73,43 @@ def make_backend() -> RunnerBackend:
     if settings.BACKEND != "local":
         raise ValueError(f"SWITCHBOARD_BACKEND must be local or ray, not {settings.BACKEND!r}")
     return LocalProcessBackend()
+
+
+class ClusterUnavailable(CommandError):
+    """SWITCHBOARD_BACKEND=ray cannot reach its cluster; the message says what to do.
+
+    A CommandError, so `manage.py up` and `manage.py runtime` end on that one line.
+    """
+
+
+def ensure_cluster() -> None:
+    """With SWITCHBOARD_BACKEND=ray, refuse to start unless the ray extra is installed and
+    the head node at RAY_ADDRESS accepts a connection (a deploy would otherwise wait on
+    Ray's connection retries for ever). Nothing to check for the local backend.
+
+    Called by the runtime at start and by `manage.py up`.
+    """
+    if settings.BACKEND != "ray":
+        return
+    see = "see README, Ray backend"
+    if importlib.util.find_spec("ray") is None:
+        raise ClusterUnavailable(
+            f"SWITCHBOARD_BACKEND=ray needs the ray extra: .venv/bin/pip install -e '.[ray]' ({see})"
+        )
+    host, _, port = settings.RAY_ADDRESS.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnavailable(
+            "SWITCHBOARD_BACKEND=ray needs RAY_ADDRESS, the head node's host:port as "
+            f"`ray start --head` printed it (e.g. 127.0.0.2:6390), not {settings.RAY_ADDRESS!r} "
+            f"({see})"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        raise ClusterUnavailable(
+            f"the Ray cluster at {settings.RAY_ADDRESS} (RAY_ADDRESS) is unreachable: "
+            f"{exc.strerror or exc}; start its head node with `ray start --head` ({see})"
+        ) from None
 
 
 def machine_limits(machine_type: str) -> dict[str, int]:

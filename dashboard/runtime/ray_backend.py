@@ -15,7 +15,8 @@ revision's code runs and who scales it:
 - to the supervisor, a revision is one runner whose process is the application
   (`RayApplication`): ready when Serve says RUNNING, failed with Serve's message when it
   says DEPLOY_FAILED, ended when the application is gone; its gateway slots are
-  max_concurrency × max_multiplexing, and its upstream is Serve's HTTP proxy on
+  max_concurrency × max_multiplexing of the live settings (`slots`: an `apps scale` moves
+  them at once, as it moves Serve's bounds), and its upstream is Serve's HTTP proxy on
   127.0.0.1:SWITCHBOARD_RAY_SERVE_PORT under the revision's prefix;
 - several runners of one revision (a rolling switch's target, a rollout's replacement)
   share its application, which is deleted when the last of them ends;
@@ -154,7 +155,6 @@ class RayApplication:
         backend: RayBackend,
         name: str,
         shared: _Shared,
-        slots: int,
         ready: asyncio.Future[str],
     ) -> None:
         self._backend = backend
@@ -162,20 +162,25 @@ class RayApplication:
         self._shared = shared
         self._ready = ready  # The deploy's, or the rolling restart's this runner asked for.
         self._ended = asyncio.get_running_loop().create_future()
-        self.slots = slots  # The gateway's limit: every replica's ongoing requests.
         shared.holders.add(self)
 
-    def upstream(self) -> UpstreamPool:
+    @staticmethod
+    def slots(settings: dict[str, Any]) -> int:
+        """The gateway's limit on the revision's requests at once, given its settings: every
+        replica's ongoing requests (Serve's max_replicas × max_ongoing_requests)."""
+        return max(int(settings["max_concurrency"]), 1) * max(int(settings["max_multiplexing"]), 1)
+
+    def upstream(self, limit: int) -> UpstreamPool:
         return UpstreamPool(
-            ("127.0.0.1", conf.RAY_SERVE_PORT),
-            self.slots,
+            ("127.0.0.1", self._backend.serve_port),
+            limit,
             prefix=route_prefix(self._shared.app, self._shared.revision),
         )
 
     async def ready_message(self) -> str:
         message = await asyncio.shield(self._ready)
         if message == "ready":
-            self._backend.watch(self._name)
+            await self._backend.watch(self._name)
         return message
 
     async def wait(self) -> int:
@@ -218,11 +223,14 @@ class RayBackend:
         self._watched: set[str] = set()
         self._watcher: asyncio.Task | None = None
         self._connected = False
+        self.serve_port = conf.RAY_SERVE_PORT  # Where Serve's proxy listens, once connected.
         self._logs_dir: Path | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ray")
         # Replica rows by runner id, refreshed from Serve every WATCH seconds.
         self._replicas: dict[str, dict[str, Any]] = {}
         self._replicas_changed = asyncio.Event()
+        # Why each application whose deploy failed failed: its replicas end FAILED with it.
+        self._failed: dict[str, str] = {}
 
     # Ray's client calls block, and are not safe to make at once from several threads
     # (serializing a deployment swaps cloudpickle's registrations; two serve.start calls
@@ -250,6 +258,20 @@ class RayBackend:
             proxy_location="HeadOnly",
             http_options={"host": "127.0.0.1", "port": conf.RAY_SERVE_PORT},
         )
+        # Serve keeps the proxy it started first on a cluster (an earlier runtime's, with
+        # another port) and ignores new options: the gateway goes where it listens.
+        from ray.serve.context import _get_global_client
+
+        port = _get_global_client().http_config.port
+        if port != conf.RAY_SERVE_PORT:
+            log.warning(
+                "ray: Serve's proxy on this cluster listens on port %s, not "
+                "SWITCHBOARD_RAY_SERVE_PORT=%s (it keeps the port it first started with); "
+                "the gateway forwards there",
+                port,
+                conf.RAY_SERVE_PORT,
+            )
+        self.serve_port = port
         with contextlib.suppress(Exception):  # Where this machine's node keeps its logs.
             self._logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
         self._connected = True
@@ -276,8 +298,6 @@ class RayBackend:
     async def start(self, spec: RunnerSpec) -> RayApplication:
         await self.connect()
         name = app_name(spec.app, spec.revision)
-        settings = spec.settings or {}
-        slots = max(int(settings.get("max_concurrency", 1)), 1) * max(spec.max_multiplexing, 1)
         shared = self._apps.get(name)
         loop = asyncio.get_running_loop()
         if shared is None:
@@ -293,7 +313,7 @@ class RayBackend:
             ready = self._restart(name, shared)
         else:
             ready = shared.ready
-        return RayApplication(self, name, shared, slots, ready)
+        return RayApplication(self, name, shared, ready)
 
     def _restart(self, name: str, shared: _Shared) -> asyncio.Future[str]:
         """A rolling restart of the application's replicas (one for runners asked at once)."""
@@ -325,6 +345,7 @@ class RayBackend:
                 _note(spec.log_path, f"adopted Serve application {name}, already running")
             else:
                 _note(spec.log_path, f"deploying Serve application {name} at {prefix}")
+                self._failed.pop(name, None)
                 shared.working_dir = await self._call(_run, name, shared)
             await self._until_running(name, spec.log_path, ready)
         except Exception as exc:
@@ -384,7 +405,9 @@ class RayBackend:
                     [status.message] + [d.message for d in status.deployments.values()]
                 )
                 _note(log_path, f"Serve says DEPLOY_FAILED:\n{message}")
-                ready.set_result("setup failed: " + _reason(message))
+                self._failed[name] = _reason(message)
+                await self._refresh()  # Its replicas that are gone end FAILED, saying why.
+                ready.set_result("setup failed: " + self._failed[name])
             else:
                 await asyncio.sleep(POLL)
 
@@ -415,26 +438,35 @@ class RayBackend:
             log.exception("ray: deleting %s failed", holder._name)
         holder.end(-9 if force else 0)
 
-    def watch(self, name: str) -> None:
+    async def watch(self, name: str) -> None:
         """Follow an application's replicas, and notice it disappearing from Ray (deleted
-        by hand, cluster lost)."""
+        by hand, cluster lost). Its replicas are read once before this returns, so a runner
+        ready to the supervisor is listed as its replicas, never as the application."""
         self._watched.add(name)
+        await self._refresh()
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _refresh(self) -> dict[str, Any] | None:
+        """Read every replica of ours from Serve into the runner rows; Serve's statuses."""
+        try:
+            statuses = await self._call(self._statuses)
+            details = await self._call(_replica_details)
+            ongoing = await self._call(
+                _ongoing, [r["actor_name"] for rs in details.values() for r in rs]
+            )
+        except Exception:
+            log.exception("ray: reading Serve's status failed")
+            return None
+        self._update_replicas(details, ongoing)
+        return statuses
 
     async def _watch(self) -> None:
         while self._watched or self._live_replicas():
             await asyncio.sleep(WATCH)
-            try:
-                statuses = await self._call(self._statuses)
-                details = await self._call(_replica_details)
-                ongoing = await self._call(
-                    _ongoing, [r["actor_name"] for rs in details.values() for r in rs]
-                )
-            except Exception:
-                log.exception("ray: reading Serve's status failed")
+            statuses = await self._refresh()
+            if statuses is None:
                 continue
-            self._update_replicas(details, ongoing)
             for name in list(self._watched):
                 shared = self._apps.get(name)
                 if shared is None:
@@ -507,9 +539,17 @@ class RayBackend:
         for runner_id, row in list(self._replicas.items()):
             if runner_id in seen:
                 continue
-            if row["state"] not in GONE:
-                row.update(state=RunnerState.TERMINATED, in_flight=0, ended_at=_iso(time.time()))
-                row["_gone_at"] = now
+            # A replica that never got ready in a deploy that failed: its setup() did (the
+            # failure may be known only after the replica was seen gone).
+            failed = None if row["ready_at"] else self._failed.get(row["_application"])
+            if row["state"] not in GONE or (failed and row["state"] != RunnerState.FAILED):
+                row.update(
+                    state=RunnerState.FAILED if failed else RunnerState.TERMINATED,
+                    error=failed or row["error"],
+                    in_flight=0,
+                    ended_at=row["ended_at"] or _iso(time.time()),
+                )
+                row["_gone_at"] = row["_gone_at"] or now
             elif row["_gone_at"] is not None and now - row["_gone_at"] > KEEP_GONE_FOR:
                 del self._replicas[runner_id]
         event, self._replicas_changed = self._replicas_changed, asyncio.Event()

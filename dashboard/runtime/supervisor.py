@@ -252,7 +252,7 @@ class Supervisor:
             entrypoint=runner.entrypoint,
             socket_path=runner.socket_path,
             log_path=runner.log_path,
-            max_multiplexing=runner.max_multiplexing,
+            max_multiplexing=int(runner.settings["max_multiplexing"]),
             machine_type=runner.settings["machine_type"],
             network=runner.network,
             settings=runner.settings,
@@ -286,9 +286,9 @@ class Supervisor:
             return await self._fail(runner, message)
         # A backend whose runner is reached otherwise (Ray: Serve's proxy) says how, and
         # how many requests it takes at once.
-        runner.slot_limit = getattr(process, "slots", None)
+        self._follow_settings(runner)
         if hasattr(process, "upstream"):
-            runner.upstream = process.upstream()
+            runner.upstream = process.upstream(runner.max_multiplexing)
         else:
             runner.upstream = UpstreamPool(runner.socket_path, runner.max_multiplexing)
         # Invariant 3: the pipe said ready; one health call confirms it serves.
@@ -514,11 +514,26 @@ class Supervisor:
 
     # -- slots ------------------------------------------------------------------------
 
-    def _tunable(self, runner: Runner, name: str) -> Any:
+    def _live_settings(self, runner: Runner) -> dict[str, Any]:
+        """The settings a runner goes by now: a Current revision's are the alias's live
+        ones (apps scale applies at once), any other revision's those it started with."""
         route = self.routes.get(runner.app)
         if route is not None and route.revision == runner.revision:
-            return route.settings[name]
-        return runner.settings[name]
+            return route.settings
+        return runner.settings
+
+    def _tunable(self, runner: Runner, name: str) -> Any:
+        return self._live_settings(runner)[name]
+
+    def _follow_settings(self, runner: Runner) -> None:
+        """A backend that sizes a runner's slots from the settings (Ray: one runner takes
+        every replica's requests) resizes them to the live settings."""
+        slots = getattr(runner.process, "slots", None)
+        if slots is None:
+            return
+        runner.slot_limit = slots(self._live_settings(runner))
+        if runner.upstream is not None:
+            runner.upstream.resize(runner.slot_limit)
 
     def try_acquire(self, revision: str) -> Runner | None:
         """Take a slot on the least-loaded ready runner of `revision` that has one free."""
@@ -593,7 +608,12 @@ class Supervisor:
     # -- the routing table changed ----------------------------------------------------
 
     def route_changed(self, name: str, old: AppRoute | None, new: AppRoute | None) -> None:
-        """Drain the runners of a revision that stopped being Current; re-dispatch the queue."""
+        """Drain the runners of a revision that stopped being Current; resize the slots of
+        the Current one's to its live settings; re-dispatch the queue."""
+        if new is not None and new.revision:
+            for runner in self.of_revision(new.revision):
+                if runner.state not in GONE:
+                    self._follow_settings(runner)
         if old is not None and old.revision and (new is None or new.revision != old.revision):
             for runner in self.of_revision(old.revision):
                 if runner.state in ACTIVE:

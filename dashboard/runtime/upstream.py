@@ -361,6 +361,14 @@ class UpstreamPool:
         self._open = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
 
+    def resize(self, limit: int) -> None:
+        """A new limit (the runner's slots followed a change of settings): requests waiting
+        for a connection take the room a higher one makes; a lower one closes no connection
+        in use, it only opens none until fewer are open."""
+        self.limit = max(1, limit)
+        for _ in range(self.limit - self._open):
+            self._wake_one()
+
     async def request(
         self, method: str, target: str, headers: bytes = b"", body: bytes = b""
     ) -> Response:

@@ -21,6 +21,7 @@ from dashboard.controlplane.models import (
     short_id,
 )
 from dashboard.controlplane.rules import role_allows
+from dashboard.runner_states import node_label
 from dashboard.web.actions import current_story, revision_refusal, switch_word
 from dashboard.web.templatetags.switchboard import seconds
 
@@ -280,6 +281,9 @@ class RunnersTable(tables.Table):
         super().__init__(data, *args, exclude=exclude, **kwargs)
         self.app = app
         self.role = role
+
+    def render_node(self, record: dict) -> str:
+        return node_label(record) or "—"
 
     def render_uptime(self, record: dict) -> str:
         """How long a live runner has been up; how long a stopped one lived, if known."""

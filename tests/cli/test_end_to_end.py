@@ -114,6 +114,16 @@ def test_a_failed_deploy_exits_non_zero_with_the_reason_and_leaves_the_alias(sb)
     assert "weights.bin is missing" in result.stderr
     statuses = [(r["status"], r["current"]) for r in sb.revisions("fragile")]
     assert statuses == [("failed", False), ("deployed", True)]
+    # Its runners (Ray: its replicas) are listed FAILED, with why.
+    failed = sb.revisions("fragile")[0]["id"]
+
+    def failed_runners():
+        runners = json.loads(sb("apps", "runners", "fragile", "--json").stdout)["runners"]
+        mine = [r for r in runners if r["revision"] == failed]
+        return mine if mine and all(r["state"] == "FAILED" for r in mine) else None
+
+    rows = wait_until(failed_runners, timeout=30, interval=0.3, what="the runners listed FAILED")
+    assert all("weights.bin is missing" in r["error"] for r in rows), rows
 
 
 def test_no_wait_returns_once_the_deploy_is_accepted(sb):

@@ -3,7 +3,7 @@
 `ray_cluster` is the cluster (cluster.py): started once, shared by every test here, and
 stopped, like this package's system, once they ran (they run first in a session). `system` is the suite's system fixture with
 SWITCHBOARD_BACKEND=ray and RAY_ADDRESS set, so the runtime drives Ray Serve; the CLI's
-`sb` fixtures work on top of it unchanged.
+`sb` fixtures and the browser's `page` (tests/browser) work on top of it unchanged.
 
 Without the ray extra installed these tests skip with that reason.
 """
@@ -15,15 +15,25 @@ from pathlib import Path
 
 import pytest
 
+# The browser's fixtures (Chromium through Playwright), for the Runners page on Ray.
+from tests.browser.conftest import browser, page  # noqa: F401
 from tests.cli.conftest import sb, viewer  # noqa: F401 - the CLI fixtures, on the Ray system.
 from tests.conftest import _stop, free_port
 from tests.conftest import system as local_system
 from tests.ray import cluster
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "loses_a_node: runs after the other Ray tests (it kills the second node)"
+    )
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     here = Path(__file__).parent
     mine = [item for item in items if here in Path(item.fspath).parents]
+    # Every other test here may count on both nodes.
+    mine.sort(key=lambda item: item.get_closest_marker("loses_a_node") is not None)
     for item in mine:
         item.add_marker(pytest.mark.ray)
         item.add_marker(pytest.mark.system)

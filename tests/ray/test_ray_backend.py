@@ -2,7 +2,7 @@
 runner that `runners stop/kill` and `logs` act on; a node lost under load; and a runtime
 restart that adopts the Serve applications Ray still runs instead of deploying again.
 
-The node test kills the cluster's second node, so it is the last of the package."""
+The node test kills the cluster's second node, so it runs last (conftest.py: loses_a_node)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -88,7 +89,11 @@ def test_min_concurrency_2_puts_a_replica_on_each_node_each_listed_as_a_runner(s
     assert all(r["in_flight"] == 0 and r["replica"] for r in both), both
     table = sb("apps", "runners", "spread").stdout.splitlines()
     assert table[0].split()[-1].lower() == "node"
-    assert all(any(r["id"] in line and r["node"] in line for line in table) for r in both)
+    # Both nodes have the one address: the start of each node's id tells them apart.
+    assert all(
+        any(r["id"] in line and f"{r['node']} ({r['node_id'][:8]})" in line for line in table)
+        for r in both
+    )
     # A replica's own log: its worker's output, setup()'s line among it.
     log = sb("logs", "spread", "--runner", both[0]["id"]).stdout
     assert "setup() finished" in log
@@ -118,6 +123,58 @@ def test_scale_adds_a_replica_in_place_and_runners_kill_and_stop_end_one_each(sb
     # replica started after it; the stopped one removed its own.
     for ended in (first, second):
         assert not list(Path(tempfile.gettempdir()).glob(f"sb-replica-{ended['pid']}-*"))
+
+
+GATE = """
+import asyncio
+import os
+
+from dashboard.sdk import App, endpoint
+
+
+class Gate(App):
+    min_concurrency = 1
+    max_concurrency = 1
+    max_multiplexing = 1
+
+    @endpoint("/")
+    async def wait(self, data: dict) -> dict:
+        # In flight until the test creates the file: for as long as it looks.
+        while not os.path.exists(data["until"]):
+            await asyncio.sleep(0.05)
+        return {"released": True}
+"""
+
+
+def test_scale_moves_the_gateways_limit_on_a_revision_at_once(sb, tmp_path):
+    """The gateway sends a Ray revision at most max_concurrency × max_multiplexing requests
+    at once, from the alias's live settings: `apps scale` moves it, with no deploy or set-rev."""
+    app_py = tmp_path / "gate" / "app.py"
+    app_py.parent.mkdir()
+    app_py.write_text(GATE)
+    sb("deploy", f"{app_py}::Gate", "--app-name", "gate", "--auth", "public", "-m", "v1")
+    running(sb, "gate", 1)
+
+    sb("apps", "scale", "gate", "--max-multiplexing", "3")
+    release = tmp_path / "release"
+    with ThreadPoolExecutor(3) as pool:
+        calls = [
+            pool.submit(
+                httpx.post, f"{sb.gateway_url}/gate/", json={"until": str(release)}, timeout=120
+            )
+            for _ in range(3)
+        ]
+        try:
+            # One replica (Serve reconfigures it in place): all three at once on it.
+            wait_until(
+                lambda: [r["in_flight"] for r in replicas(sb, "gate")] == [3],
+                timeout=60,
+                interval=0.3,
+                what="3 requests in flight on the replica",
+            )
+        finally:
+            release.touch()
+        assert [call.result().status_code for call in calls] == [200] * 3
 
 
 def restart_runtime(system, while_down=None) -> None:
@@ -169,6 +226,7 @@ def test_a_runtime_restart_adopts_what_runs_and_removes_what_is_not_current(
         raise
 
 
+@pytest.mark.loses_a_node
 def test_losing_the_second_node_under_load_reschedules_its_replica_and_the_gateway_serves(
     sb, ray_cluster
 ):

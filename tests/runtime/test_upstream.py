@@ -153,6 +153,34 @@ def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait(
     assert server.most_open == 2
 
 
+def test_a_raised_limit_lets_waiting_requests_open_connections_at_once():
+    answer_now = asyncio.Event()
+
+    async def held(reader, writer):
+        await answer_now.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def main():
+        path = socket_path()
+        server = await RawServer(held).start(path)
+        pool = UpstreamPool(path, limit=1)
+        try:
+            requests = [asyncio.ensure_future(pool.request("GET", "/")) for _ in range(5)]
+            await eventually(lambda: server.open == 1, what="the pool's one connection")
+            pool.resize(3)  # The runner's slots followed a change of settings.
+            await eventually(lambda: server.open == 3, what="two more connections")
+            answer_now.set()
+            answers = await asyncio.gather(*requests)
+        finally:
+            pool.close()
+            server.close()
+        return [a.body for a in answers], server
+
+    bodies, server = asyncio.run(main())
+    assert bodies == [b"ok"] * 5
+    assert server.most_open == 3
+
+
 def exchange_twice(wire: bytes, *, byte_by_byte: bool = False, method: str = "GET"):
     """Two requests on a pool of one, against a server that always answers `wire`."""
 

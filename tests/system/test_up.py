@@ -198,3 +198,27 @@ def test_up_names_an_unreachable_database_url_without_its_password(home):
     assert refused.returncode == 1
     assert "the database at postgres://postgres:***@127.0.0.1:" in refused.stderr
     assert "hunter2" not in refused.stderr + refused.stdout
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("", "SWITCHBOARD_BACKEND=ray needs RAY_ADDRESS, the head node's host:port"),
+        (f"127.0.0.2:{free_port()}", "(RAY_ADDRESS) is unreachable"),
+    ],
+    ids=["unset", "nothing-listening"],
+)
+def test_up_with_the_ray_backend_names_a_missing_or_unreachable_cluster_and_starts_nothing(
+    home, address, said
+):
+    refused = _up_refuses(
+        home,
+        SWITCHBOARD_BACKEND="ray",
+        RAY_ADDRESS=address,
+        SWITCHBOARD_VAR_DIR=str(home.var_dir) + "-ray",
+    )
+
+    assert refused.returncode == 1
+    [line] = [line for line in refused.stderr.splitlines() if "RAY_ADDRESS" in line]
+    assert line.startswith("CommandError: ") and said in line, refused.stderr
+    assert "Starting" not in refused.stdout

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from dashboard.runtime import sandbox
+from dashboard.runtime.backend import ensure_cluster
 from dashboard.runtime.server import serve
 
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         # Deployed code runs only sandboxed: no runtime at all rather than an open one.
         if settings.BACKEND == "local":
             sandbox.ensure_available()
+        ensure_cluster()
         # uvloop roughly halves the gateway's own CPU per proxied request, which is what
         # limits its throughput on a small machine shared with the runners.
         asyncio.run(

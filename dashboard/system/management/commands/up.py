@@ -26,7 +26,7 @@ from django.db import connection
 from dashboard import httpclient
 from dashboard.api_client import ApiError, ControlApi
 from dashboard.cli import config as cli_config
-from dashboard.runtime import sandbox
+from dashboard.runtime import backend, sandbox
 from dashboard.system import accounts, demo, exclusive, redis_service
 from dashboard.system.supervisor import (
     Child,
@@ -118,7 +118,10 @@ class Command(BaseCommand):
             exclusive.check_port(settings.GATEWAY_HOST, settings.GATEWAY_PORT, "gateway")
             exclusive.check_port("127.0.0.1", settings.RUNTIME_ADMIN_PORT, "runtime admin API")
             _check_database()
-            sandbox.ensure_available()  # Deployed code must never run unsandboxed by accident.
+            # Deployed code must never run unsandboxed by accident (the deploy's import
+            # check runs here, whichever backend runs the runners).
+            sandbox.ensure_available()
+            backend.ensure_cluster()
             env["REDIS_URL"] = self._redis(supervisor, var_dir)
             self.say("Preparing the database and static files...")
             call_command("migrate", interactive=False, verbosity=0)
@@ -251,6 +254,11 @@ class Command(BaseCommand):
         if seeded:
             path = demo.first_endpoint(entry)
             lines.append(f"               curl {gateway}/{demo.APP_NAME}{path}")
+        if settings.BACKEND == "ray":
+            lines.append(
+                f"  Runners      Ray Serve replicas on the cluster at {settings.RAY_ADDRESS} "
+                f"(Serve's proxy 127.0.0.1:{settings.RAY_SERVE_PORT})"
+            )
         lines += [
             "",
             f"  CLI          the admin token is saved in {config_file}; try:",

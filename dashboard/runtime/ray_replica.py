@@ -131,9 +131,9 @@ class Replica:
             tail = "\n".join(self.tail)
             raise SetupFailed(f"the runner's output ends:\n{tail}\n{why}")
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(
-                path=str(run_dir / sandboxed.SOCKET_NAME), limit=max(max_multiplexing, 1)
-            ),
+            # No cap of its own: Serve's max_ongoing_requests is the replica's (and an
+            # `apps scale` changes it in place).
+            connector=aiohttp.UnixConnector(path=str(run_dir / sandboxed.SOCKET_NAME), limit=0),
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=False,
         )

@@ -127,7 +127,6 @@ def test_scale_adds_a_replica_in_place_and_runners_kill_and_stop_end_one_each(sb
 
 GATE = """
 import asyncio
-import os
 
 from dashboard.sdk import App, endpoint
 
@@ -137,12 +136,20 @@ class Gate(App):
     max_concurrency = 1
     max_multiplexing = 1
 
+    def setup(self) -> None:
+        self.arrived = 0
+        self.all_here = None
+
     @endpoint("/")
     async def wait(self, data: dict) -> dict:
-        # In flight until the test creates the file: for as long as it looks.
-        while not os.path.exists(data["until"]):
-            await asyncio.sleep(0.05)
-        return {"released": True}
+        # In flight until `together` requests are in this runner at once (the app sees
+        # nothing of the host's files, so the test cannot release it any other way).
+        self.all_here = self.all_here or asyncio.Event()
+        self.arrived += 1
+        if self.arrived >= int(data["together"]):
+            self.all_here.set()
+        await self.all_here.wait()
+        return {"together": self.arrived}
 """
 
 
@@ -156,25 +163,15 @@ def test_scale_moves_the_gateways_limit_on_a_revision_at_once(sb, tmp_path):
     running(sb, "gate", 1)
 
     sb("apps", "scale", "gate", "--max-multiplexing", "3")
-    release = tmp_path / "release"
+    # One replica (Serve reconfigures it in place): all three reach its runner at once, or
+    # none is answered.
     with ThreadPoolExecutor(3) as pool:
         calls = [
-            pool.submit(
-                httpx.post, f"{sb.gateway_url}/gate/", json={"until": str(release)}, timeout=120
-            )
+            pool.submit(httpx.post, f"{sb.gateway_url}/gate/", json={"together": 3}, timeout=120)
             for _ in range(3)
         ]
-        try:
-            # One replica (Serve reconfigures it in place): all three at once on it.
-            wait_until(
-                lambda: [r["in_flight"] for r in replicas(sb, "gate")] == [3],
-                timeout=60,
-                interval=0.3,
-                what="3 requests in flight on the replica",
-            )
-        finally:
-            release.touch()
-        assert [call.result().status_code for call in calls] == [200] * 3
+        answers = [call.result() for call in calls]
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"together": 3})] * 3
 
 
 def restart_runtime(system, while_down=None) -> None:

@@ -477,19 +477,24 @@ def release(app_name: str, actor: Actor, *, reason: str) -> Done:
     return recorded(actor, change)
 
 
+def _set_app_field(
+    app_name: str, actor: Actor, kind: OperationKind, name: str, value: Any, reason: str
+) -> tuple[App, Operation, Any]:
+    """One field of an app set under its lock, as a quick operation of `kind`: the app,
+    the operation (its step and outcome are the caller's) and the field's value before."""
+    found = get_app(app_name, lock=True)
+    op = _quick(found, kind, actor, reason, {name: value})
+    before = getattr(found, name)
+    setattr(found, name, value)
+    found.save(update_fields=[name, "updated_at"])
+    return found, op, before
+
+
 def hold_policy(app_name: str, actor: Actor, value: bool, *, reason: str) -> Done:
     def change() -> Done:
-        found = get_app(app_name, lock=True)
-        op = _quick(
-            found,
-            OperationKind.HOLD_POLICY,
-            actor,
-            reason,
-            {"hold_on_rollback": value},
+        found, op, before = _set_app_field(
+            app_name, actor, OperationKind.HOLD_POLICY, "hold_on_rollback", value, reason
         )
-        before = found.hold_on_rollback
-        found.hold_on_rollback = value
-        found.save(update_fields=["hold_on_rollback", "updated_at"])
         what = "on: a rollback holds" if value else "off: a rollback does not hold"
         unchanged = " (unchanged)" if before == value else ""
         note = " A hold in place stays until released." if found.held and not value else ""
@@ -504,17 +509,9 @@ def network(app_name: str, actor: Actor, value: str, *, reason: str) -> Done:
     """An app's outbound network: admins only, as `outbound` widens what its code reaches."""
 
     def change() -> Done:
-        found = get_app(app_name, lock=True)
-        op = _quick(
-            found,
-            OperationKind.NETWORK,
-            actor,
-            reason,
-            {"network": value},
+        found, op, before = _set_app_field(
+            app_name, actor, OperationKind.NETWORK, "network", value, reason
         )
-        before = found.network
-        found.network = value
-        found.save(update_fields=["network", "updated_at"])
         what = (
             "outbound: its runners may open outbound connections (never to the host's loopback)"
             if value == Network.OUTBOUND

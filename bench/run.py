@@ -770,6 +770,98 @@ def bench_dashboard(samples: int) -> None:
         )
         report(f"bare request over HTTP, {label}: server time (ms)", percentiles(bare), digits=2)
     web.close()
+    bench_web_stacks(url, headers, samples)
+
+
+# The web stack's own parts against Django's, each in its own granian worker on the same
+# database and Redis: (settings module, ASGI application). BENCHMARKS.md, "The progress
+# poll under ASGI".
+WEB_STACKS = {
+    "Django's handler and Redis cache": ("bench.stock_settings", "bench.stock_asgi:application"),
+    "one Redis client per process": ("dashboard.settings", "bench.stock_asgi:application"),
+    "as shipped (and the chain in one thread)": (
+        "dashboard.settings",
+        "dashboard.asgi:application",
+    ),
+}
+
+
+def bench_web_stacks(poll: str, headers: dict[str, str], samples: int) -> None:
+    """The progress poll's server time through each of WEB_STACKS, interleaved: back to
+    back in bursts of 10 per server, and spaced 100 ms apart one by one."""
+    import http.client
+
+    section("Web stack side by side (issue 12)")
+    procs, servers = [], {}
+    try:
+        for name, (settings_module, target) in WEB_STACKS.items():
+            port = free_port()
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONPATH": str(ROOT)}
+            command = [sys.executable, "-m", "granian", "--interface", "asginl", target]
+            command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            servers[name] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def server_time(conn: http.client.HTTPConnection, path: str) -> float:
+            conn.request("GET", path, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status in (200, 302), answer.status
+            return float(answer.headers["Server-Timing"].partition("dur=")[2])
+
+        def answers(conn: http.client.HTTPConnection) -> float | None:
+            try:
+                return server_time(conn, "/favicon.ico")
+            except (OSError, http.client.HTTPException):
+                conn.close()  # A refused connect leaves it unable to send again.
+                return None
+
+        for name, conn in servers.items():
+            wait_until(lambda c=conn: answers(c), 60, f"the {name} server")
+            for _ in range(20):  # Warm the worker's connections and caches.
+                server_time(conn, poll)
+        for label, pause, burst, rounds in (
+            ("back to back", 0.0, 10, samples),
+            ("100 ms apart", 0.1, 1, samples * 4),
+        ):
+            polls: dict[str, list[float]] = {name: [] for name in servers}
+            bare: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(rounds):
+                for name, conn in servers.items():
+                    for _ in range(burst):
+                        time.sleep(pause)
+                        polls[name].append(server_time(conn, poll))
+                    if not pause:
+                        bare[name] += [server_time(conn, "/favicon.ico") for _ in range(burst)]
+            for name in servers:
+                report(
+                    f"progress poll, {label}: {name} (ms)",
+                    percentiles(polls[name]),
+                    digits=2,
+                    goal="goal p50 < 5",
+                )
+                if bare[name]:
+                    report(f"bare request, {label}: {name} (ms)", percentiles(bare[name]), digits=2)
+            first, *_, shipped = servers
+            report(
+                f"progress poll, {label}: as shipped ÷ Django's",
+                {"value": pct(polls[shipped], 0.5) / pct(polls[first], 0.5)},
+                digits=2,
+            )
+    finally:
+        for conn in servers.values():
+            conn.close()
+        for proc in procs:
+            stop_system(proc)
 
 
 # Installed in the page before each click: the time of the click on Confirm, and of the

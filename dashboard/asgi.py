@@ -11,6 +11,13 @@ Django has no timeout for a stalled body; `Handler` adds one: a request whose bo
 sends nothing for WEB_BODY_TIMEOUT seconds is answered 408 and its connection closed.
 As Django under ASGI reads every body before any view runs, `Handler` also refuses a
 body over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 while reading it.
+
+Django's own handler runs a chain of sync middleware in a thread, goes back to the event
+loop for the view middleware and the view, and from there to a thread again for each:
+four round trips between loop and thread for every request instead of one. Every middleware and view
+here is sync but the live stream, so `Handler` runs the whole chain, view included, in
+one thread (an async view, the live stream, is run on the loop from there and returns
+its stream at once). BENCHMARKS.md, "The progress poll under ASGI", compares the two.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
@@ -40,6 +48,10 @@ def _too_large(limit: int) -> BodyRefused:
 
 
 class Handler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+
     async def read_body(self, receive):
         # An idle timeout between chunks, as nginx's client_body_timeout: a slow but
         # moving upload of a large bundle goes on; a stalled one is cut.

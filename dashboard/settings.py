@@ -295,7 +295,8 @@ REDIS_NAMESPACE = env_str("SWITCHBOARD_REDIS_NAMESPACE", "switchboard")
 # dashboard/web/sessions.py for why and what happens when Redis is down).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache with one client per process (see dashboard/system/cache.py).
+        "BACKEND": "dashboard.system.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_NAMESPACE,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -40,10 +40,20 @@ def find_operation(
     """The operation `requester_id` submitted with idempotency `key` (or with id `pk`),
     with only the fields the panel shows, and its steps in order."""
     lookup = {"idempotency_key": key} if key is not None else {"pk": pk}
+    # A running operation has steps: it comes with them, in one query. Only one that has
+    # none yet (queued) or that does not exist takes a second.
+    steps = list(
+        OperationStep.objects.filter(
+            **{f"operation__{name}": value for name, value in lookup.items()},
+            operation__requester_id=requester_id,
+        )
+        .select_related("operation")
+        .only("at", "message", *(f"operation__{name}" for name in _FIELDS))
+    )
+    if steps:
+        return steps[0].operation, steps
     op = Operation.objects.filter(requester_id=requester_id, **lookup).only(*_FIELDS).first()
-    if op is None:
-        return None, []
-    return op, list(op.steps.only("at", "message"))
+    return op, []
 
 
 def _submitted_key(key: str) -> str:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from urllib.parse import urlsplit
-
 import httpx
-import psutil
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
 from dashboard.controlplane.models import ApiToken, App, Profile, Role
+from tests.web.conftest import connections_held_by_the_server_at
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
@@ -62,26 +59,9 @@ def test_terminated_database_connections_never_surface_as_a_500(system):
 
 
 def database_ports_of_the_server_at(url: str) -> set[int]:
-    """The local ports of every PostgreSQL connection the server listening at url holds,
-    in any of its processes (granian's workers share its process group)."""
-    db_port = int(settings.DATABASES["default"].get("PORT") or 5432)
-    sockets = psutil.net_connections(kind="tcp")
-    listener = next(
-        s.pid
-        for s in sockets
-        if s.status == psutil.CONN_LISTEN and s.laddr.port == urlsplit(url).port and s.pid
+    return connections_held_by_the_server_at(
+        url, int(settings.DATABASES["default"].get("PORT") or 5432)
     )
-    group = os.getpgid(listener)
-    ports = set()
-    for s in sockets:
-        if s.status != psutil.CONN_ESTABLISHED or not s.raddr or s.raddr.port != db_port:
-            continue
-        try:
-            if s.pid and os.getpgid(s.pid) == group:
-                ports.add(s.laddr.port)
-        except ProcessLookupError:
-            continue
-    return ports
 
 
 def test_the_web_servers_pool_keeps_its_connections_and_replaces_terminated_ones(web_server):

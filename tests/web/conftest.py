@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 from celery.result import AsyncResult
 from django.conf import settings as django_settings
@@ -84,6 +86,39 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def signed_in_over_http(web_server: str, role: str = "viewer") -> httpx.Client:
+    """An HTTP client holding a real session of a new user (made by Django's force_login,
+    read by the granian server from the same database and Redis)."""
+    client = Client()
+    client.force_login(make_user(role))
+    return httpx.Client(
+        base_url=web_server, cookies={"sessionid": client.cookies["sessionid"].value}, timeout=10
+    )
+
+
+def connections_held_by_the_server_at(url: str, remote_port: int) -> set[int]:
+    """The local ports of every TCP connection to remote_port (PostgreSQL's, Redis's) that
+    the server listening at url holds, in any of its processes (granian's workers share
+    its process group)."""
+    sockets = psutil.net_connections(kind="tcp")
+    listener = next(
+        s.pid
+        for s in sockets
+        if s.status == psutil.CONN_LISTEN and s.laddr.port == urlsplit(url).port and s.pid
+    )
+    group = os.getpgid(listener)
+    ports = set()
+    for s in sockets:
+        if s.status != psutil.CONN_ESTABLISHED or not s.raddr or s.raddr.port != remote_port:
+            continue
+        try:
+            if s.pid and os.getpgid(s.pid) == group:
+                ports.add(s.laddr.port)
+        except ProcessLookupError:
+            continue
+    return ports
 
 
 def _client_for(role: Role) -> Client:

@@ -53,6 +53,45 @@ def test_a_running_operation_shows_its_timestamped_steps_and_keeps_polling(
     assert html.count("<time datetime=") == 2
 
 
+def test_an_operation_without_steps_yet_is_shown_queued_and_keeps_polling(
+    client_of, deployer_user, demo
+):
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.QUEUED,
+        requester=deployer_user,
+        idempotency_key=key,
+    )
+    response = client_of.get(f"/apps/demo/actions/{key}", **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-state="queued"' in html and f'hx-get="/apps/demo/actions/{key}"' in html
+    assert "Waiting for the first step" in html and "<time datetime=" not in html
+
+
+def test_a_panel_shows_only_its_requesters_operation(client_of, demo):
+    # Another user's key finds nothing, steps or none: the key is the requester's own.
+    app, old, _current, _failed = demo
+    key = str(uuid.uuid4())
+    make_operation(
+        app,
+        OperationKind.SET_REV,
+        revision=old,
+        state=OperationState.RUNNING,
+        requester=make_user("deployer"),
+        idempotency_key=key,
+        steps=("their step",),
+    )
+    response = client_of.get(f"/apps/demo/actions/{key}")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "You submitted no action with this key" in html and "their step" not in html
+
+
 def test_a_finished_operation_answers_286_to_stop_polling(client_of, deployer_user, demo):
     app, old, _current, _failed = demo
     key = str(uuid.uuid4())
@@ -196,7 +235,7 @@ def test_the_poll_costs_a_handful_of_queries(
         idempotency_key=key,
         steps=("a", "b", "c"),
     )
-    # The user, the operation, its steps (dashboard/web/progress.py): however many steps;
-    # the session comes from Redis (dashboard/web/sessions.py), not from a query.
-    with django_assert_num_queries(3):
+    # The user, and the operation with its steps (dashboard/web/progress.py): however many
+    # steps; the session comes from Redis (dashboard/web/sessions.py), not from a query.
+    with django_assert_num_queries(2):
         client_of.get(f"/apps/demo/actions/{key}", **HTMX)

@@ -15,25 +15,15 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
-from django.test import Client
 
 from dashboard.controlplane import events
 from dashboard.controlplane.models import OperationKind, OperationState, Source
 from dashboard.web import live, progress
 from tests.conftest import wait_until
-from tests.web.factories import make_app, make_operation, make_revision, make_user
+from tests.web.conftest import signed_in_over_http
+from tests.web.factories import make_app, make_operation, make_revision
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _signed_in(web_server: str, role: str = "viewer") -> httpx.Client:
-    """An HTTP client holding a real session of a new user (made by Django's force_login,
-    read by the granian server from the same database and Redis)."""
-    client = Client()
-    client.force_login(make_user(role))
-    return httpx.Client(
-        base_url=web_server, cookies={"sessionid": client.cookies["sessionid"].value}, timeout=10
-    )
 
 
 def _events(stream: httpx.Response) -> Iterator[bytes]:
@@ -56,7 +46,7 @@ def test_the_stream_is_refused_without_a_session_or_for_an_unknown_app(web_serve
     anonymous = httpx.get(f"{web_server}/apps/demo/events")
     assert anonymous.status_code == 302
     assert anonymous.headers["location"] == "/login/?next=/apps/demo/events"
-    client = _signed_in(web_server)
+    client = signed_in_over_http(web_server)
     unknown = client.get("/apps/nope/events")
     assert unknown.status_code == 404
     assert "nope" in unknown.text and unknown.headers["content-type"].startswith("text/plain")
@@ -69,7 +59,7 @@ def test_the_stream_says_changed_for_its_own_app_only_and_carries_nothing_else(
     web_server, redis_client
 ):
     app, other = make_app("demo"), make_app("other")
-    client = _signed_in(web_server)
+    client = signed_in_over_http(web_server)
     with client.stream("GET", "/apps/demo/events") as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"] == "text/event-stream"
@@ -91,7 +81,7 @@ def test_the_stream_says_changed_for_its_own_app_only_and_carries_nothing_else(
 @pytest.mark.django_db(transaction=True)
 def test_a_session_holds_at_most_its_limit_of_streams(web_server, redis_client):
     make_app("demo")
-    client = _signed_in(web_server)
+    client = signed_in_over_http(web_server)
     limit = settings.LIVE_MAX_PER_SESSION
     streams = [client.stream("GET", "/apps/demo/events") for _ in range(limit)]
     opened = [s.__enter__() for s in streams]

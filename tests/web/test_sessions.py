@@ -4,6 +4,8 @@ working from the database alone."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from django.conf import settings as conf
 from django.core.cache import cache
@@ -11,6 +13,7 @@ from django.test import Client
 
 from dashboard.web.sessions import cache_key_of
 from tests.conftest import free_port
+from tests.web.conftest import connections_held_by_the_server_at, signed_in_over_http
 from tests.web.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +82,20 @@ def test_sessions_survive_redis_dropping_its_connections(alice):
     assert redis_client.client_kill_filter(_id=redis_client.client_id(), skipme=False) == 1
     assert browser.get("/").status_code == 200
     assert cache.get(cache_key_of(key))["_auth_user_id"] == str(alice.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_server_reads_sessions_on_connections_it_keeps(web_server):
+    """Every signed-in request reads its session through Redis. Django's cache builds a
+    client per request context, and under ASGI each request is one, so each request used
+    to open a connection of its own; the web server now keeps its connections
+    (dashboard/system/cache.py)."""
+    redis_port = urlsplit(conf.REDIS_URL).port or 6379
+    browser = signed_in_over_http(web_server)
+    for _ in range(8):  # Each of granian's workers has connected by now.
+        assert browser.get("/").status_code == 200
+    kept = connections_held_by_the_server_at(web_server, redis_port)
+    assert kept, "the web server keeps a Redis connection between requests"
+    for _ in range(20):
+        assert browser.get("/").status_code == 200
+    assert connections_held_by_the_server_at(web_server, redis_port) == kept

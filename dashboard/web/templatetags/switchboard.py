@@ -9,6 +9,7 @@ from django import template
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
@@ -42,10 +43,31 @@ def ago(value: datetime) -> str:
     return f"in {timesince(now, value, depth=1)}"
 
 
-@register.inclusion_tag(BADGES + "clock")
-def clock(value: datetime) -> dict:
-    """A step's time of day in the viewer's zone, to the second."""
-    return {"value": value}
+# "2026-01-15 21:00:00 JST": a time in full, in the viewer's zone.
+ABSOLUTE = "%Y-%m-%d %H:%M:%S %Z"
+
+
+@register.filter
+def absolute(value: datetime) -> str:
+    """The time in full in the viewer's zone, as tooltips and the Versions table show it."""
+    return timezone.localtime(value).strftime(ABSOLUTE)
+
+
+@register.filter
+def clock(value: datetime) -> SafeString:
+    """A step's time of day in the viewer's zone, to the second, in full on hover.
+
+    A filter rather than a partial: an action panel's poll renders one per step, and
+    Django's date filter and a partial per step were most of the poll's rendering
+    (BENCHMARKS.md, "The progress poll under ASGI").
+    """
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.strftime(ABSOLUTE),
+        local.strftime("%H:%M:%S"),
+    )
 
 
 @register.inclusion_tag(BADGES + "status-badge")

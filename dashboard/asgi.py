@@ -14,10 +14,11 @@ body over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 while reading it.
 
 Django's own handler runs a chain of sync middleware in a thread, goes back to the event
 loop for the view middleware and the view, and from there to a thread again for each:
-four round trips between loop and thread for every request instead of one. Every middleware and view
+four round trips between loop and thread for every request. Every middleware and view
 here is sync but the live stream, so `Handler` runs the whole chain, view included, in
-one thread (an async view, the live stream, is run on the loop from there and returns
-its stream at once). BENCHMARKS.md, "The progress poll under ASGI", compares the two.
+one thread: one round trip (an async view, the live stream, is run on the loop from
+there and returns its stream at once). BENCHMARKS.md, "The progress poll under ASGI",
+compares the two.
 """
 
 from __future__ import annotations

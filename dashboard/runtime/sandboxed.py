@@ -89,7 +89,8 @@ UID_BASE = 2_000_000_000
 UID_SPAN = 1 << 24
 
 PASTA = "/usr/bin/pasta"  # Debian's `passt`; needed only by apps with outbound network.
-# The value of controlplane.models.Network.OUTBOUND, which this module cannot import.
+# The value of controlplane.models.Network.OUTBOUND, which this module cannot import
+# (tests/security/test_network.py, which sets it through the API, fails if they part).
 OUTBOUND = "outbound"
 
 # What of /etc name resolution reads; shown only to sandboxes with outbound network.
@@ -108,10 +109,10 @@ class Policy:
     """The sandbox's settings (SWITCHBOARD_SANDBOX and its tools), as plain values that a
     Ray replica receives in its arguments: sandbox.policy() reads them from Django."""
 
-    mode: str = "bwrap"  # or "none"
-    bwrap: str = "/usr/bin/bwrap"
-    setpriv: str = "/usr/bin/setpriv"
-    scratch_mb: int = 256
+    mode: str  # "bwrap" or "none"
+    bwrap: str
+    setpriv: str
+    scratch_mb: int
 
     @property
     def enabled(self) -> bool:

@@ -77,9 +77,10 @@ class DatabaseLostMiddleware:
     """A database connection lost mid-request is a 503 that says what to do, never a 500.
 
     The pool's check (CONN_HEALTH_CHECKS without a pool) already replaces a connection
-    that died between requests; this covers one that dies during a request. A read (GET/HEAD) is run once more on a fresh
-    connection; a write is refused, since whether it committed cannot be known here, with
-    the advice to retry (an Idempotency-Key makes an API retry safe).
+    that died between requests; this covers one that dies during a request. A read
+    (GET/HEAD) is run once more on a fresh connection; a write is refused, since whether
+    it committed cannot be known here, with the advice to retry (an Idempotency-Key makes
+    an API retry safe).
     """
 
     def __init__(self, get_response):

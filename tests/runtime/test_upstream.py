@@ -125,12 +125,19 @@ def test_one_connection_serves_one_request_after_another():
     assert len(set(peers)) == 1
 
 
-def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait():
-    answer_now = asyncio.Event()  # The server holds every answer until the pool is full.
+def held_answers():
+    """A RawServer handler that answers "ok" to each request once the event is set."""
+    answer_now = asyncio.Event()
 
     async def held(reader, writer):
         await answer_now.wait()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    return answer_now, held
+
+
+def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait():
+    answer_now, held = held_answers()  # Every answer is held until the pool is full.
 
     async def main():
         path = socket_path()
@@ -154,11 +161,7 @@ def test_it_never_opens_more_connections_than_its_limit_and_extra_requests_wait(
 
 
 def test_a_raised_limit_lets_waiting_requests_open_connections_at_once():
-    answer_now = asyncio.Event()
-
-    async def held(reader, writer):
-        await answer_now.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    answer_now, held = held_answers()
 
     async def main():
         path = socket_path()
